@@ -1,0 +1,1 @@
+"""Composable Rx operators of the pipeline; each factory returns ``Callable[[Observable], Observable]``."""

@@ -1,0 +1,1 @@
+"""Sources: they only produce PatternEvents and know nothing of delivery."""

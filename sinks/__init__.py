@@ -1,0 +1,1 @@
+"""Sinks: take a batch of PatternEvents and return one Outcome per event, in order."""
