@@ -1,0 +1,74 @@
+"""``validate``: reject locally what the service would refuse, before it can spoil a batch.
+
+The service validates a batch all-or-nothing, so one bad event would fail its whole batch:
+catching the service's static rules here keeps good events flowing. Rejected events go to
+``on_invalid`` (the dead letter) with the reason; nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import reactivex.operators as ops
+from reactivex import Observable
+
+from pipeline.events import EDGE_TYPES, EVENT_TYPES, TRANSFORMATION_TYPES, PatternEvent
+
+_LIMITS: tuple[tuple[str, int], ...] = (
+    ("pattern_id", 255),
+    ("pattern_name", 255),
+    ("pattern_version", 50),
+    ("pattern_type", 100),
+    ("language", 50),
+    ("triggered_by", 100),
+)
+
+
+def validate_event(ev: PatternEvent) -> str | None:
+    """The reason ``ev`` would be refused, or None when it is valid (the policy, no Rx)."""
+    if ev.event_type not in EVENT_TYPES:
+        return f"event_type {ev.event_type!r} is not one of {', '.join(EVENT_TYPES)}"
+    if not ev.pattern_id:
+        return "pattern_id is empty"
+    if not ev.pattern_version:
+        return "pattern_version is empty"
+    for field, limit in _LIMITS:
+        value = getattr(ev, field)
+        if value is not None and len(value) > limit:
+            return f"{field} is longer than {limit} characters"
+    if ev.edge_type is not None and ev.edge_type not in EDGE_TYPES:
+        return f"edge_type {ev.edge_type!r} is not one of {', '.join(EDGE_TYPES)}"
+    if ev.transformation_type is not None and ev.transformation_type not in TRANSFORMATION_TYPES:
+        return f"transformation_type {ev.transformation_type!r} is not one of {', '.join(TRANSFORMATION_TYPES)}"
+    if ev.event_type == "pattern_modified" and not ev.parent_pattern_ids:
+        return "pattern_modified needs a parent pattern id"
+    if ev.event_type == "pattern_merged" and len(ev.parent_pattern_ids) < 2:
+        return "pattern_merged needs at least two parent pattern ids"
+    if any(not p for p in ev.parent_pattern_ids):
+        return "parent_pattern_ids holds an empty id"
+    return None
+
+
+def validate(
+    on_invalid: Callable[[PatternEvent, str], None],
+    on_checked: Callable[[int, int], None] | None = None,
+) -> Callable[[Observable[PatternEvent]], Observable[PatternEvent]]:
+    """Pass valid events on; hand each invalid one, with its reason, to ``on_invalid``.
+
+    Args:
+        on_invalid: receives (event, reason) for every rejected event; must not raise.
+        on_checked: telemetry hook called with (events_in, events_out) per event.
+
+    Returns:
+        An operator function over PatternEvents.
+    """
+
+    def check(ev: PatternEvent) -> bool:
+        reason = validate_event(ev)
+        if reason is not None:
+            on_invalid(ev, reason)
+        if on_checked is not None:
+            on_checked(1, 0 if reason else 1)
+        return reason is None
+
+    return ops.filter(check)

@@ -1,0 +1,58 @@
+"""Dead letters: events the service (or local validation) refused for good, kept with the reason.
+
+Never retried automatically; listed, shown, replayed after a fix or purged by an operator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import lmdb
+import msgspec
+
+from pipeline.events import PatternEvent
+from pipeline.store import Store, from_u64, u64
+
+
+class DeadLetter(msgspec.Struct, kw_only=True):
+    event: PatternEvent
+    reason: str
+    http_status: int | None = None
+    error_class: str | None = None
+    stage: str = "deliver"
+    failed_at: float = 0.0
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(DeadLetter)
+
+
+class DeadLetters:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._db = store.db("dead_letter")
+
+    def put(self, txn: lmdb.Transaction, letters: Iterable[DeadLetter]) -> int:
+        n = 0
+        for letter in letters:
+            seq = u64(self.store.next_seq(txn, "dead_letter"))
+            txn.put(seq, _encoder.encode(letter), db=self._db)
+            n += 1
+        return n
+
+    def list(self, limit: int = 100, after: int = 0) -> list[tuple[int, DeadLetter]]:
+        def read(txn: lmdb.Transaction) -> list[tuple[int, DeadLetter]]:
+            out: list[tuple[int, DeadLetter]] = []
+            with txn.cursor(db=self._db) as cur:
+                if not cur.set_range(u64(after + 1)):
+                    return out
+                for key, value in cur:
+                    out.append((from_u64(key), _decoder.decode(value)))
+                    if len(out) >= limit:
+                        break
+            return out
+
+        return self.store.read(read)
+
+    def size(self) -> int:
+        return int(self.store.read(lambda txn: txn.stat(self._db)["entries"]))

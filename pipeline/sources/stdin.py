@@ -1,0 +1,220 @@
+"""The ``stdin`` source: one JSON object, or JSON lines, each a record of one of three kinds.
+
+* a Claude Code PostToolUse payload (has ``tool_name``) — the file contents it produced;
+* a full PatternEvent (has ``event_id``) — taken as it is, after strict validation;
+* a plain change ``{"file_path": ..., "code": ..., ...}`` — versioned like a watched file.
+
+A bad record gets one clear line naming the line number and what is wrong, is counted, and
+does not stop the rest (nothing else is lost). Lines are read on a thread and handed over in
+chunks through a bounded queue, so a fast producer cannot grow memory without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import IO, Any
+
+import msgspec
+
+from pipeline.events import PatternEvent
+from pipeline.hook_payload import Change, PayloadError, changes_from_payload, is_hook_payload
+from pipeline.runtime import Feed
+
+log = logging.getLogger("pattern_tracker.stdin")
+
+MAX_LINE_BYTES = 32 * 1024 * 1024
+CHUNK = 256
+_EOF = object()
+
+
+class PlainChange(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    file_path: str
+    code: str
+    session_id: str | None = None
+    tool_name: str | None = None
+    tool_use_id: str | None = None
+    reason: str | None = None
+    occurred_at: float | None = None
+
+
+class RecordError(ValueError):
+    """One input record cannot be used; the message says why (never its contents)."""
+
+
+class StdinStats(msgspec.Struct):
+    records: int = 0
+    rejected: int = 0
+    ignored: int = 0
+    errors: list[str] = msgspec.field(default_factory=list)
+
+
+def _describe(exc: msgspec.DecodeError) -> str:
+    msg = str(exc)
+    return msg.replace("`$`", "the record").replace("$.", "")
+
+
+def parse_record(obj: Any, now: float, read_text: Callable[[str], str | None]) -> list[Change] | PatternEvent:
+    """Classify one decoded JSON value; raises RecordError with a one-line reason."""
+    if not isinstance(obj, dict):
+        raise RecordError(f"expected a JSON object, got {'an array' if isinstance(obj, list) else type(obj).__name__}")
+    if is_hook_payload(obj):
+        try:
+            return changes_from_payload(obj, now, read_text)
+        except PayloadError as exc:
+            raise RecordError(f"hook payload: {exc}") from None
+    if "event_id" in obj:
+        try:
+            return msgspec.convert(obj, PatternEvent)
+        except msgspec.ValidationError as exc:
+            raise RecordError(f"pattern event: {_describe(exc)}") from None
+    try:
+        plain = msgspec.convert(obj, PlainChange)
+    except msgspec.ValidationError as exc:
+        raise RecordError(f"change record: {_describe(exc)}") from None
+    return [
+        Change(
+            path=plain.file_path,
+            code=plain.code,
+            occurred_at=plain.occurred_at if plain.occurred_at is not None else now,
+            session_id=plain.session_id,
+            tool_name=plain.tool_name,
+            tool_use_id=plain.tool_use_id,
+            reason=plain.reason,
+        )
+    ]
+
+
+def _reader(stream: IO[bytes], loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[Any], stop: threading.Event) -> None:
+    """Thread: read lines (or one multi-line document) and hand them over with back-pressure."""
+
+    def put(item: Any) -> bool:
+        fut = asyncio.run_coroutine_threadsafe(queue.put(item), loop)
+        while not stop.is_set():
+            try:
+                fut.result(timeout=0.2)
+                return True
+            except TimeoutError:
+                continue
+        fut.cancel()
+        return False
+
+    lineno = 0
+    try:
+        while not stop.is_set():
+            line = stream.readline(MAX_LINE_BYTES + 1)
+            if not line:
+                break
+            lineno += 1
+            if len(line) > MAX_LINE_BYTES:
+                # Skip the rest of the over-long line and report it.
+                while line and not line.endswith(b"\n"):
+                    line = stream.readline(MAX_LINE_BYTES)
+                if not put((lineno, None, f"line longer than {MAX_LINE_BYTES // (1024 * 1024)} MiB")):
+                    return
+                continue
+            if not line.strip():
+                continue
+            if lineno == 1 or _starts_document(line):
+                # A pretty-printed single object spans many lines: try the whole input as one.
+                try:
+                    msgspec.json.decode(line)
+                except msgspec.DecodeError:
+                    rest = stream.read(MAX_LINE_BYTES)
+                    doc = line + rest
+                    try:
+                        msgspec.json.decode(doc)
+                    except msgspec.DecodeError:
+                        pass
+                    else:
+                        put((lineno, doc, None))
+                        break
+                    # Not one document either: report the first line, go on with the rest as lines.
+                    if not put((lineno, line, None)):
+                        return
+                    for extra in rest.splitlines(keepends=True):
+                        lineno += 1
+                        if extra.strip() and not put((lineno, extra, None)):
+                            return
+                    continue
+            if not put((lineno, line, None)):
+                return
+    except OSError as exc:
+        put((lineno + 1, None, f"cannot read stdin: {exc.strerror or exc}"))
+    finally:
+        put(_EOF)
+
+
+def _starts_document(line: bytes) -> bool:
+    return line.lstrip().startswith(b"{") and not line.rstrip().endswith(b"}")
+
+
+def stdin_source(
+    stream: IO[bytes], stats: StdinStats, read_text: Callable[[str], str | None], on_error: Callable[[str], None]
+) -> Callable[[Feed, asyncio.Event], Any]:
+    """A pipeline source over ``stream``; bad records are reported through ``on_error``."""
+
+    def reject(lineno: int, reason: str) -> None:
+        stats.rejected += 1
+        message = f"stdin line {lineno}: {reason}"
+        if len(stats.errors) < 100:
+            stats.errors.append(message)
+        log.error(message)
+        on_error(message)
+
+    async def run(feed: Feed, stop: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=CHUNK * 4)
+        halt = threading.Event()
+        thread = threading.Thread(target=_reader, args=(stream, loop, queue, halt), name="pattern-tracker-stdin", daemon=True)
+        thread.start()
+        stopper = asyncio.ensure_future(stop.wait())
+        try:
+            finished = False
+            while not finished:
+                getter = asyncio.ensure_future(queue.get())
+                await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                if not getter.done():
+                    getter.cancel()
+                    return
+                items = [getter.result()]
+                while len(items) < CHUNK and not queue.empty():
+                    items.append(queue.get_nowait())
+                changes: list[Change] = []
+                events: list[PatternEvent] = []
+                now = time.time()
+                for item in items:
+                    if item is _EOF:
+                        finished = True
+                        break
+                    lineno, raw, error = item
+                    if error is not None:
+                        reject(lineno, error)
+                        continue
+                    stats.records += 1
+                    try:
+                        parsed = parse_record(msgspec.json.decode(raw), now, read_text)
+                    except msgspec.DecodeError as exc:
+                        reject(lineno, f"malformed JSON: {exc}")
+                        continue
+                    except RecordError as exc:
+                        reject(lineno, str(exc))
+                        continue
+                    if isinstance(parsed, PatternEvent):
+                        events.append(parsed)
+                    elif not parsed:
+                        stats.ignored += 1
+                    else:
+                        changes.extend(parsed)
+                if changes:
+                    await feed.changes(changes, "stdin")
+                if events:
+                    await feed.events(events)
+        finally:
+            halt.set()
+            stopper.cancel()
+
+    return run

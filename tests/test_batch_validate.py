@@ -1,0 +1,98 @@
+"""The batch operator on Rx virtual time, and the validation policy alone."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+from reactivex.testing import ReactiveTest, TestScheduler
+
+from operators.batch import batch
+from operators.validate import validate, validate_event
+from pipeline.events import build_event
+
+T0 = 300  # virtual time of "0" in these tests: after the scheduler subscribes (200)
+
+
+def on_next(t: float, v: object):
+    return ReactiveTest.on_next(T0 + t, v)
+
+
+def on_completed(t: float):
+    return ReactiveTest.on_completed(T0 + t)
+
+
+def run(messages, size: int, linger: float):
+    scheduler = TestScheduler()
+    xs = scheduler.create_hot_observable(*messages)
+    emitted: list[tuple[float, list]] = []
+    results = scheduler.start(lambda: xs.pipe(batch(size, linger, scheduler)), disposed=10_000)
+    for m in results.messages:
+        if m.value.kind == "N":
+            emitted.append((m.time - T0, m.value.value))
+    return emitted, results.messages[-1]
+
+
+def test_batch_by_count_and_by_linger_from_first_item() -> None:
+    # Virtual ticks are seconds for the scheduler's relative timers (TestScheduler: 1 tick = 1 s).
+    emitted, last = run([on_next(10, 1), on_next(11, 2), on_next(12, 3), on_next(20, 4), on_next(100, 5), on_completed(200)],
+                        size=3, linger=5)
+    assert emitted == [(12, [1, 2, 3]), (25, [4]), (105, [5])]
+    assert last.value.kind == "C"
+
+
+def test_batch_never_emits_empty_lists_and_flushes_on_completion() -> None:
+    emitted, last = run([on_next(10, "a"), on_completed(11)], size=10, linger=50)
+    assert emitted == [(11, ["a"])]
+    emitted, _ = run([on_completed(50)], size=10, linger=1)
+    assert emitted == []
+
+
+def test_batch_timer_restarts_for_each_batch() -> None:
+    emitted, _ = run([on_next(1, "a"), on_next(2, "b"), on_next(3, "c"), on_next(4, "d"), on_completed(100)],
+                     size=2, linger=10)
+    assert emitted == [(2, ["a", "b"]), (4, ["c", "d"])]
+
+
+def test_batch_rejects_zero_size() -> None:
+    with pytest.raises(ValueError):
+        batch(0, 1)
+
+
+def _ev(**over):
+    ev = build_event(file_path="/a.py", code="x", version=2, parent_pattern_id="p1", source="watch", occurred_at=0)
+    return msgspec.structs.replace(ev, **over)
+
+
+@pytest.mark.parametrize(
+    ("over", "fragment"),
+    [
+        ({"event_type": "pattern_bogus"}, "event_type"),
+        ({"pattern_id": ""}, "pattern_id is empty"),
+        ({"pattern_version": ""}, "pattern_version is empty"),
+        ({"pattern_id": "x" * 256}, "pattern_id is longer than 255"),
+        ({"pattern_version": "9" * 51}, "pattern_version is longer than 50"),
+        ({"language": "l" * 51}, "language is longer than 50"),
+        ({"edge_type": "sideways"}, "edge_type"),
+        ({"transformation_type": "magic"}, "transformation_type"),
+        ({"parent_pattern_ids": []}, "needs a parent"),
+        ({"event_type": "pattern_merged"}, "at least two"),
+        ({"parent_pattern_ids": [""]}, "empty id"),
+    ],
+)
+def test_validate_event_rejects(over: dict, fragment: str) -> None:
+    reason = validate_event(_ev(**over))
+    assert reason is not None and fragment in reason
+
+
+def test_validate_event_accepts_a_good_event() -> None:
+    assert validate_event(_ev()) is None
+
+
+def test_validate_operator_routes_invalid_events() -> None:
+    scheduler = TestScheduler()
+    good, bad = _ev(), _ev(parent_pattern_ids=[])
+    rejected: list[tuple[str, str]] = []
+    xs = scheduler.create_hot_observable(on_next(5, good), on_next(6, bad), on_completed(7))
+    results = scheduler.start(lambda: xs.pipe(validate(lambda e, r: rejected.append((e.event_id, r)))))
+    assert [m.value.value for m in results.messages if m.value.kind == "N"] == [good]
+    assert rejected == [(bad.event_id, "pattern_modified needs a parent pattern id")]
