@@ -162,7 +162,7 @@ def stdin_source(
         message = f"stdin line {lineno}: {reason}"
         if len(stats.errors) < 100:
             stats.errors.append(message)
-        log.error(message)
+        log.debug(message)  # the user-facing line goes through on_error (stderr), not twice
         on_error(message)
 
     async def run(feed: Feed, stop: asyncio.Event) -> None:
@@ -198,7 +198,7 @@ def stdin_source(
                     try:
                         parsed = parse_record(msgspec.json.decode(raw), now, read_text)
                     except msgspec.DecodeError as exc:
-                        reject(lineno, f"malformed JSON: {exc}")
+                        reject(lineno, f"malformed JSON: {str(exc).removeprefix('JSON is malformed: ')}")
                         continue
                     except RecordError as exc:
                         reject(lineno, str(exc))

@@ -1,0 +1,114 @@
+"""Building the parts from a Config: the store, the sink, telemetry, sources and the pipeline.
+
+The one place where configuration meets construction, shared by the CLI and the facade.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from pipeline.config import Config
+from pipeline.runtime import Feed, Pipeline, RuntimeSettings, Source
+from pipeline.store import MIB, Store
+from pipeline.telemetry import Telemetry
+from sinks.base import Sink
+
+log = logging.getLogger("pattern_tracker")
+
+
+def open_store(cfg: Config) -> Store:
+    st = cfg.storage
+    return Store.open(st.data_dir_path, map_size=st.map_size_mb * MIB, max_map_size=st.max_map_size_mb * MIB)
+
+
+def build_sink(cfg: Config, store: Store) -> Sink:
+    """The Phase 4 HTTP client when an API URL is configured, else the embedded lineage store."""
+    if cfg.api.url:
+        from sinks.http import HttpSink
+
+        a = cfg.api
+        return HttpSink(
+            a.url,
+            token=a.token,
+            verify_tls=a.verify_tls,
+            connect_timeout=a.timeouts.connect,
+            read_timeout=a.timeouts.read,
+            total_timeout=a.timeouts.total,
+            use_batch_endpoint=a.use_batch_endpoint,
+            max_connections=a.max_concurrency * 2,
+        )
+    from sinks.embedded import EmbeddedSink
+    from sinks.lineage_store import LineageStore
+
+    return EmbeddedSink(LineageStore(store))
+
+
+def build_telemetry(cfg: Config) -> Telemetry:
+    t = cfg.telemetry
+    return Telemetry.from_config(t.exporter, t.service_name, t.otlp_endpoint, t.event_span_sample_rate)
+
+
+def runtime_settings(cfg: Config) -> RuntimeSettings:
+    pt = cfg.pattern_tracking
+    return RuntimeSettings(
+        batch_size=pt.batch_size,
+        batch_linger=pt.batch_linger,
+        max_in_flight_batches=pt.max_in_flight_batches,
+        max_concurrency=cfg.api.max_concurrency,
+    )
+
+
+def build_pipeline(cfg: Config, store: Store, sink: Sink | None = None, telemetry: Telemetry | None = None) -> Pipeline:
+    return Pipeline(store, sink or build_sink(cfg, store), telemetry or build_telemetry(cfg), runtime_settings(cfg))
+
+
+def read_text_for(cfg: Config) -> Callable[[str], str | None]:
+    """A file reader with the watch source's rules (size limit, binary detection)."""
+    from pipeline.sources.files import read_text_file
+
+    limit = cfg.sources.watch.max_file_size
+
+    def read(path: str) -> str | None:
+        result = read_text_file(path, limit)
+        return result.text if result.ok else None
+
+    return read
+
+
+def watch_source(cfg: Config, paths: Sequence[str]) -> tuple[Source, object]:
+    """A pipeline source over the watch trees, and its stats object."""
+    from pipeline.hook_payload import Change
+    from pipeline.sources.watch import WatchSettings, WatchSource, WatchStats
+
+    w = cfg.sources.watch
+    settings = WatchSettings(
+        paths=list(paths),
+        ignore=list(w.ignore),
+        use_gitignore=w.use_gitignore,
+        max_file_size=w.max_file_size,
+        debounce_ms=w.debounce_ms,
+        step_ms=w.step_ms,
+        force_polling=w.force_polling,
+        initial_scan=w.initial_scan,
+    )
+    stats = WatchStats()
+    watcher = WatchSource(paths=list(paths), settings=settings, stats=stats)
+
+    async def run(feed: Feed, stop: asyncio.Event) -> None:
+        async with contextlib.aclosing(watcher.changes(stop)) as changes:
+            async for change in changes:
+                await feed.changes([Change(path=change.path, code=change.code, occurred_at=change.occurred_at)], "watch")
+
+    return run, stats
+
+
+def stdin_source(cfg: Config, on_error: Callable[[str], None]) -> tuple[Source, object]:
+    from pipeline.sources.stdin import StdinStats
+    from pipeline.sources.stdin import stdin_source as make
+
+    stats = StdinStats()
+    return make(sys.stdin.buffer, stats, read_text_for(cfg), on_error), stats

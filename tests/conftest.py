@@ -1,0 +1,50 @@
+"""Shared fixtures: a real LMDB Store in tmp_path and the `serve` app on 127.0.0.1 (ephemeral port)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from pipeline.store import MIB, Store
+
+
+@pytest.fixture
+def store(tmp_path) -> Iterator[Store]:
+    s = Store.open(tmp_path / "store", map_size=64 * MIB)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def lineage(store: Store):
+    from sinks.lineage_store import LineageStore
+
+    return LineageStore(store)
+
+
+@pytest.fixture
+async def serve_factory(lineage) -> AsyncIterator[Callable[..., Awaitable[str]]]:
+    """``await serve_factory(**build_app_kwargs)`` -> base URL of a running server (cleaned up after)."""
+    from pipeline.serve import build_app
+
+    runners: list[web.AppRunner] = []
+
+    async def start(**kwargs: Any) -> str:
+        runner = web.AppRunner(build_app(lineage, **kwargs), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        runners.append(runner)
+        host, port = runner.addresses[0][:2]
+        return f"http://{host}:{port}"
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def serve_url(serve_factory) -> str:
+    return await serve_factory()

@@ -1,0 +1,265 @@
+"""`serve`: the Phase 4 contract over the embedded store, on a real aiohttp server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from pipeline.serve import PREFIX, run_server
+
+TRACK = PREFIX + "/lineage/track"
+BATCH = PREFIX + "/lineage/track/batch"
+
+
+def created(pid: str, file_path: str = "/src/a.py", **kw: Any) -> dict[str, Any]:
+    return {"event_type": "pattern_created", "pattern_id": pid, "pattern_version": "1", "file_path": file_path,
+            "pattern_data": {"code": f"# {pid}\n"}, **kw}
+
+
+def modified(pid: str, parent: str, file_path: str = "/src/a.py", **kw: Any) -> dict[str, Any]:
+    return {"event_type": "pattern_modified", "pattern_id": pid, "pattern_version": "1", "file_path": file_path,
+            "parent_pattern_ids": [parent], "pattern_data": {"code": f"# {pid}\n"}, **kw}
+
+
+async def call(method: str, url: str, *, json: Any = None, data: bytes | None = None,
+               headers: dict[str, str] | None = None) -> tuple[int, Any, Any]:
+    async with aiohttp.ClientSession() as session:
+        async with session.request(method, url, json=json, data=data, headers=headers) as resp:
+            body = await resp.json(content_type=None)
+            return resp.status, body, resp.headers
+
+
+async def test_chain_and_ancestry(serve_url: str, lineage) -> None:
+    status, body, _ = await call("POST", serve_url + TRACK, json=created("p1"))
+    assert status == 200 and body["success"] is True
+    assert set(body["data"]) >= {"lineage_id", "pattern_node_id", "event_id", "pattern_id", "pattern_name", "created_at"}
+    meta = body["metadata"]
+    assert set(meta) == {"correlation_id", "operation", "duration_ms", "pattern_id", "processing_time_ms"}
+    assert meta["operation"] == "track_creation" and meta["pattern_id"] == "p1"
+    _, b2, _ = await call("POST", serve_url + TRACK, json=modified("p2", "p1"))
+    _, b3, _ = await call("POST", serve_url + TRACK, json=modified("p3", "p2"))
+    assert (b2["data"]["generation"], b3["data"]["generation"]) == (2, 3)
+    assert b3["metadata"]["operation"] == "track_modification"
+
+    status, anc, _ = await call("GET", f"{serve_url}{PREFIX}/lineage/p3?query_type=ancestry")
+    assert status == 200 and anc["metadata"]["query_type"] == "ancestry"
+    ids = [a["ancestor_pattern_id"] for a in anc["data"]["ancestors"]]
+    assert ids == ["p3", "p2", "p1"] and anc["data"]["total_ancestors"] == 2
+    assert set(anc["data"]["ancestors"][1]) == {"ancestor_id", "ancestor_pattern_id", "generation", "edge_type", "created_at"}
+    status, desc, _ = await call("GET", f"{serve_url}{PREFIX}/lineage/p1?query_type=descendants")
+    assert status == 200 and desc["data"]["total_descendants"] == 1
+    assert set(desc["data"]["descendants"][0]) == {"descendant_id", "descendant_pattern_id", "edge_type",
+                                                   "transformation_type", "created_at"}
+
+    status, again, _ = await call("POST", serve_url + TRACK, json=created("p1"))
+    assert status == 200 and again["data"]["status"] == "already_exists"
+    assert again["data"]["pattern_node_id"] == body["data"]["pattern_node_id"]
+    assert lineage.count() == 3
+
+
+@pytest.mark.parametrize(
+    ("payload", "detail"),
+    [
+        ({"event_type": "pattern_created", "pattern_id": "x"}, "track_creation requires pattern_data"),
+        ({"event_type": "pattern_modified", "pattern_id": "x"}, "track_modification requires parent_pattern_ids"),
+        ({"event_type": "pattern_merged", "pattern_id": "x", "parent_pattern_ids": ["a"]},
+         "track_merge requires at least 2 parent_pattern_ids"),
+        ({"event_type": "nope", "pattern_id": "x"}, "'nope' is not a valid LineageEventType"),
+        ({"event_type": "pattern_modified", "pattern_id": "x", "parent_pattern_ids": ["a"], "edge_type": "zz"},
+         "'zz' is not a valid EdgeType"),
+        ({"event_type": "pattern_modified", "pattern_id": "x", "parent_pattern_ids": ["a"],
+          "transformation_type": "zz"}, "'zz' is not a valid TransformationType"),
+    ],
+)
+async def test_static_rules_are_400(serve_url: str, payload: dict[str, Any], detail: str) -> None:
+    status, body, _ = await call("POST", serve_url + TRACK, json=payload)
+    assert (status, body) == (400, {"detail": detail})
+
+
+async def test_missing_parent_is_400_like_the_service(serve_url: str) -> None:
+    status, body, _ = await call("POST", serve_url + TRACK, json=modified("c", "ghost"))
+    assert status == 400 and body["success"] is False
+    assert body["error"] == body["detail"] == "Validation error: Parent pattern not found: ghost"
+    assert body["metadata"]["error_type"] == "validation_error"
+
+
+async def test_unknown_fields_ignored(serve_url: str) -> None:
+    status, body, _ = await call("POST", serve_url + TRACK, json={**created("u"), "metadata": {"x": 1}, "extra": 2})
+    assert status == 200 and body["success"]
+
+
+async def test_422_shapes(serve_url: str) -> None:
+    status, body, _ = await call("POST", serve_url + TRACK, data=b'{"event_type": ', headers={"Content-Type": "application/json"})
+    assert status == 422 and body["detail"][0]["type"] == "json_invalid" and body["detail"][0]["loc"][0] == "body"
+
+    status, body, _ = await call("POST", serve_url + TRACK, json={"event_type": "pattern_created"})
+    assert status == 422
+    assert body["detail"] == [{"type": "missing", "loc": ["body", "pattern_id"], "msg": "Field required",
+                               "input": {"event_type": "pattern_created"}}]
+
+    status, body, _ = await call("POST", serve_url + TRACK, json={**created("w"), "pattern_version": 3})
+    assert status == 422
+    assert body["detail"] == [{"type": "string_type", "loc": ["body", "pattern_version"],
+                               "msg": "Input should be a valid string", "input": 3}]
+
+    status, body, _ = await call("POST", serve_url + TRACK, json=[1, 2])
+    assert status == 422 and body["detail"][0]["loc"] == ["body"]
+    assert body["detail"][0]["type"] == "model_attributes_type"
+
+    status, body, _ = await call("POST", serve_url + TRACK, data=b"", headers={"Content-Type": "application/json"})
+    assert status == 422 and body["detail"][0]["type"] == "missing"
+
+    events = [created("a"), created("b"), created("c"), {"event_type": "pattern_created", "pattern_data": {"k": 1}}]
+    status, body, _ = await call("POST", serve_url + BATCH, json={"events": events})
+    assert status == 422 and body["detail"][0]["loc"] == ["body", "events", 3, "pattern_id"]
+
+    events[3] = {**created("d"), "parent_pattern_ids": ["ok", 7]}
+    status, body, _ = await call("POST", serve_url + BATCH, json={"events": events})
+    assert status == 422
+    assert body["detail"][0] == {"type": "string_type", "loc": ["body", "events", 3, "parent_pattern_ids", 1],
+                                 "msg": "Input should be a valid string", "input": 7}
+
+    status, body, _ = await call("POST", serve_url + BATCH, json={"batch_id": "x"})
+    assert status == 422 and body["detail"][0]["loc"] == ["body", "events"]
+
+
+async def test_batch_sequential_parent_and_child(serve_url: str, lineage) -> None:
+    payload = {"events": [created("b1"), modified("b2", "b1"), modified("b3", "b2")], "batch_id": "x",
+               "processing_mode": "sequential"}
+    status, body, _ = await call("POST", serve_url + BATCH, json=payload)
+    assert status == 200 and body["success"] is True and body["failed_results"] is None
+    summary = body["batch_summary"]
+    assert summary == {"total_events": 3, "successful_events": 3, "failed_events": 0, "handled_duplicates": 0,
+                       "processing_mode": "sequential", "requested_processing_mode": "sequential"}
+    assert [r["event_index"] for r in body["successful_results"]] == [0, 1, 2]
+    assert body["successful_results"][2]["data"]["generation"] == 3
+    assert set(body["metadata"]) == {"processing_time_ms", "average_time_per_event", "batch_efficiency_gain"}
+
+    status, body, _ = await call("POST", serve_url + BATCH, json={**payload, "processing_mode": "whatever"})
+    assert status == 200 and body["batch_summary"]["handled_duplicates"] == 3
+    assert body["batch_summary"]["processing_mode"] == "parallel"
+    assert body["batch_summary"]["requested_processing_mode"] == "whatever"
+    assert lineage.count() == 3
+
+
+async def test_batch_static_violation_rejects_whole_batch(serve_url: str, lineage) -> None:
+    events = [created("s1"), {"event_type": "pattern_created", "pattern_id": "s2"}, created("s3")]
+    status, body, _ = await call("POST", serve_url + BATCH, json={"events": events})
+    assert (status, body) == (400, {"detail": "track_creation requires pattern_data"})
+    assert lineage.count() == 0
+
+
+async def test_batch_missing_parent_fails_only_that_event(serve_url: str, lineage) -> None:
+    events = [created("m1"), modified("m2", "ghost"), modified("m3", "m1")]
+    status, body, _ = await call("POST", serve_url + BATCH, json={"events": events, "processing_mode": "sequential"})
+    assert status == 200 and body["success"] is False
+    assert body["batch_summary"]["failed_events"] == 1 and body["batch_summary"]["successful_events"] == 2
+    (failed,) = body["failed_results"]
+    assert failed["event_index"] == 1 and failed["pattern_id"] == "m2"
+    assert failed["error"] == "Validation error: Parent pattern not found: ghost"
+    assert [r["event_index"] for r in body["successful_results"]] == [0, 2]
+    assert lineage.count() == 2
+
+
+async def test_empty_batch_is_500(serve_url: str) -> None:
+    status, body, _ = await call("POST", serve_url + BATCH, json={"events": []})
+    assert (status, body) == (500, {"detail": "Lineage tracking failed: empty batch"})
+
+
+async def test_404_unknown_pattern(serve_url: str) -> None:
+    for qt in ("ancestry", "descendants"):
+        status, body, _ = await call("GET", f"{serve_url}{PREFIX}/lineage/ghost?query_type={qt}")
+        assert status == 404 and body["success"] is False
+        assert body["error"] == "Validation error: Pattern not found: ghost"
+    status, body, _ = await call("GET", serve_url + "/no/such/route")
+    assert (status, body) == (404, {"detail": "Not Found"})
+
+
+async def test_query_by_file(serve_url: str) -> None:
+    await call("POST", serve_url + BATCH, json={"events": [created("q1"), created("z1", file_path="/src/z.py"),
+                                                           modified("q2", "q1")], "processing_mode": "sequential"})
+    status, body, _ = await call("GET", f"{serve_url}{PREFIX}/lineage/query?file_path=/src/a.py&limit=10")
+    assert status == 200 and body["data"]["total"] == 2
+    assert [n["pattern_id"] for n in body["data"]["patterns"]] == ["q1", "q2"]
+    status, body, _ = await call("GET", f"{serve_url}{PREFIX}/lineage/query?file_path=/src/a.py&limit=x")
+    assert status == 422 and body["detail"][0]["loc"] == ["query", "limit"]
+
+
+async def test_token(serve_factory) -> None:
+    url = await serve_factory(token="s3cret")
+    status, body, headers = await call("POST", url + TRACK, json=created("t1"))
+    assert (status, body) == (401, {"detail": "Not authenticated"}) and headers["WWW-Authenticate"] == "Bearer"
+    status, _, _ = await call("POST", url + TRACK, json=created("t1"), headers={"Authorization": "Bearer wrong"})
+    assert status == 401
+    status, body, _ = await call("POST", url + TRACK, json=created("t1"), headers={"Authorization": "Bearer s3cret"})
+    assert status == 200 and body["success"]
+    assert (await call("GET", url + "/health"))[0] == 200
+    assert (await call("GET", url + PREFIX + "/health"))[0] == 200
+
+
+async def test_oversize_is_413(serve_factory) -> None:
+    url = await serve_factory(max_request_bytes=1024)
+    payload = created("big")
+    payload["pattern_data"] = {"code": "x" * 2048}
+    status, body, _ = await call("POST", url + TRACK, json=payload)
+    assert status == 413 and "detail" in body
+    status, _, _ = await call("POST", url + TRACK, json=created("small"))
+    assert status == 200
+
+
+async def test_rate_limit_429(serve_factory) -> None:
+    url = await serve_factory(rate_limit_per_minute=2)
+    assert (await call("POST", url + TRACK, json=created("r1")))[0] == 200
+    assert (await call("GET", url + PREFIX + "/lineage/r1"))[0] == 200
+    status, body, headers = await call("POST", url + TRACK, json=created("r2"))
+    assert (status, body) == (429, {"detail": "Rate limit exceeded"})
+    assert 1 <= int(headers["Retry-After"]) <= 60
+    assert (await call("GET", url + "/health"))[0] == 200  # health is never limited
+
+
+async def test_health_bodies(serve_url: str) -> None:
+    status, body, _ = await call("GET", serve_url + "/health")
+    assert status == 200 and body["status"] == "healthy"
+    assert isinstance(body["service_version"], str) and body["uptime_seconds"] >= 0
+    status, body, _ = await call("GET", serve_url + PREFIX + "/health")
+    assert status == 200 and body["status"] == "healthy"
+    assert body["components"]["lineage_tracker"] == "operational"
+    assert "timestamp" in body and "response_time_ms" in body
+
+
+async def test_fault_hook(serve_factory) -> None:
+    seen: list[str] = []
+
+    async def hook(request: web.Request) -> web.StreamResponse | None:
+        seen.append(request.path)
+        if request.path.endswith("/track"):
+            return web.json_response({"detail": "Database connection not available"}, status=503)
+        return None
+
+    url = await serve_factory(fault_hook=hook)
+    status, body, _ = await call("POST", url + TRACK, json=created("f1"))
+    assert (status, body) == (503, {"detail": "Database connection not available"})
+    assert (await call("GET", url + PREFIX + "/health"))[0] == 200
+    assert (await call("GET", url + "/health"))[0] == 200
+    assert seen == [TRACK, PREFIX + "/health"]
+
+
+async def test_run_server_prints_and_stops(lineage, capsys) -> None:
+    urls: list[str] = []
+    task = asyncio.create_task(run_server("127.0.0.1", 0, lineage, ready=urls.append))
+    for _ in range(200):
+        if urls:
+            break
+        await asyncio.sleep(0.01)
+    assert urls and re.fullmatch(r"http://127\.0\.0\.1:\d+", urls[0])
+    status, body, _ = await call("GET", urls[0] + "/health")
+    assert status == 200 and body["status"] == "healthy"
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert f"serving Phase 4 API on {urls[0]}" in capsys.readouterr().err
