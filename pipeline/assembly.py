@@ -59,6 +59,7 @@ def runtime_settings(cfg: Config) -> RuntimeSettings:
         batch_linger=pt.batch_linger,
         max_in_flight_batches=pt.max_in_flight_batches,
         max_concurrency=cfg.api.max_concurrency,
+        shutdown_timeout=pt.shutdown_timeout,
     )
 
 
@@ -111,4 +112,4 @@ def stdin_source(cfg: Config, on_error: Callable[[str], None]) -> tuple[Source, 
     from pipeline.sources.stdin import stdin_source as make
 
     stats = StdinStats()
-    return make(sys.stdin.buffer, stats, read_text_for(cfg), on_error), stats
+    return make(sys.stdin.fileno(), stats, read_text_for(cfg), on_error), stats

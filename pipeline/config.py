@@ -118,6 +118,7 @@ class PatternTrackingConfig(_Section):
     batch_linger: NonNegFloat = 0.05  # seconds
     max_in_flight_batches: Annotated[int, Meta(ge=1, le=64)] = 4
     overflow_policy: Literal["drop_oldest", "drop_newest", "block"] = "drop_oldest"
+    shutdown_timeout: PosFloat = 10.0  # seconds to flush in-flight batches on SIGTERM/SIGINT
 
 
 class CircuitBreakerConfig(_Section):

@@ -118,6 +118,7 @@ class Pipeline:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pattern-tracker-store")
         self._subject: Subject[PatternEvent] = Subject()
         self._credits: Credits | None = None
+        self._tasks: set[asyncio.Future[None]] = set()
         self._s_source = telemetry.stage("source")
         self._s_validate = telemetry.stage("validate")
         self._s_batch = telemetry.stage("batch")
@@ -169,6 +170,9 @@ class Pipeline:
             if len(outcomes) != len(events):
                 raise RuntimeError(f"sink {self.sink.name} returned {len(outcomes)} outcomes for {len(events)} events")
             await self.io(self._settle, events, outcomes)
+        except asyncio.CancelledError:
+            # Only the runtime cancels deliveries (shutdown deadline): the events stay in the spool.
+            self._s_deliver.record(len(events), 0, errors=len(events), duration_s=time.perf_counter() - started)
         except Exception:  # noqa: BLE001 - contained per batch; the events stay in the spool
             log.exception("delivery of a batch of %d events failed; they stay in the spool", len(events))
             self.summary.retryable += len(events)
@@ -219,8 +223,14 @@ class Pipeline:
         s = self.settings
         scheduler = AsyncIOScheduler(loop)
 
+        def start_delivery(events: list[PatternEvent]) -> asyncio.Future[None]:
+            task = asyncio.ensure_future(self._deliver(events))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return task
+
         def deliver_later(events: list[PatternEvent]) -> rx.Observable[None]:
-            return rx.defer(lambda _: rx.from_future(asyncio.ensure_future(self._deliver(events))))
+            return rx.defer(lambda _: rx.from_future(start_delivery(events)))
 
         def on_error(exc: Exception) -> None:
             if not done.done():
@@ -276,7 +286,11 @@ class Pipeline:
             try:
                 await asyncio.wait_for(asyncio.shield(done), timeout=s.shutdown_timeout)
             except TimeoutError:
-                log.warning("shutdown: deliveries still in flight after %.0fs; their events stay in the spool", s.shutdown_timeout)
+                log.warning("shutdown: %d deliveries still in flight after %.1fs; their events stay in the spool",
+                            len(self._tasks), s.shutdown_timeout)
+                for task in list(self._tasks):
+                    task.cancel()
+                await asyncio.gather(*self._tasks, return_exceptions=True)
             await self.sink.close()
             self.summary.left_in_spool = await self.io(self.spool.size)
             self.summary.seconds = time.monotonic() - started

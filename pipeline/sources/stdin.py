@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
-from collections.abc import Callable
-from typing import IO, Any
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import msgspec
 
@@ -88,7 +89,48 @@ def parse_record(obj: Any, now: float, read_text: Callable[[str], str | None]) -
     ]
 
 
-def _reader(stream: IO[bytes], loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[Any], stop: threading.Event) -> None:
+_TOO_LONG = object()
+
+
+def _lines(fd: int) -> Iterator[bytes | object]:
+    """Lines of ``fd`` read with os.read: no buffered-reader lock for a blocked thread to hold at exit.
+
+    A line longer than MAX_LINE_BYTES is reported once (``_TOO_LONG``) and skipped, never buffered whole.
+    """
+    parts: list[bytes] = []
+    size = 0
+    skipping = False
+    while True:
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            if parts and not skipping:
+                yield b"".join(parts)
+            return
+        start = 0
+        while True:
+            i = chunk.find(b"\n", start)
+            if i < 0:
+                break
+            piece = chunk[start : i + 1]
+            start = i + 1
+            if skipping:
+                skipping = False
+            elif size + len(piece) > MAX_LINE_BYTES:
+                yield _TOO_LONG
+            else:
+                parts.append(piece)
+                yield b"".join(parts)
+            parts, size = [], 0
+        tail = chunk[start:]
+        if tail and not skipping:
+            parts.append(tail)
+            size += len(tail)
+            if size > MAX_LINE_BYTES:
+                yield _TOO_LONG
+                parts, size, skipping = [], 0, True
+
+
+def _reader(fd: int, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[Any], stop: threading.Event) -> None:
     """Thread: read lines (or one multi-line document) and hand them over with back-pressure."""
 
     def put(item: Any) -> bool:
@@ -103,43 +145,38 @@ def _reader(stream: IO[bytes], loop: asyncio.AbstractEventLoop, queue: asyncio.Q
         return False
 
     lineno = 0
+    lines = _lines(fd)
     try:
-        while not stop.is_set():
-            line = stream.readline(MAX_LINE_BYTES + 1)
-            if not line:
-                break
+        for line in lines:
+            if stop.is_set():
+                return
             lineno += 1
-            if len(line) > MAX_LINE_BYTES:
-                # Skip the rest of the over-long line and report it.
-                while line and not line.endswith(b"\n"):
-                    line = stream.readline(MAX_LINE_BYTES)
+            if line is _TOO_LONG:
                 if not put((lineno, None, f"line longer than {MAX_LINE_BYTES // (1024 * 1024)} MiB")):
                     return
                 continue
+            assert isinstance(line, bytes)
             if not line.strip():
                 continue
-            if lineno == 1 or _starts_document(line):
+            if _starts_document(line):
                 # A pretty-printed single object spans many lines: try the whole input as one.
+                rest = [x for x in lines if isinstance(x, bytes)]
+                doc = line + b"".join(rest)
                 try:
-                    msgspec.json.decode(line)
+                    msgspec.json.decode(doc)
                 except msgspec.DecodeError:
-                    rest = stream.read(MAX_LINE_BYTES)
-                    doc = line + rest
-                    try:
-                        msgspec.json.decode(doc)
-                    except msgspec.DecodeError:
-                        pass
-                    else:
-                        put((lineno, doc, None))
-                        break
-                    # Not one document either: report the first line, go on with the rest as lines.
-                    if not put((lineno, line, None)):
+                    pass
+                else:
+                    put((lineno, doc, None))
+                    return
+                # Not one document either: report the first line, go on with the rest as lines.
+                if not put((lineno, line, None)):
+                    return
+                for extra in rest:
+                    lineno += 1
+                    if extra.strip() and not put((lineno, extra, None)):
                         return
-                    for extra in rest.splitlines(keepends=True):
-                        lineno += 1
-                        if extra.strip() and not put((lineno, extra, None)):
-                            return
-                    continue
+                return
             if not put((lineno, line, None)):
                 return
     except OSError as exc:
@@ -149,13 +186,20 @@ def _reader(stream: IO[bytes], loop: asyncio.AbstractEventLoop, queue: asyncio.Q
 
 
 def _starts_document(line: bytes) -> bool:
-    return line.lstrip().startswith(b"{") and not line.rstrip().endswith(b"}")
+    stripped = line.strip()
+    if not stripped.startswith(b"{"):
+        return False
+    try:
+        msgspec.json.decode(stripped)
+    except msgspec.DecodeError:
+        return not stripped.endswith(b"}")
+    return False
 
 
 def stdin_source(
-    stream: IO[bytes], stats: StdinStats, read_text: Callable[[str], str | None], on_error: Callable[[str], None]
+    fd: int, stats: StdinStats, read_text: Callable[[str], str | None], on_error: Callable[[str], None]
 ) -> Callable[[Feed, asyncio.Event], Any]:
-    """A pipeline source over ``stream``; bad records are reported through ``on_error``."""
+    """A pipeline source over file descriptor ``fd``; bad records are reported through ``on_error``."""
 
     def reject(lineno: int, reason: str) -> None:
         stats.rejected += 1
@@ -169,7 +213,7 @@ def stdin_source(
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=CHUNK * 4)
         halt = threading.Event()
-        thread = threading.Thread(target=_reader, args=(stream, loop, queue, halt), name="pattern-tracker-stdin", daemon=True)
+        thread = threading.Thread(target=_reader, args=(fd, loop, queue, halt), name="pattern-tracker-stdin", daemon=True)
         thread.start()
         stopper = asyncio.ensure_future(stop.wait())
         try:

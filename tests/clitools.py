@@ -1,0 +1,77 @@
+"""Running the real `pattern-tracker` console script in subprocesses, as a user would."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+BIN = Path(sys.executable).parent / "pattern-tracker"
+_ENV_DROP = ("PATTERN_TRACKING_", "PATTERN_TRACKER_", "INTELLIGENCE_SERVICE_URL", "CIRCUIT_BREAKER_",
+             "EXPONENTIAL_BACKOFF_", "MONITORING_", "ALERTING_", "OTEL_")
+
+
+def cli_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    """A clean environment: no inherited pattern-tracker settings, a private data directory."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_ENV_DROP)}
+    env["PATTERN_TRACKER_DATA_DIR"] = str(data_dir)
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+def run_cli(*args: str, env: dict[str, str], input: bytes | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([str(BIN), *args], env=env, input=input, capture_output=True, timeout=timeout)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, proc.stdout.decode(), proc.stderr.decode())
+
+
+@contextmanager
+def serve(data_dir: Path, *extra: str, env_extra: dict[str, str] | None = None) -> Iterator[str]:
+    """`pattern-tracker serve --port 0` in a subprocess; yields its base URL."""
+    env = cli_env(data_dir, **(env_extra or {}))
+    proc = subprocess.Popen([str(BIN), "serve", "--port", "0", *extra], env=env, stderr=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL)
+    try:
+        assert proc.stderr is not None
+        deadline = time.monotonic() + 30
+        url = None
+        while time.monotonic() < deadline:
+            line = proc.stderr.readline().decode()
+            if not line and proc.poll() is not None:
+                break
+            m = re.search(r"serving Phase 4 API on (http://\S+)", line)
+            if m:
+                url = m.group(1)
+                break
+        assert url, f"serve did not start (exit {proc.poll()})"
+        yield url
+    finally:
+        stop(proc)
+
+
+def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 20) -> int:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
+def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)

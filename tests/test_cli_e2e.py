@@ -1,0 +1,239 @@
+"""End to end over real parts: the console script in subprocesses, `serve` on 127.0.0.1, real edits."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from pipeline.store import Store
+from sinks.lineage_store import LineageStore
+from tests.clitools import BIN, cli_env, run_cli, serve, stop, wait_for
+
+FAST_WATCH = {"PATTERN_TRACKER__SOURCES__WATCH__STEP_MS": "10", "PATTERN_TRACKER__SOURCES__WATCH__DEBOUNCE_MS": "10"}
+
+
+def get_json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return json.loads(resp.read())
+
+
+def file_versions(base: str, path: Path) -> list[dict]:
+    q = urllib.parse.urlencode({"file_path": str(path), "limit": 100})
+    return get_json(f"{base}/api/pattern-traceability/lineage/query?{q}")["data"]["patterns"]
+
+
+def test_watch_to_serve_builds_a_three_node_chain(tmp_path: Path) -> None:
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    target = Path(os.path.realpath(proj)) / "app.py"
+    target.write_text("def f():\n    return 1\n")
+    with serve(tmp_path / "service") as url:
+        watcher = subprocess.Popen([str(BIN), "watch", str(proj)], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                   env=cli_env(tmp_path / "client", PATTERN_TRACKING_API_URL=url, **FAST_WATCH))
+        try:
+            wait_for(lambda: len(file_versions(url, target)) == 1, timeout=15)
+            target.write_text("def f():\n    return 2\n")
+            wait_for(lambda: len(file_versions(url, target)) == 2)
+            target.write_text("def f(x):\n    return x\n")
+            nodes = wait_for(lambda: (n := file_versions(url, target)) and len(n) == 3 and n)
+        finally:
+            assert stop(watcher) == 0
+        assert [n["event_type"] for n in nodes] == ["pattern_created", "pattern_modified", "pattern_modified"]
+        assert [n["generation"] for n in nodes] == [1, 2, 3]
+        ancestry = get_json(f"{url}/api/pattern-traceability/lineage/{nodes[2]['pattern_id']}?query_type=ancestry")["data"]
+        assert [a["ancestor_pattern_id"] for a in ancestry["ancestors"]] == [n["pattern_id"] for n in reversed(nodes)]
+        assert [a["generation"] for a in ancestry["ancestors"]] == [3, 2, 1]
+        # The CLI reads the same chain through the service (the real service has no query-by-file:
+        # the client would fall back to its own version heads).
+        out = run_cli("query", "--file", str(target), env=cli_env(tmp_path / "client", PATTERN_TRACKING_API_URL=url))
+        assert out.returncode == 0 and "3 version(s)" in out.stdout, out.stderr
+
+
+def test_an_edit_shows_in_query_file_within_a_second(tmp_path: Path) -> None:
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    target = Path(os.path.realpath(proj)) / "notes.md"
+    target.write_text("# v1\n")
+    env = cli_env(tmp_path / "data")  # default watch timings: what `make run` uses
+    watcher = subprocess.Popen([str(BIN), "watch", str(proj)], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env)
+    try:
+        wait_for(lambda: "1 version(s)" in run_cli("query", "--file", str(target), env=env).stdout, timeout=15)
+        target.write_text("# v2\n")
+        written = time.monotonic()
+        out = wait_for(lambda: (o := run_cli("query", "--file", str(target), env=env).stdout) and "v2 " in o and o, timeout=5)
+        elapsed = time.monotonic() - written
+    finally:
+        assert stop(watcher) == 0
+    assert "2 version(s)" in out and "pattern_modified" in out
+    # Includes the start-up of a fresh `query` process per poll.
+    assert elapsed < 2.0, f"took {elapsed:.2f}s"
+
+
+class HangingService:
+    """The real `serve` app over LMDB, in a thread, that can be told to hang every delivery."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.store = Store.open(data_dir)
+        self.lineage = LineageStore(self.store)
+        self.hang = threading.Event()
+        self.requests = 0
+        self.url = ""
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    async def _fault(self, request: web.Request) -> web.StreamResponse | None:
+        if request.method == "POST":
+            self.requests += 1
+            while self.hang.is_set():
+                await asyncio.sleep(0.05)
+        return None
+
+    def _run(self) -> None:
+        from pipeline.serve import build_app
+
+        asyncio.set_event_loop(self._loop)
+
+        async def start() -> None:
+            self.runner = web.AppRunner(build_app(self.lineage, fault_hook=self._fault))
+            await self.runner.setup()
+            await web.TCPSite(self.runner, "127.0.0.1", 0).start()
+            host, port = self.runner.addresses[0][:2]
+            self.url = f"http://{host}:{port}"
+            self._ready.set()
+
+        self._loop.run_until_complete(start())
+        self._loop.run_forever()
+
+    def __enter__(self) -> HangingService:
+        self._thread.start()
+        assert self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.hang.clear()
+        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self.store.close()
+
+
+def test_sigterm_mid_delivery_loses_nothing(tmp_path: Path) -> None:
+    records = b"".join(json.dumps({"file_path": f"/w/m{i}.py", "code": f"x = {i}\n"}).encode() + b"\n" for i in range(300))
+    with HangingService(tmp_path / "service") as svc:
+        env = cli_env(tmp_path / "client", PATTERN_TRACKING_API_URL=svc.url,
+                      PATTERN_TRACKER__PATTERN_TRACKING__SHUTDOWN_TIMEOUT="1",
+                      PATTERN_TRACKER__API__TIMEOUTS__TOTAL="60", PATTERN_TRACKER__API__TIMEOUTS__READ="60")
+        svc.hang.set()
+        proc = subprocess.Popen([str(BIN), "run", "--source", "stdin"], stdin=subprocess.PIPE, stderr=subprocess.PIPE,
+                                stdout=subprocess.DEVNULL, env=env)
+        assert proc.stdin is not None and proc.stderr is not None
+        proc.stdin.write(records)
+        proc.stdin.flush()  # stdin stays open: the run would go on for ever
+        wait_for(lambda: svc.requests > 0, timeout=15)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(30)
+        err = proc.stderr.read().decode()
+        proc.stdin.close()
+        assert code == 0, err
+        read = int(re.search(r"done: read (\d+)", err).group(1))
+        left = int(re.search(r"left in spool (\d+)", err).group(1))
+        assert read == 300 and left > 0, err
+        assert svc.lineage.count() < 300
+        # Restart with the service answering again: the backlog goes first.
+        svc.hang.clear()
+        again = run_cli("run", "--source", "stdin", env=env, input=b"")
+        assert again.returncode == 0, again.stderr
+        assert "left in spool 0" in again.stderr
+        assert svc.lineage.count() == 300
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "env", "fragments"),
+    [
+        ("resilience:\n  retry:\n    max_attempts: -1\n", {}, ["resilience.retry.max_attempts", "-1", "bad.yaml:3", ">= 1"]),
+        ("pattern_tracking:\n  cache_sise: 5\n", {}, ["unknown key pattern_tracking.cache_sise", "bad.yaml:2"]),
+        ("api: [1, 2\n", {}, ["malformed YAML", "bad.yaml"]),
+        ("", {"PATTERN_TRACKING_CACHE_SIZE": "lots"}, ["pattern_tracking.cache_size", "'lots'", "env PATTERN_TRACKING_CACHE_SIZE"]),
+        ("", {"ALERTING_THRESHOLD": "1.5"}, ["monitoring.alerting.threshold", "env ALERTING_THRESHOLD", "from 0 to 1"]),
+    ],
+)
+def test_bad_config_is_one_line_and_exit_2(tmp_path: Path, yaml_text: str, env: dict[str, str], fragments: list[str]) -> None:
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(yaml_text)
+    for args in (["--config", str(cfg), "config", "show"], ["run", "--config", str(cfg)]):
+        out = run_cli(*args, env=cli_env(tmp_path / "d", **env))
+        lines = out.stderr.strip().splitlines()
+        assert out.returncode == 2 and len(lines) == 1, out.stderr
+        for fragment in fragments:
+            assert fragment in lines[0]
+        assert "Traceback" not in out.stderr
+
+
+def test_config_validate_and_show_origins(tmp_path: Path) -> None:
+    cfg = tmp_path / "ok.yaml"
+    cfg.write_text("pattern_tracking:\n  batch_size: 7\n")
+    env = cli_env(tmp_path / "d", CIRCUIT_BREAKER_FAILURE_THRESHOLD="9")
+    assert run_cli("config", "validate", str(cfg), env=env).returncode == 0
+    shown = run_cli("config", "show", "--config", str(cfg), env=env).stdout
+    assert re.search(rf"pattern_tracking.batch_size = 7 +# {re.escape(str(cfg))}:2", shown)
+    assert re.search(r"resilience.circuit_breaker.failure_threshold = 9 +# env CIRCUIT_BREAKER_FAILURE_THRESHOLD", shown)
+    assert run_cli("config", "validate", str(tmp_path / "missing.yaml"), env=env).returncode == 2
+
+
+def test_bad_stdin_records_each_get_one_line_and_the_rest_go_on(tmp_path: Path) -> None:
+    lines = [
+        b'{"file_path": "/s/ok.py", "code": "a = 1"}',
+        b"{not json",
+        b"[1, 2]",
+        b'{"file_path": 3, "code": "x"}',
+        b'{"file_path": "/s/x.py", "code": "x", "surprise": 1}',
+        b'{"event_id": "e", "event_type": "pattern_created"}',
+        b'{"tool_name": "Write", "tool_input": {"file_path": "/s/w.py"}}',
+        b"\xff\xfe binary",
+        b'{"file_path": "/s/ok2.py", "code": "b = 2"}',
+    ]
+    out = run_cli("run", "--source", "stdin", env=cli_env(tmp_path / "d"), input=b"\n".join(lines) + b"\n")
+    assert out.returncode == 3
+    errors = [l for l in out.stderr.splitlines() if l.startswith("stdin line")]
+    assert [int(re.match(r"stdin line (\d+):", e).group(1)) for e in errors] == [2, 3, 4, 5, 6, 7, 8]
+    assert "unknown field `surprise`" in errors[3] and "at `file_path`" in errors[2]
+    assert "Traceback" not in out.stderr and "a = 1" not in out.stderr
+    assert "delivered 2" in out.stderr
+    q = run_cli("query", "--file", "/s/ok2.py", env=cli_env(tmp_path / "d"))
+    assert q.returncode == 0 and "1 version(s)" in q.stdout
+
+
+def test_cli_usage_errors_and_version(tmp_path: Path) -> None:
+    env = cli_env(tmp_path / "d")
+    assert run_cli("--version", env=env).stdout.startswith("pattern-tracker ")
+    assert run_cli("query", env=env).returncode == 2
+    assert run_cli("frobnicate", env=env).returncode == 2
+    missing = run_cli("watch", str(tmp_path / "nope"), env=env)
+    assert missing.returncode == 2 and "nope" in missing.stderr and "Traceback" not in missing.stderr
+    for cmd in (["run"], ["watch"], ["serve"], ["query"], ["config"], ["config", "show"], ["config", "validate"]):
+        helped = run_cli(*cmd, "--help", env=env)
+        assert helped.returncode == 0 and "usage:" in helped.stdout
+    unknown = run_cli("query", "deadbeef-v1-00000000", env=env)
+    assert unknown.returncode == 1 and "not found" in unknown.stderr
+
+
+def test_unwritable_data_dir_is_one_clear_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    out = run_cli("query", "--file", "/x.py", env=cli_env(blocker / "sub"))
+    assert out.returncode == 1 and "data directory" in out.stderr and "Traceback" not in out.stderr
