@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -14,9 +13,8 @@ from pipeline.ingest import Ingest
 from pipeline.spool import Spool
 from pipeline.store import Store
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "hook_payloads.jsonl"
-if not FIXTURES.exists():  # CI lays shared/ beside the clone
-    FIXTURES = Path(os.environ.get("PATTERN_TRACKER_SHARED", "../shared")) / "fixtures" / "hook_payloads.jsonl"
+# A copy of shared/fixtures/hook_payloads.jsonl (the PostToolUse shapes Claude Code sends).
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "hook_payloads.jsonl"
 
 
 def payloads() -> list[dict]:
