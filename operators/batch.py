@@ -17,12 +17,8 @@ from reactivex.scheduler import TimeoutScheduler
 
 T = TypeVar("T")
 
-# Called with (batch, seconds since its first item) just before the batch is emitted.
-OnEmit = Callable[[list[Any], float], None]
-
-
 def batch(
-    size: int, linger: float, scheduler: abc.SchedulerBase | None = None, on_emit: OnEmit | None = None
+    size: int, linger: float, scheduler: abc.SchedulerBase | None = None
 ) -> Callable[[Observable[T]], Observable[list[T]]]:
     """Emit lists of at most ``size`` items, each at most ``linger`` seconds after its first item.
 
@@ -33,7 +29,6 @@ def batch(
         size: maximum items per batch (>= 1).
         linger: seconds a partial batch may wait for more items.
         scheduler: scheduler of the linger timer (default: the subscription's, else a timeout scheduler).
-        on_emit: hook for telemetry, called with the batch and its age.
 
     Returns:
         An operator function from a stream of items to a stream of non-empty lists.
@@ -47,7 +42,6 @@ def batch(
             lock = threading.RLock()
             timer = SerialDisposable()
             buf: list[T] = []
-            opened_at = 0.0
             generation = 0
 
             def flush() -> None:
@@ -56,19 +50,15 @@ def batch(
                     return
                 out, buf = buf, []
                 generation += 1
-                if on_emit is not None:
-                    on_emit(out, max(0.0, sched.to_seconds(sched.now) - opened_at))
                 observer.on_next(out)
 
             def on_next(item: T) -> None:
-                nonlocal opened_at
                 with lock:
                     buf.append(item)
                     if len(buf) >= size:
                         flush()
                         return
                     if len(buf) == 1:
-                        opened_at = sched.to_seconds(sched.now)
                         gen = generation
 
                         def fire(_: abc.SchedulerBase, __: Any = None) -> None:

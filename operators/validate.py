@@ -49,15 +49,11 @@ def validate_event(ev: PatternEvent) -> str | None:
     return None
 
 
-def validate(
-    on_invalid: Callable[[PatternEvent, str], None],
-    on_checked: Callable[[int, int], None] | None = None,
-) -> Callable[[Observable[PatternEvent]], Observable[PatternEvent]]:
+def validate(on_invalid: Callable[[PatternEvent, str], None]) -> Callable[[Observable[PatternEvent]], Observable[PatternEvent]]:
     """Pass valid events on; hand each invalid one, with its reason, to ``on_invalid``.
 
     Args:
         on_invalid: receives (event, reason) for every rejected event; must not raise.
-        on_checked: telemetry hook called with (events_in, events_out) per event.
 
     Returns:
         An operator function over PatternEvents.
@@ -67,8 +63,6 @@ def validate(
         reason = validate_event(ev)
         if reason is not None:
             on_invalid(ev, reason)
-        if on_checked is not None:
-            on_checked(1, 0 if reason else 1)
         return reason is None
 
     return ops.filter(check)

@@ -23,6 +23,7 @@ from reactivex.scheduler.eventloop import AsyncIOScheduler
 from reactivex.subject import Subject
 
 from operators.batch import batch
+from operators.traced import traced
 from operators.validate import validate
 from pipeline.dead_letter import DeadLetter, DeadLetters
 from pipeline.events import PatternEvent, SourceName
@@ -138,7 +139,7 @@ class Pipeline:
         for i in range(0, len(events), step):
             chunk = events[i : i + step]
             await self._credits.acquire(len(chunk))
-            self._s_source.record(len(chunk), len(chunk))
+            self._s_source.count(len(chunk), len(chunk))
             for ev in chunk:
                 self._subject.on_next(ev)
 
@@ -148,7 +149,8 @@ class Pipeline:
         letter = DeadLetter(event=ev, reason=reason, stage="validate", error_class="validation", failed_at=time.time())
         log.warning("event %s rejected by validation: %s", ev.event_id, reason)
         self.summary.dead_lettered += 1
-        self._s_dead.record(1, 1)
+        self._s_validate.count(errors=1)
+        self._s_dead.count(1, 1)
 
         def move(txn: Any) -> None:
             self.dead_letters.put(txn, [letter])
@@ -158,9 +160,6 @@ class Pipeline:
         assert self._credits is not None
         self._credits.release(1)
 
-    def _on_batch(self, items: list[Any], age: float) -> None:
-        self._s_batch.record(len(items), len(items), duration_s=age)
-
     async def _deliver(self, events: list[PatternEvent]) -> None:
         """Deliver one batch and settle every event in it. Never raises (errors are per batch)."""
         started = time.perf_counter()
@@ -169,7 +168,7 @@ class Pipeline:
                 outcomes = await self.sink.deliver(events)
             if len(outcomes) != len(events):
                 raise RuntimeError(f"sink {self.sink.name} returned {len(outcomes)} outcomes for {len(events)} events")
-            await self.io(self._settle, events, outcomes)
+            await self.io(self._settle, events, outcomes, time.perf_counter() - started)
         except asyncio.CancelledError:
             # Only the runtime cancels deliveries (shutdown deadline): the events stay in the spool.
             self._s_deliver.record(len(events), 0, errors=len(events), duration_s=time.perf_counter() - started)
@@ -181,7 +180,7 @@ class Pipeline:
             assert self._credits is not None
             self._credits.release(len(events))
 
-    def _settle(self, events: list[PatternEvent], outcomes: list[Outcome]) -> None:
+    def _settle(self, events: list[PatternEvent], outcomes: list[Outcome], duration_s: float) -> None:
         """Acknowledged → out of the spool; permanent → dead letter; retryable → stays spooled."""
         acked: list[str] = []
         letters: list[DeadLetter] = []
@@ -213,9 +212,9 @@ class Pipeline:
             self.last_delivery_at = now
         self.summary.retryable += retryable
         self.summary.dead_lettered += len(letters)
-        self._s_deliver.record(len(events), len(acked), errors=retryable + len(letters))
+        self._s_deliver.record(len(events), len(acked), errors=retryable + len(letters), duration_s=duration_s)
         if letters:
-            self._s_dead.record(len(letters), len(letters))
+            self._s_dead.count(len(letters), len(letters))
             for letter in letters:
                 log.warning("event %s dead-lettered: %s", letter.event.event_id, letter.reason)
 
@@ -241,8 +240,8 @@ class Pipeline:
                 done.set_result(None)
 
         self._subject.pipe(
-            validate(self._on_invalid, lambda i, o: self._s_validate.record(i, o)),
-            batch(s.batch_size, s.batch_linger, scheduler, on_emit=self._on_batch),
+            traced(self._s_validate, validate(self._on_invalid)),
+            traced(self._s_batch, batch(s.batch_size, s.batch_linger, scheduler)),
             ops.map(deliver_later),
             ops.merge(max_concurrent=s.max_concurrency),
         ).subscribe(on_error=on_error, on_completed=on_completed, scheduler=scheduler)
@@ -295,4 +294,5 @@ class Pipeline:
             self.summary.left_in_spool = await self.io(self.spool.size)
             self.summary.seconds = time.monotonic() - started
             self._executor.shutdown(wait=True)
+            self.tel.flush()
         return self.summary

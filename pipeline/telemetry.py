@@ -22,6 +22,9 @@ from typing import Any
 from opentelemetry import metrics, trace
 from opentelemetry.trace import Span, Status, StatusCode
 
+# Per-event counts are handed to the OTel counters once per this many calls (and on flush()).
+FLUSH_EVERY = 256
+
 STAGES: tuple[str, ...] = (
     "source",
     "validate",
@@ -67,8 +70,10 @@ class Stage:
         self._err = meter.create_counter("pattern_tracker.stage.errors", unit="{event}")
         self._dur = meter.create_histogram("pattern_tracker.stage.duration", unit="s")
         self.totals = StageTotals()
+        self._pending_in = self._pending_out = self._pending_err = self._pending_calls = 0
 
     def record(self, events_in: int, events_out: int, errors: int = 0, duration_s: float | None = None) -> None:
+        """Counts of one unit of work (a batch, a delivery), added to the OTel instruments at once."""
         t = self.totals
         t.events_in += events_in
         t.events_out += events_out
@@ -83,6 +88,33 @@ class Stage:
         if duration_s is not None:
             t.seconds += duration_s
             self._dur.record(duration_s, self._attrs)
+
+    def count(self, events_in: int = 0, events_out: int = 0, errors: int = 0) -> None:
+        """Per-event counts: kept locally and added to the OTel counters in bulk (see ``flush``)."""
+        t = self.totals
+        t.events_in += events_in
+        t.events_out += events_out
+        t.errors += errors
+        self._pending_in += events_in
+        self._pending_out += events_out
+        self._pending_err += errors
+        self._pending_calls += 1
+        if self._pending_calls >= FLUSH_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending_in:
+            self._in.add(self._pending_in, self._attrs)
+        if self._pending_out:
+            self._out.add(self._pending_out, self._attrs)
+        if self._pending_err:
+            self._err.add(self._pending_err, self._attrs)
+        self._pending_in = self._pending_out = self._pending_err = self._pending_calls = 0
+
+    def observe(self, duration_s: float) -> None:
+        self.totals.seconds += duration_s
+        self.totals.units += 1
+        self._dur.record(duration_s, self._attrs)
 
     @contextlib.contextmanager
     def span(self, sampled: bool = True, **attributes: Any) -> Iterator[Span | None]:
@@ -168,10 +200,15 @@ class Telemetry:
             stage = self._stages[name] = Stage(self, name)
         return stage
 
+    def flush(self) -> None:
+        for stage in self._stages.values():
+            stage.flush()
+
     def totals(self) -> dict[str, dict[str, float]]:
         return {name: st.totals.as_dict() for name, st in self._stages.items()}
 
     def shutdown(self) -> None:
+        self.flush()
         for provider in self._shutdown:
             with contextlib.suppress(Exception):
                 provider.shutdown()

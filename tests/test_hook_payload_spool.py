@@ -139,3 +139,34 @@ def test_store_refuses_to_grow_past_the_limit(tmp_path: Path) -> None:
         assert Spool(s).size() == 0  # the failed transaction left nothing half-written
     finally:
         s.close()
+
+
+WRITER = """
+import sys
+from pipeline.hook_payload import Change
+from pipeline.ingest import Ingest
+from pipeline.store import Store
+store = Store.open(sys.argv[1])
+ingest = Ingest(store)
+for i in range(100):
+    ingest.accept_changes([Change(path="/shared/file.py", code=f"{sys.argv[2]}-{i}", occurred_at=0)], "hook", 0.0)
+"""
+
+
+def test_several_processes_write_one_store_safely(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    data = tmp_path / "shared-store"
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(data), f"p{n}"]) for n in range(6)]
+    assert [p.wait(60) for p in procs] == [0] * 6
+    s = Store.open(data)
+    try:
+        entries = Spool(s).read_batch(0, 10_000)
+        assert len(entries) == 600 and s.verify() == []
+        # One file, six writers: versions 1..600 with no gap and no repeat, each the child of the one before.
+        events = sorted((e.event for _, e in entries), key=lambda e: int(e.pattern_version))
+        assert [int(e.pattern_version) for e in events] == list(range(1, 601))
+        assert all(b.parent_pattern_ids == [a.pattern_id] for a, b in zip(events, events[1:]))
+    finally:
+        s.close()
