@@ -11,7 +11,7 @@ import lmdb
 import msgspec
 
 from pipeline.events import PatternEvent
-from pipeline.store import Store, from_u64, u64
+from pipeline.store import Store, u64
 
 
 class DeadLetter(msgspec.Struct, kw_only=True):
@@ -41,18 +41,7 @@ class DeadLetters:
         return n
 
     def list(self, limit: int = 100, after: int = 0) -> list[tuple[int, DeadLetter]]:
-        def read(txn: lmdb.Transaction) -> list[tuple[int, DeadLetter]]:
-            out: list[tuple[int, DeadLetter]] = []
-            with txn.cursor(db=self._db) as cur:
-                if not cur.set_range(u64(after + 1)):
-                    return out
-                for key, value in cur:
-                    out.append((from_u64(key), _decoder.decode(value)))
-                    if len(out) >= limit:
-                        break
-            return out
-
-        return self.store.read(read)
+        return [(seq, _decoder.decode(raw)) for seq, raw in self.store.scan_seq("dead_letter", after, limit)]
 
     def size(self) -> int:
-        return int(self.store.read(lambda txn: txn.stat(self._db)["entries"]))
+        return self.store.entries("dead_letter")

@@ -78,25 +78,10 @@ class Spool:
 
     def read_batch(self, after_seq: int, limit: int, upto_seq: int | None = None) -> list[tuple[int, SpoolEntry]]:
         """Up to ``limit`` entries with after_seq < seq (≤ upto_seq), oldest first."""
-
-        def read(txn: lmdb.Transaction) -> list[tuple[int, SpoolEntry]]:
-            out: list[tuple[int, SpoolEntry]] = []
-            with txn.cursor(db=self._db) as cur:
-                if not cur.set_range(u64(after_seq + 1)):
-                    return out
-                for key, value in cur:
-                    seq = from_u64(key)
-                    if upto_seq is not None and seq > upto_seq:
-                        break
-                    out.append((seq, _decoder.decode(value)))
-                    if len(out) >= limit:
-                        break
-            return out
-
-        return self.store.read(read)
+        return [(seq, _decoder.decode(raw)) for seq, raw in self.store.scan_seq("spool", after_seq, limit, upto_seq)]
 
     def size(self) -> int:
-        return int(self.store.read(lambda txn: txn.stat(self._db)["entries"]))
+        return self.store.entries("spool")
 
     def oldest_enqueued_at(self) -> float | None:
         batch = self.read_batch(0, 1)

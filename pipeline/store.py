@@ -182,6 +182,32 @@ class Store:
         txn.put(key, u64(n), db=self.dbs["state"])
         return n
 
+    # -- sequence-keyed logs (spool, dead letter, archive) ------------------------------------
+
+    def scan_seq(self, db_name: str, after: int, limit: int, upto: int | None = None) -> list[tuple[int, bytes]]:
+        """Up to ``limit`` (seq, value) of a u64-keyed database with after < seq (<= upto), in order."""
+        db = self.dbs[db_name]
+
+        def read(txn: lmdb.Transaction) -> list[tuple[int, bytes]]:
+            out: list[tuple[int, bytes]] = []
+            with txn.cursor(db=db) as cur:
+                if not cur.set_range(u64(after + 1)):
+                    return out
+                for key, value in cur:
+                    seq = from_u64(key)
+                    if upto is not None and seq > upto:
+                        break
+                    out.append((seq, value))
+                    if len(out) >= limit:
+                        break
+            return out
+
+        return self.read(read)
+
+    def entries(self, db_name: str) -> int:
+        db = self.dbs[db_name]
+        return int(self.read(lambda txn: txn.stat(db)["entries"]))
+
     # -- versions --------------------------------------------------------------------------
 
     def assign_version(self, txn: lmdb.Transaction, path: str, code: str) -> tuple[int, str | None, str] | None:
