@@ -11,8 +11,12 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from pipeline.config import Config
+from operators.backoff import RetryPolicy, load_policy
+from operators.breaker import BreakerSettings
+from pipeline.circuit_store import SharedBreaker
+from pipeline.config import Config, ConfigError
 from pipeline.runtime import Feed, Pipeline, RuntimeSettings, Source
+from pipeline.spool import Spool, SpoolLimits
 from pipeline.store import MIB, Store
 from pipeline.telemetry import Telemetry
 from sinks.base import Sink
@@ -63,8 +67,42 @@ def runtime_settings(cfg: Config) -> RuntimeSettings:
     )
 
 
+def spool_for(cfg: Config, store: Store) -> Spool:
+    pt = cfg.pattern_tracking
+    return Spool(store, SpoolLimits(bound=pt.cache_size, policy=pt.overflow_policy, ttl=pt.cache_ttl))
+
+
+def breaker_for(cfg: Config, store: Store) -> SharedBreaker:
+    cb = cfg.resilience.circuit_breaker
+    settings = BreakerSettings(
+        failure_threshold=cb.failure_threshold,
+        recovery_timeout=cb.recovery_timeout,
+        half_open_attempts=cb.half_open_attempts,
+        mode=cb.mode,
+        window_size=cb.window_size,
+        minimum_calls=cb.minimum_calls,
+        failure_rate_threshold=cb.failure_rate_threshold,
+    )
+    return SharedBreaker(store, settings)
+
+
+def retry_policy_for(cfg: Config) -> RetryPolicy:
+    try:
+        return load_policy(cfg.resilience.retry.policy, cfg.resilience.retry)
+    except ValueError as exc:
+        raise ConfigError(str(exc), key="resilience.retry.policy") from None
+
+
 def build_pipeline(cfg: Config, store: Store, sink: Sink | None = None, telemetry: Telemetry | None = None) -> Pipeline:
-    return Pipeline(store, sink or build_sink(cfg, store), telemetry or build_telemetry(cfg), runtime_settings(cfg))
+    return Pipeline(
+        store,
+        sink or build_sink(cfg, store),
+        telemetry or build_telemetry(cfg),
+        runtime_settings(cfg),
+        spool=spool_for(cfg, store),
+        breaker=breaker_for(cfg, store),
+        policy=retry_policy_for(cfg),
+    )
 
 
 def read_text_for(cfg: Config) -> Callable[[str], str | None]:

@@ -23,40 +23,52 @@ class Ingest:
         self.spool = spool or Spool(store)
         self.unchanged = 0
 
-    def _events_for(self, txn: lmdb.Transaction, changes: Sequence[Change], source: SourceName) -> list[PatternEvent]:
+    def _accept(
+        self, txn: lmdb.Transaction, changes: Sequence[Change], source: SourceName, now: float
+    ) -> tuple[list[PatternEvent], int]:
+        """Per change: next version → admitted by the spool's policy → head recorded and event queued.
+
+        A newcomer refused by the overflow policy does not move the file's head, so the chain
+        stays whole (the next change becomes that version instead).
+        """
         events: list[PatternEvent] = []
+        unchanged = 0
         for ch in changes:
-            assigned = self.store.assign_version(txn, ch.path, ch.code)
-            if assigned is None:
+            head = self.store.next_version(txn, ch.path, ch.code)
+            if head is None:
+                unchanged += 1
                 continue
-            version, parent, chash = assigned
-            events.append(
-                build_event(
-                    file_path=ch.path,
-                    code=ch.code,
-                    version=version,
-                    parent_pattern_id=parent,
-                    chash=chash,
-                    source=source,
-                    occurred_at=ch.occurred_at,
-                    tool_name=ch.tool_name,
-                    tool_use_id=ch.tool_use_id,
-                    session_id=ch.session_id,
-                    reason=ch.reason,
-                )
+            if not self.spool.admit(txn, now):
+                continue
+            ev = build_event(
+                file_path=ch.path,
+                code=ch.code,
+                version=head.version,
+                parent_pattern_id=head.parent,
+                chash=head.content_hash,
+                source=source,
+                occurred_at=ch.occurred_at,
+                tool_name=ch.tool_name,
+                tool_use_id=ch.tool_use_id,
+                session_id=ch.session_id,
+                reason=ch.reason,
             )
-        return events
+            self.store.set_head(txn, head)
+            self.spool.append(txn, ev, now)
+            events.append(ev)
+        if events:
+            self.spool.counters.add(txn, {"spool.entered": len(events)}, now)
+        return events, unchanged
 
     def accept_changes(self, changes: Sequence[Change], source: SourceName, now: float) -> list[PatternEvent]:
-        """New events for the changed files, already durable in the spool (unchanged files give none)."""
+        """New events for the changed files, already durable in the spool (unchanged files give none).
+
+        Raises SpoolFull when the spool is full under the ``block`` policy (nothing is written).
+        """
         if not changes:
             return []
-
-        def txn_fn(txn: lmdb.Transaction) -> list[PatternEvent]:
-            return self.spool.put(txn, self._events_for(txn, changes, source), now)
-
-        events = self.store.write(txn_fn)
-        self.unchanged += len(changes) - len(events)
+        events, unchanged = self.store.write(lambda txn: self._accept(txn, changes, source, now))
+        self.unchanged += unchanged
         return events
 
     def accept_events(self, events: Sequence[PatternEvent], now: float) -> list[PatternEvent]:

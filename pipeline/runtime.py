@@ -1,10 +1,20 @@
-"""The running graph: sources → validate → batch → deliver → acknowledge, on asyncio + Rx.
+"""The running graph, on asyncio + Rx:
 
-Everything a source reads is made durable first (``Feed`` → ``Ingest`` → spool) and only then
-pushed into the Rx graph, so a SIGTERM or a crash at any point loses nothing: the spool backlog
-is replayed, oldest first, at the next start. Memory is bounded by credits taken at the source
-(Rx has no backpressure; merge's queue is unbounded) and returned when a batch is settled.
-Concurrency of deliveries is bounded by ``merge(max_concurrent=api.max_concurrency)``.
+    sources ─► Feed (version + spool, one txn) ─► validate ─► batch ─► circuit_gate ─► retry(deliver) ─► settle
+       ▲                                                             │ refused              │ gave up
+       └── replay: the spool's backlog, oldest first ◄── spill ◄─────┴──────────────────────┘
+
+Everything a source reads is in the spool before it enters the graph, and leaves it only when
+the sink acknowledged it (or it was dead-lettered): a SIGTERM or a crash at any point loses
+nothing. When an event cannot be delivered now (circuit open, retries exhausted, graph full,
+shutdown) it simply stays in the spool ("spilled"), and the pipeline switches to *backlog
+mode*: new events are only spooled, and the replay source feeds the spool to the graph in
+order, oldest first, once the circuit lets traffic through. When replay catches up, live
+events flow straight in again. Sources are never blocked by delivery (only by the ``block``
+overflow policy, by choice).
+
+Memory is bounded by credits (events in the graph); concurrency of deliveries by
+``merge(max_concurrent)``. Only the holder of the drain lease replays the backlog.
 """
 
 from __future__ import annotations
@@ -22,22 +32,26 @@ import reactivex.operators as ops
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 from reactivex.subject import Subject
 
+from operators.backoff import ExponentialBackoff, RetryPolicy
 from operators.batch import batch
+from operators.circuit_gate import CircuitGate, circuit_gate
+from operators.retry import Attempted, retry
+from operators.spill import Spill, spill
 from operators.traced import traced
 from operators.validate import validate
+from pipeline.circuit_store import SharedBreaker
 from pipeline.dead_letter import DeadLetter, DeadLetters
 from pipeline.events import PatternEvent, SourceName
 from pipeline.hook_payload import Change
 from pipeline.ingest import Ingest
-from pipeline.spool import Spool
+from pipeline.lease import DrainLease
+from pipeline.spool import Spool, SpoolFull
 from pipeline.store import Store
 from pipeline.telemetry import Telemetry
 from sinks.base import Outcome, Sink
 
 log = logging.getLogger("pattern_tracker.runtime")
 T = TypeVar("T")
-
-BACKLOG_CHUNK = 500
 
 
 class RuntimeSettings(msgspec.Struct, kw_only=True, frozen=True):
@@ -46,6 +60,8 @@ class RuntimeSettings(msgspec.Struct, kw_only=True, frozen=True):
     max_in_flight_batches: int = 4
     max_concurrency: int = 4
     shutdown_timeout: float = 10.0
+    # Seconds between checks of an idle backlog (and TTL expiry).
+    replay_poll: float = 5.0
 
 
 class RunSummary(msgspec.Struct, kw_only=True):
@@ -53,21 +69,31 @@ class RunSummary(msgspec.Struct, kw_only=True):
     unchanged: int = 0
     delivered: int = 0
     already_existed: int = 0
-    retryable: int = 0
+    retried: int = 0
+    spilled: int = 0
+    replayed: int = 0
     dead_lettered: int = 0
+    expired: int = 0
     left_in_spool: int = 0
     seconds: float = 0.0
 
 
 class Credits:
-    """A counting gate for events in memory; sources wait here when the graph is full."""
+    """A counting gate for events in the graph (Rx has no backpressure; merge's queue is unbounded)."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.available = limit
         self._changed = asyncio.Event()
 
+    def try_acquire(self, n: int) -> bool:
+        if self.available < n:
+            return False
+        self.available -= n
+        return True
+
     async def acquire(self, n: int) -> None:
+        n = min(n, self.limit)
         while self.available < n:
             self._changed.clear()
             await self._changed.wait()
@@ -79,53 +105,82 @@ class Credits:
 
 
 class Feed:
-    """What sources get: a way to hand over changes or events, which become durable first."""
+    """What sources get: hand over changes or events; they become durable first, then flow."""
 
     def __init__(self, pipeline: Pipeline) -> None:
         self._p = pipeline
 
+    async def _durably(self, fn: Callable[..., list[PatternEvent]], *args: Any) -> list[PatternEvent]:
+        while True:
+            try:
+                return await self._p.io(fn, *args, time.time())
+            except SpoolFull:
+                # overflow_policy "block": the source waits for room, as configured.
+                self._p.wake_replay()
+                await asyncio.sleep(0.1)
+
     async def changes(self, changes: Sequence[Change], source: SourceName) -> int:
         """Version, spool and push ``changes``; returns how many became events (unchanged give none)."""
         p = self._p
-        events = await p.io(p.ingest.accept_changes, changes, source, time.time())
+        before = p.ingest.unchanged
+        events = await self._durably(p.ingest.accept_changes, changes, source)
         p.summary.read += len(changes)
-        p.summary.unchanged += len(changes) - len(events)
-        await p.push(events)
+        p.summary.unchanged += p.ingest.unchanged - before
+        p.offer(events)
         return len(events)
 
-    async def events(self, events: Sequence[PatternEvent], durable: bool = False) -> int:
-        """Push fully formed events; ``durable=False`` queues them in the spool first."""
+    async def events(self, events: Sequence[PatternEvent]) -> int:
+        """Push fully formed events (queued in the spool first)."""
         p = self._p
-        if not durable:
-            events = await p.io(p.ingest.accept_events, events, time.time())
+        queued = await self._durably(p.ingest.accept_events, list(events))
         p.summary.read += len(events)
-        await p.push(list(events))
-        return len(events)
+        p.offer(queued)
+        return len(queued)
 
 
 Source = Callable[[Feed, asyncio.Event], Awaitable[None]]
 
 
 class Pipeline:
-    def __init__(self, store: Store, sink: Sink, telemetry: Telemetry, settings: RuntimeSettings) -> None:
+    def __init__(
+        self,
+        store: Store,
+        sink: Sink,
+        telemetry: Telemetry,
+        settings: RuntimeSettings,
+        *,
+        spool: Spool | None = None,
+        breaker: SharedBreaker | None = None,
+        policy: RetryPolicy | None = None,
+        replay: bool = True,
+    ) -> None:
+        from operators.breaker import BreakerSettings
+
         self.store = store
         self.sink = sink
         self.tel = telemetry
         self.settings = settings
-        self.spool = Spool(store)
+        self.spool = spool or Spool(store)
+        self.breaker = breaker or SharedBreaker(store, BreakerSettings())
+        self.policy = policy or ExponentialBackoff()
+        self.replay_enabled = replay
         self.dead_letters = DeadLetters(store)
         self.ingest = Ingest(store, self.spool)
+        self.lease = DrainLease(store)
         self.summary = RunSummary()
+        self.last_delivery_at: float | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pattern-tracker-store")
         self._subject: Subject[PatternEvent] = Subject()
-        self._credits: Credits | None = None
-        self._tasks: set[asyncio.Future[None]] = set()
-        self._s_source = telemetry.stage("source")
-        self._s_validate = telemetry.stage("validate")
-        self._s_batch = telemetry.stage("batch")
-        self._s_deliver = telemetry.stage("deliver")
-        self._s_dead = telemetry.stage("dead_letter")
-        self.last_delivery_at: float | None = None
+        self._credits = Credits(settings.batch_size * (settings.max_in_flight_batches + 1))
+        self._tasks: set[asyncio.Future[Any]] = set()
+        self._inflight: set[str] = set()
+        self._from_replay: set[str] = set()
+        self._backlog = True  # until the replay source has looked at the spool
+        self._wake = asyncio.Event()
+        self._acked_since_wake = 0
+        self._started = time.monotonic()
+        self._s = {name: telemetry.stage(name) for name in
+                   ("source", "validate", "batch", "circuit_gate", "retry", "deliver", "spill", "replay", "dead_letter")}
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -133,15 +188,38 @@ class Pipeline:
         """Run a store call on the store thread: LMDB commits stay off the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
-    async def push(self, events: list[PatternEvent]) -> None:
-        assert self._credits is not None, "push() before run()"
-        step = max(1, self._credits.limit)
-        for i in range(0, len(events), step):
-            chunk = events[i : i + step]
-            await self._credits.acquire(len(chunk))
-            self._s_source.count(len(chunk), len(chunk))
-            for ev in chunk:
-                self._subject.on_next(ev)
+    def _background(self, fn: Callable[..., Any], *args: Any) -> None:
+        fut = asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        self._tasks.add(fut)
+        fut.add_done_callback(self._done_background)
+
+    def _done_background(self, fut: asyncio.Future[Any]) -> None:
+        self._tasks.discard(fut)
+        if not fut.cancelled() and fut.exception() is not None:
+            log.error("store write failed: %s", fut.exception())
+
+    def wake_replay(self) -> None:
+        self._wake.set()
+
+    def offer(self, events: list[PatternEvent]) -> None:
+        """Live events (already spooled): into the graph now, or left for replay (backlog mode)."""
+        if not events:
+            return
+        if self._backlog or not self._credits.try_acquire(len(events)):
+            if not self._backlog:
+                self._s["spill"].count(len(events), len(events))
+                self.summary.spilled += len(events)
+                self._background(self.spool.counters.bump, {"spool.spilled.overloaded": len(events)}, time.time())
+            self._backlog = True
+            self.wake_replay()
+            return
+        self._push(events)
+
+    def _push(self, events: list[PatternEvent]) -> None:
+        self._s["source"].count(len(events), len(events))
+        for ev in events:
+            self._inflight.add(ev.event_id)
+            self._subject.on_next(ev)
 
     # -- the graph ---------------------------------------------------------------------------
 
@@ -149,44 +227,61 @@ class Pipeline:
         letter = DeadLetter(event=ev, reason=reason, stage="validate", error_class="validation", failed_at=time.time())
         log.warning("event %s rejected by validation: %s", ev.event_id, reason)
         self.summary.dead_lettered += 1
-        self._s_validate.count(errors=1)
-        self._s_dead.count(1, 1)
+        self._s["validate"].count(errors=1)
+        self._s["dead_letter"].count(1, 1)
+        self._forget([ev.event_id])
+        self._credits.release(1)
 
         def move(txn: Any) -> None:
             self.dead_letters.put(txn, [letter])
             self.spool.remove(txn, [ev.event_id])
 
-        self._executor.submit(self.store.write, move)
-        assert self._credits is not None
-        self._credits.release(1)
+        self._background(self.store.write, move)
 
-    async def _deliver(self, events: list[PatternEvent]) -> None:
-        """Deliver one batch and settle every event in it. Never raises (errors are per batch)."""
-        started = time.perf_counter()
-        try:
-            with self._s_deliver.span(**{"pattern_tracker.batch.size": len(events), "pattern_tracker.sink": self.sink.name}):
-                outcomes = await self.sink.deliver(events)
+    def _forget(self, event_ids: Sequence[str]) -> int:
+        replayed = 0
+        for eid in event_ids:
+            self._inflight.discard(eid)
+            if eid in self._from_replay:
+                self._from_replay.discard(eid)
+                replayed += 1
+        return replayed
+
+    def _call(self, events: list[PatternEvent]) -> rx.Observable[list[Outcome]]:
+        """One delivery attempt as a lazy Observable of its outcomes (never fails)."""
+
+        async def attempt() -> list[Outcome]:
+            started = time.perf_counter()
+            with self._s["deliver"].span(**{"pattern_tracker.batch.size": len(events), "pattern_tracker.sink": self.sink.name}):
+                try:
+                    outcomes = await self.sink.deliver(events)
+                except Exception as exc:  # noqa: BLE001 - a sink bug must not lose events
+                    log.error("sink %s raised %s: %s", self.sink.name, type(exc).__name__, exc)
+                    outcomes = [Outcome(status="retryable", reason=str(exc), error_class="internal")] * len(events)
+            self._s["deliver"].observe(time.perf_counter() - started)
             if len(outcomes) != len(events):
-                raise RuntimeError(f"sink {self.sink.name} returned {len(outcomes)} outcomes for {len(events)} events")
-            await self.io(self._settle, events, outcomes, time.perf_counter() - started)
-        except asyncio.CancelledError:
-            # Only the runtime cancels deliveries (shutdown deadline): the events stay in the spool.
-            self._s_deliver.record(len(events), 0, errors=len(events), duration_s=time.perf_counter() - started)
-        except Exception:  # noqa: BLE001 - contained per batch; the events stay in the spool
-            log.exception("delivery of a batch of %d events failed; they stay in the spool", len(events))
-            self.summary.retryable += len(events)
-            self._s_deliver.record(len(events), 0, errors=len(events), duration_s=time.perf_counter() - started)
-        finally:
-            assert self._credits is not None
-            self._credits.release(len(events))
+                log.error("sink %s returned %d outcomes for %d events", self.sink.name, len(outcomes), len(events))
+                outcomes = [Outcome(status="retryable", reason="outcome count mismatch", error_class="internal")] * len(events)
+            return outcomes
 
-    def _settle(self, events: list[PatternEvent], outcomes: list[Outcome], duration_s: float) -> None:
-        """Acknowledged → out of the spool; permanent → dead letter; retryable → stays spooled."""
+        task = asyncio.ensure_future(attempt())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return rx.from_future(task)
+
+    def _on_step(self, step: Attempted | Spill) -> None:
+        if isinstance(step, Spill):
+            self._spill(step.events, step.reason)
+        else:
+            self._settle(step)
+
+    def _settle(self, step: Attempted) -> None:
+        """Acknowledged → out of the spool; permanent → dead letter; retryable → still in flight."""
+        now = time.time()
         acked: list[str] = []
         letters: list[DeadLetter] = []
-        now = time.time()
         retryable = 0
-        for ev, out in zip(events, outcomes):
+        for ev, out in zip(step.events, step.outcomes):
             if out.acknowledged:
                 acked.append(ev.event_id)
                 if out.status == "already_exists":
@@ -194,44 +289,68 @@ class Pipeline:
                 else:
                     self.summary.delivered += 1
             elif out.status == "permanent":
-                letters.append(
-                    DeadLetter(event=ev, reason=out.reason, http_status=out.http_status, error_class=out.error_class, failed_at=now)
-                )
+                letters.append(DeadLetter(event=ev, reason=out.reason, http_status=out.http_status,
+                                          error_class=out.error_class, failed_at=now))
             else:
                 retryable += 1
-
-        def txn_fn(txn: Any) -> None:
-            self.spool.remove(txn, acked)
-            if letters:
-                self.dead_letters.put(txn, letters)
-                self.spool.remove(txn, [letter.event.event_id for letter in letters])
-
-        if acked or letters:
-            self.store.write(txn_fn)
+        done = acked + [letter.event.event_id for letter in letters]
+        replayed_ok = self._forget(acked)
+        self._forget([letter.event.event_id for letter in letters])
+        self._credits.release(len(done))
+        if step.attempt > 1:
+            self.summary.retried += len(step.events)
+            self._s["retry"].count(len(step.events), len(acked))
+        self._s["deliver"].count(len(step.events), len(acked), errors=retryable + len(letters))
         if acked:
             self.last_delivery_at = now
-        self.summary.retryable += retryable
-        self.summary.dead_lettered += len(letters)
-        self._s_deliver.record(len(events), len(acked), errors=retryable + len(letters), duration_s=duration_s)
+            self._acked_since_wake += len(acked)
+        if done:
+            self.wake_replay()
         if letters:
-            self._s_dead.count(len(letters), len(letters))
+            self.summary.dead_lettered += len(letters)
+            self._s["dead_letter"].count(len(letters), len(letters))
             for letter in letters:
-                log.warning("event %s dead-lettered: %s", letter.event.event_id, letter.reason)
+                log.warning("event %s dead-lettered (HTTP %s): %s", letter.event.event_id, letter.http_status, letter.reason)
+
+        def txn_fn(txn: Any) -> None:
+            self.spool.remove(txn, done)
+            if letters:
+                self.dead_letters.put(txn, letters)
+            self.spool.counters.add(txn, {"spool.acked": len(acked), "spool.replayed_ok": replayed_ok}, now)
+
+        if done:
+            self._background(self.store.write, txn_fn)
+
+    def _spill(self, events: list[PatternEvent], reason: str) -> None:
+        """Cannot deliver now: the events stay in (or go to) the spool; replay takes them later."""
+        now = time.time()
+        ids = [ev.event_id for ev in events]
+        self._forget(ids)
+        self._credits.release(len(events))
+        self.summary.spilled += len(events)
+        self._s["spill"].count(len(events), len(events))
+        self._backlog = True
+        self.wake_replay()
+        if reason != "circuit_open":
+            log.info("%d event(s) kept in the spool for later (%s)", len(events), reason)
+
+        def txn_fn(txn: Any) -> None:
+            self.spool.put(txn, events, now)  # a no-op for events already spooled
+            self.spool.counters.add(txn, {f"spool.spilled.{reason}": len(events)}, now)
+
+        self._background(self.store.write, txn_fn)
+
+    def _on_rejected(self, events: list[PatternEvent]) -> None:
+        self._s["circuit_gate"].count(len(events), 0, errors=len(events))
+        self._spill(events, "circuit_open")
 
     def _graph(self, loop: asyncio.AbstractEventLoop, done: asyncio.Future[None]) -> None:
         s = self.settings
         scheduler = AsyncIOScheduler(loop)
-
-        def start_delivery(events: list[PatternEvent]) -> asyncio.Future[None]:
-            task = asyncio.ensure_future(self._deliver(events))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-            return task
-
-        def deliver_later(events: list[PatternEvent]) -> rx.Observable[None]:
-            return rx.defer(lambda _: rx.from_future(start_delivery(events)))
+        gate = CircuitGate(self.breaker)
 
         def on_error(exc: Exception) -> None:
+            log.error("pipeline graph failed: %s: %s", type(exc).__name__, exc)
             if not done.done():
                 done.set_exception(exc)
 
@@ -240,59 +359,178 @@ class Pipeline:
                 done.set_result(None)
 
         self._subject.pipe(
-            traced(self._s_validate, validate(self._on_invalid)),
-            traced(self._s_batch, batch(s.batch_size, s.batch_linger, scheduler)),
-            ops.map(deliver_later),
+            traced(self._s["validate"], validate(self._on_invalid)),
+            traced(self._s["batch"], batch(s.batch_size, s.batch_linger, scheduler)),
+            circuit_gate(gate, self._on_rejected),
+            ops.map(retry(self._call, self.policy, gate, scheduler)),
             ops.merge(max_concurrent=s.max_concurrency),
-        ).subscribe(on_error=on_error, on_completed=on_completed, scheduler=scheduler)
+            spill(lambda sp: self._spill(sp.events, sp.reason)),
+        ).subscribe(on_next=self._on_step, on_error=on_error, on_completed=on_completed, scheduler=scheduler)
+
+    # -- the backlog -------------------------------------------------------------------------
+
+    async def _wait(self, stop: asyncio.Event, timeout: float) -> None:
+        """Sleep until woken (a wake set before the call counts), stopped, or ``timeout``."""
+        if not self._wake.is_set() and not stop.is_set():
+            waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
+            try:
+                await asyncio.wait(waiters, timeout=max(0.0, timeout), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waiters:
+                    w.cancel()
+        self._wake.clear()
+
+    async def replay(self, stop: asyncio.Event, finish: asyncio.Event, until_empty: bool = False) -> None:
+        """Source: feed the spool to the graph, oldest first, whenever the circuit allows.
+
+        Runs until ``stop``. Once ``finish`` is set (the other sources are done, or this is a
+        drain) it ends as soon as the spool is empty — or, unless ``until_empty``, when the
+        circuit is open and nothing more can be delivered now.
+        """
+        chunk = self.settings.batch_size
+        idle_passes = 0
+        last_expiry = 0.0
+        while not stop.is_set():
+            now = time.time()
+            if not await self.io(self.lease.acquire, now):
+                if finish.is_set():
+                    return
+                self._backlog = False  # another process drains the backlog; deliver live events
+                await self._wait(stop, self.lease.ttl / 3)
+                continue
+            if now - last_expiry >= self.settings.replay_poll:
+                last_expiry = now
+                expired = await self.io(self.spool.expire, now)
+                if expired:
+                    self._forget(expired)
+                    self.summary.expired += len(expired)
+            state = self.breaker.state()
+            due = self.breaker.retry_at()
+            if state.state == "forced_open" or (due is not None and now < due):
+                if finish.is_set() and (not until_empty or state.state == "forced_open"):
+                    return
+                wait = (due - now) if due is not None else self.settings.replay_poll
+                await self._wait(stop, min(wait, self.settings.replay_poll))
+                continue
+            pushed, progressed = await self._replay_pass(chunk, stop, state.state == "half_open")
+            if pushed == 0:
+                if finish.is_set() and not self._inflight and await self.io(self.spool.size) == 0:
+                    return
+                if self._backlog and not self._inflight:
+                    # Caught up: double-check that nothing arrived in between, then go live.
+                    self._backlog = False
+                    if await self._pending_entries():
+                        self._backlog = True
+                        continue
+                if finish.is_set() and not self._inflight and not self._backlog:
+                    # Left: entries another process has in flight, or none. Nothing more to do here.
+                    return
+                await self._wait(stop, self.settings.replay_poll)
+                continue
+            # Wait for this pass to settle before the next one.
+            while self._inflight and not stop.is_set():
+                await self._wait(stop, self.settings.replay_poll)
+            if progressed():
+                idle_passes = 0
+            else:
+                idle_passes += 1
+                await self._wait(stop, self.policy.get_delay(idle_passes, None))
+
+    async def _pending_entries(self) -> bool:
+        entries = await self.io(self.spool.read_batch, 0, self.settings.batch_size * 4)
+        return any(e.event.event_id not in self._inflight for _, e in entries)
+
+    async def _replay_pass(self, chunk: int, stop: asyncio.Event, half_open: bool) -> tuple[int, Callable[[], bool]]:
+        """Push every spooled event not already in flight; returns (pushed, did-anything-get-acked)."""
+        acked_before = self._acked_since_wake = 0
+        cursor = 0
+        pushed = 0
+        while not stop.is_set():
+            entries = await self.io(self.spool.read_batch, cursor, chunk)
+            if not entries:
+                break
+            cursor = entries[-1][0]
+            events = [e.event for _, e in entries if e.event.event_id not in self._inflight]
+            if not events:
+                continue
+            wanted = len(events)
+            await self._credits.acquire(wanted)
+            events = [ev for ev in events if ev.event_id not in self._inflight]  # changed while we waited
+            self._credits.release(wanted - len(events))
+            if not events:
+                continue
+            self._from_replay.update(ev.event_id for ev in events)
+            self.summary.replayed += len(events)
+            self._s["replay"].count(len(events), len(events))
+            self._background(self.spool.counters.bump, {"spool.replayed": len(events)}, time.time())
+            self._push(events)
+            pushed += len(events)
+            if half_open:
+                break  # trials: one batch at a time until the circuit closes
+        return pushed, lambda: self._acked_since_wake > acked_before
 
     # -- run ---------------------------------------------------------------------------------
 
-    async def backlog(self, feed: Feed, stop: asyncio.Event) -> None:
-        """Source: the spool's backlog from earlier runs (or crashes), oldest first."""
-        upto = await self.io(self.spool.last_seq)
-        after = 0
-        while not stop.is_set():
-            entries = await self.io(self.spool.read_batch, after, BACKLOG_CHUNK, upto)
-            if not entries:
-                return
-            after = entries[-1][0]
-            await feed.events([entry.event for _, entry in entries], durable=True)
+    async def run(self, sources: Sequence[Source], stop: asyncio.Event, *, drain: bool = False, until_empty: bool = False) -> RunSummary:
+        """Run until every source has finished and the backlog is delivered (or ``stop`` is set).
 
-    async def run(self, sources: Sequence[Source], stop: asyncio.Event) -> RunSummary:
-        """Run until every source has finished (or ``stop`` is set), then flush and settle."""
+        ``drain=True``: the backlog is the only source; the run ends when the spool is empty,
+        or when the circuit is open (unless ``until_empty``).
+        """
         loop = asyncio.get_running_loop()
-        started = time.monotonic()
-        s = self.settings
-        self._credits = Credits(s.batch_size * (s.max_in_flight_batches + 1))
+        self._started = time.monotonic()
         done: asyncio.Future[None] = loop.create_future()
         self._graph(loop, done)
         await self.sink.start()
         feed = Feed(self)
+        finish = asyncio.Event()
+        if drain:
+            finish.set()
+        replay_task = asyncio.create_task(self.replay(stop, finish, until_empty)) if self.replay_enabled or drain else None
+        if replay_task is None:
+            self._backlog = False
         try:
-            await self.backlog(feed, stop)
             tasks = [asyncio.create_task(src(feed, stop)) for src in sources]
             try:
                 results = await asyncio.gather(*tasks, return_exceptions=True)
             finally:
                 for t in tasks:
                     t.cancel()
+            finish.set()
+            self.wake_replay()
+            if replay_task is not None:
+                await replay_task
+            else:
+                while self._inflight and not stop.is_set():
+                    await self._wait(stop, self.settings.replay_poll)
             for r in results:
                 if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError):
                     raise r
         finally:
+            finish.set()
+            if replay_task is not None and not replay_task.done():
+                replay_task.cancel()
+                await asyncio.gather(replay_task, return_exceptions=True)
             self._subject.on_completed()
-            try:
-                await asyncio.wait_for(asyncio.shield(done), timeout=s.shutdown_timeout)
-            except TimeoutError:
-                log.warning("shutdown: %d deliveries still in flight after %.1fs; their events stay in the spool",
-                            len(self._tasks), s.shutdown_timeout)
-                for task in list(self._tasks):
-                    task.cancel()
-                await asyncio.gather(*self._tasks, return_exceptions=True)
-            await self.sink.close()
-            self.summary.left_in_spool = await self.io(self.spool.size)
-            self.summary.seconds = time.monotonic() - started
-            self._executor.shutdown(wait=True)
-            self.tel.flush()
+            await self._finish(done)
         return self.summary
+
+    async def _finish(self, done: asyncio.Future[None]) -> None:
+        s = self.settings
+        try:
+            await asyncio.wait_for(asyncio.shield(done), timeout=s.shutdown_timeout)
+        except TimeoutError:
+            log.warning("shutdown: %d event(s) still in flight after %.1fs; they stay in the spool",
+                        len(self._inflight), s.shutdown_timeout)
+        except Exception:  # noqa: BLE001 - already logged by the graph
+            pass
+        for task in list(self._tasks):
+            if isinstance(task, asyncio.Task):
+                task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.sink.close()
+        self.summary.left_in_spool = await self.io(self.spool.size)
+        self.summary.seconds = time.monotonic() - self._started
+        await self.io(self.lease.release)
+        self._executor.shutdown(wait=True)
+        self.tel.flush()

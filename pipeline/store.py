@@ -51,6 +51,7 @@ class Head(msgspec.Struct, array_like=True):
     content_hash: str
     pattern_id: str
     path: str
+    parent: str | None = None
 
 
 _head_encoder = msgspec.msgpack.Encoder()
@@ -210,22 +211,31 @@ class Store:
 
     # -- versions --------------------------------------------------------------------------
 
-    def assign_version(self, txn: lmdb.Transaction, path: str, code: str) -> tuple[int, str | None, str] | None:
-        """Next version of ``path`` for ``code``: (version, parent pattern_id, content hash).
+    def next_version(self, txn: lmdb.Transaction, path: str, code: str) -> Head | None:
+        """The head that ``code`` would become for ``path`` (None when it equals the latest version).
 
-        None when the content equals the file's latest known version (nothing changed).
+        Nothing is written: ``set_head`` records it once the event is safely queued.
         """
         path = normalise_path(path)
         chash = _content_hash(code)
-        key = file_key(path).encode()
-        raw = txn.get(key, db=self.dbs["heads"])
+        raw = txn.get(file_key(path).encode(), db=self.dbs["heads"])
         head = _head_decoder.decode(raw) if raw else None
         if head is not None and head.content_hash == chash:
             return None
         version = head.version + 1 if head else 1
-        pid = pattern_id_for(path, version, chash)
-        txn.put(key, _head_encoder.encode(Head(version, chash, pid, path)), db=self.dbs["heads"])
-        return version, (head.pattern_id if head else None), chash
+        parent = head.pattern_id if head else None
+        return Head(version, chash, pattern_id_for(path, version, chash), path, parent)
+
+    def set_head(self, txn: lmdb.Transaction, head: Head) -> None:
+        txn.put(file_key(head.path).encode(), _head_encoder.encode(head), db=self.dbs["heads"])
+
+    def assign_version(self, txn: lmdb.Transaction, path: str, code: str) -> tuple[int, str | None, str] | None:
+        """Next version of ``path`` for ``code``, recorded at once: (version, parent pattern_id, content hash)."""
+        head = self.next_version(txn, path, code)
+        if head is None:
+            return None
+        self.set_head(txn, head)
+        return head.version, head.parent, head.content_hash
 
     def head(self, path: str) -> Head | None:
         key = file_key(path).encode()

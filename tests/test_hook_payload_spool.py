@@ -10,7 +10,7 @@ import pytest
 from pipeline.events import build_event
 from pipeline.hook_payload import PayloadError, changes_from_payload
 from pipeline.ingest import Ingest
-from pipeline.spool import Spool
+from pipeline.spool import Spool, SpoolLimits
 from pipeline.store import Store
 
 # A copy of shared/fixtures/hook_payloads.jsonl (the PostToolUse shapes Claude Code sends).
@@ -121,8 +121,9 @@ def test_store_files_are_private_and_map_grows(tmp_path: Path) -> None:
         assert (tmp_path / "priv").stat().st_mode & 0o777 == 0o700
         for name in ("data.mdb", "lock.mdb"):
             assert (tmp_path / "priv" / name).stat().st_mode & 0o777 == 0o600
-        Spool(s).enqueue(_events(3000), 1.0)  # far more than 1 MiB
-        assert s.map_size() > 1 << 20 and Spool(s).size() == 3000
+        spool = Spool(s, SpoolLimits(bound=10_000))
+        spool.enqueue(_events(3000), 1.0)  # far more than 1 MiB
+        assert s.map_size() > 1 << 20 and spool.size() == 3000
         assert s.verify() == []
     finally:
         s.close()
@@ -134,7 +135,7 @@ def test_store_refuses_to_grow_past_the_limit(tmp_path: Path) -> None:
     s = Store.open(tmp_path / "small", map_size=1 << 20, max_map_size=2 << 20)
     try:
         with pytest.raises(StoreError, match="is full"):
-            Spool(s).enqueue([build_event(file_path=f"/f{i}.py", code="x" * 4000, version=1, parent_pattern_id=None,
+            Spool(s, SpoolLimits(bound=10_000)).enqueue([build_event(file_path=f"/f{i}.py", code="x" * 4000, version=1, parent_pattern_id=None,
                                           source="stdin", occurred_at=0) for i in range(2000)], 1.0)
         assert Spool(s).size() == 0  # the failed transaction left nothing half-written
     finally:
@@ -146,8 +147,9 @@ import sys
 from pipeline.hook_payload import Change
 from pipeline.ingest import Ingest
 from pipeline.store import Store
+from pipeline.spool import Spool, SpoolLimits
 store = Store.open(sys.argv[1])
-ingest = Ingest(store)
+ingest = Ingest(store, Spool(store, SpoolLimits(bound=10_000)))
 for i in range(100):
     ingest.accept_changes([Change(path="/shared/file.py", code=f"{sys.argv[2]}-{i}", occurred_at=0)], "hook", 0.0)
 """

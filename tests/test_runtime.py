@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import msgspec
 
@@ -51,9 +52,9 @@ async def test_invalid_events_are_dead_lettered_not_lost(store: Store) -> None:
 async def test_backlog_from_an_earlier_run_is_delivered_first(store: Store) -> None:
     evs = [build_event(file_path=f"/b{i}.py", code="x", version=1, parent_pattern_id=None, source="hook", occurred_at=0)
            for i in range(30)]
-    Spool(store).enqueue(evs, 1.0)
+    Spool(store).enqueue(evs, time.time())
     summary = await make_pipeline(store).run([], asyncio.Event())
-    assert (summary.read, summary.delivered, summary.left_in_spool) == (30, 30, 0)
+    assert (summary.replayed, summary.delivered, summary.left_in_spool) == (30, 30, 0)
     assert LineageStore(store).count() == 30
 
 
