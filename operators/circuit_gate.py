@@ -54,8 +54,13 @@ def circuit_gate(
 ) -> Callable[[Observable[list[Any]]], Observable[tuple[list[Any], Permit]]]:
     """Pair each batch with its permit, or hand it to ``on_rejected`` when the circuit is open.
 
+    Ask at the moment of sending: when deliveries are bounded by ``merge(max_concurrent)``,
+    apply it inside each deferred unit, since merge queues units and a permit taken before the
+    queue would let batches through after the circuit opened.
+
     Examples:
-        >>> batches.pipe(circuit_gate(gate, spill_batch), ops.map(retry(...)), ops.merge(max_concurrent=4))
+        >>> unit = lambda b: rx.defer(lambda _: rx.of(b).pipe(circuit_gate(gate, spill_batch), ops.flat_map(send)))
+        >>> batches.pipe(ops.map(unit), ops.merge(max_concurrent=4))
 
     Args:
         gate: asked once per batch.

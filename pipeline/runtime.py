@@ -358,11 +358,18 @@ class Pipeline:
             if not done.done():
                 done.set_result(None)
 
+        attempts = retry(self._call, self.policy, gate, scheduler)
+
+        def unit(events: list[PatternEvent]) -> rx.Observable[Any]:
+            # The gate is asked when merge starts the unit, not when the batch is formed: merge
+            # queues units, and a permit taken before the queue would let batches through after
+            # the circuit opened.
+            return rx.defer(lambda _: rx.of(events).pipe(circuit_gate(gate, self._on_rejected), ops.flat_map(attempts)))
+
         self._subject.pipe(
             traced(self._s["validate"], validate(self._on_invalid)),
             traced(self._s["batch"], batch(s.batch_size, s.batch_linger, scheduler)),
-            circuit_gate(gate, self._on_rejected),
-            ops.map(retry(self._call, self.policy, gate, scheduler)),
+            ops.map(unit),
             ops.merge(max_concurrent=s.max_concurrency),
             spill(lambda sp: self._spill(sp.events, sp.reason)),
         ).subscribe(on_next=self._on_step, on_error=on_error, on_completed=on_completed, scheduler=scheduler)

@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 import urllib.parse
@@ -89,6 +90,7 @@ class HangingService:
         self.store = Store.open(data_dir)
         self.lineage = LineageStore(self.store)
         self.hang = threading.Event()
+        self.delay = 0.0  # seconds every POST takes
         self.requests = 0
         self.url = ""
         self._loop = asyncio.new_event_loop()
@@ -100,6 +102,8 @@ class HangingService:
             self.requests += 1
             while self.hang.is_set():
                 await asyncio.sleep(0.05)
+            if self.delay:
+                await asyncio.sleep(self.delay)
         return None
 
     def _run(self) -> None:
@@ -160,6 +164,39 @@ def test_sigterm_mid_delivery_loses_nothing(tmp_path: Path) -> None:
         assert again.returncode == 0, again.stderr
         assert "left in spool 0" in again.stderr
         assert svc.lineage.count() == 300
+
+
+def test_kill_9_mid_delivery_then_restart_loses_nothing(tmp_path: Path) -> None:
+    records = b"".join(json.dumps({"file_path": f"/k/f{i % 30}.py", "code": f"v = {i}\n"}).encode() + b"\n"
+                       for i in range(400))
+    with HangingService(tmp_path / "service") as svc:
+        svc.delay = 0.05
+        env = cli_env(tmp_path / "client", PATTERN_TRACKING_API_URL=svc.url,
+                      PATTERN_TRACKER__PATTERN_TRACKING__BATCH_SIZE="10")
+        proc = subprocess.Popen([str(BIN), "run", "--source", "stdin"], stdin=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=env)
+        assert proc.stdin is not None
+        proc.stdin.write(records)
+        proc.stdin.flush()
+        wait_for(lambda: svc.requests >= 5, timeout=15)  # mid-delivery
+        proc.kill()
+        proc.wait(10)
+        proc.stdin.close()
+        delivered_before = svc.lineage.count()
+        assert delivered_before < 400
+        again = run_cli("run", "--source", "stdin", env=env, input=b"")
+        assert again.returncode == 0, again.stderr
+        assert "left in spool 0" in again.stderr, again.stderr
+        nodes = svc.lineage.query(None, limit=10_000)
+        # Every version the killed process read is on the server once, in whole chains.
+        assert len(nodes) == 400 == len({n["pattern_id"] for n in nodes})
+        for i in range(30):
+            chain = sorted((n for n in nodes if n["file_path"] == f"/k/f{i}.py"), key=lambda n: n["generation"])
+            assert [int(n["pattern_version"]) for n in chain] == list(range(1, len(chain) + 1))
+        verify = subprocess.run([sys.executable, "-c", "import sys; from pipeline.store import Store; "
+                                 "print(Store.open(sys.argv[1]).verify())", str(tmp_path / "client")],
+                                capture_output=True, text=True)
+        assert verify.stdout.strip() == "[]", verify
 
 
 @pytest.mark.parametrize(
