@@ -13,6 +13,7 @@ The policy is the extension point: any object with ``should_retry(outcome, attem
 from __future__ import annotations
 
 import importlib
+import math
 import random
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -75,7 +76,11 @@ class ExponentialBackoff:
         return outcome.status == "retryable" and outcome.error_class in RETRYABLE_CLASSES and attempt < self.max_attempts
 
     def get_delay(self, attempt: int, outcome: Outcome | None) -> float:
-        exp = self.base_delay * 2.0 ** max(0, attempt - 1)
+        # ldexp: exact base·2^(n-1); capped before the jitter so a huge attempt cannot overflow (or make inf·0 = nan).
+        try:
+            exp = min(math.ldexp(self.base_delay, max(0, attempt - 1)), self.max_delay)
+        except OverflowError:
+            exp = self.max_delay
         delay = min(exp + self._rand() * self.jitter_factor * exp, self.max_delay)
         if outcome is not None and outcome.retry_after is not None:
             delay = max(delay, min(outcome.retry_after, self.max_delay))

@@ -104,6 +104,8 @@ def record(s: BreakerState, cfg: BreakerSettings, now: float, permit: Permit, su
             return s  # a late trial result after a reset or a re-open: nothing to learn
         if not success:
             return msgspec.structs.replace(_open(s, now), last_failure_time=now)
+        if s.trials_succeeded >= s.trials_started:
+            return s  # a trial whose slot was given back reporting late: count only trials started
         succeeded = s.trials_succeeded + 1
         if succeeded >= cfg.half_open_attempts:
             return _close(s, now)

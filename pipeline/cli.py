@@ -89,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = csub.add_parser("validate", parents=[common], help="check a config file (defaults + FILE, no env)")
     c.add_argument("file", metavar="FILE")
     c.set_defaults(func=cmd_config_validate)
+    __import__("pipeline.ops_cli").ops_cli.register(sub, common)  # dlq, circuit, cache, drain
     return parser
 
 

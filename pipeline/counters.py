@@ -16,6 +16,11 @@ from pipeline.store import Store, from_u64, u64
 BUCKET_SECONDS = 60
 
 
+def _split(key: bytes) -> tuple[str, bytes]:
+    """name \0 u64: the bucket is the last 8 bytes (it may itself hold NUL bytes)."""
+    return key[:-9].decode(), key[-8:]
+
+
 class Counters:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -45,8 +50,7 @@ class Counters:
                 if not cur.set_range(prefix.encode()):
                     return
                 for key, value in cur:
-                    name_b, _, bucket = key.rpartition(b"\0")
-                    name = name_b.decode()
+                    name, bucket = _split(key)
                     if not name.startswith(prefix):
                         break
                     if from_u64(bucket) >= first:
@@ -63,7 +67,7 @@ class Counters:
             doomed = []
             with txn.cursor(db=self._db) as cur:
                 for key, _ in cur:
-                    if from_u64(key.rpartition(b"\0")[2]) < limit:
+                    if from_u64(_split(key)[1]) < limit:
                         doomed.append(key)
             for key in doomed:
                 txn.delete(key, db=self._db)

@@ -178,7 +178,12 @@ def test_kill_9_mid_delivery_then_restart_loses_nothing(tmp_path: Path) -> None:
         assert proc.stdin is not None
         proc.stdin.write(records)
         proc.stdin.flush()
-        wait_for(lambda: svc.requests >= 5, timeout=15)  # mid-delivery
+        client = Store.open(tmp_path / "client")
+        try:
+            # Mid-delivery, once every record has been read (is in the spool or on the server).
+            wait_for(lambda: svc.requests >= 5 and client.entries("spool") + svc.lineage.count() >= 400, timeout=15)
+        finally:
+            client.close()
         proc.kill()
         proc.wait(10)
         proc.stdin.close()

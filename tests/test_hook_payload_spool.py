@@ -172,3 +172,18 @@ def test_several_processes_write_one_store_safely(tmp_path: Path) -> None:
         assert all(b.parent_pattern_ids == [a.pattern_id] for a, b in zip(events, events[1:]))
     finally:
         s.close()
+
+
+def test_counters_sum_by_name_over_a_window_and_prune(store: Store) -> None:
+    from pipeline.counters import Counters
+
+    c = Counters(store)
+    t = 1_700_000_000.0  # bucket numbers with NUL bytes inside them
+    c.bump({"spool.entered": 3, "spool.expired": 1}, t)
+    c.bump({"spool.entered": 2}, t + 120)
+    c.bump({"other": 7, "zero": 0}, t + 120)
+    assert c.totals() == {"spool.entered": 5, "spool.expired": 1, "other": 7}
+    assert c.totals(prefix="spool.") == {"spool.entered": 5, "spool.expired": 1}
+    assert c.totals(since=t + 60) == {"spool.entered": 2, "other": 7}
+    assert c.prune(older_than=t + 60) == 2
+    assert c.totals() == {"spool.entered": 2, "other": 7}

@@ -1,0 +1,655 @@
+"""Operator commands of ``pattern-tracker``: the guide's operating procedures.
+
+    dlq list | show SEQ | replay [SEQ…|--all] | purge [SEQ…|--all]   the dead letter
+    circuit status | reset | open | disable                           the shared circuit breaker
+    cache stats | clear | cleanup                                     the spool ("pattern cache")
+    drain [--until-empty]                                             deliver the spool's backlog now
+
+Everything is state in the data directory's LMDB environment, so every command works while a
+``run`` is going in another process. Errors are one line on stderr and an exit code: 0 ok,
+1 failure, 2 usage, 4 events remain in the spool after a drain (service unavailable, circuit
+open or drain interrupted: the next drain or run delivers them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import socket
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, NoReturn
+
+import msgspec
+
+from pipeline.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CliError, _install_stop, _load
+
+# Events remain in the spool after a drain: the service is unavailable (circuit open), or the
+# drain was interrupted. Nothing is lost; the next drain or run delivers them.
+EXIT_PENDING = 4
+
+REASON_WIDTH = 80
+
+# ---------------------------------------------------------------------------------------
+# Parser
+
+
+def _one_line_errors(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Usage errors of these commands are one line on stderr and exit code 2 (no usage dump)."""
+
+    def error(message: str) -> NoReturn:
+        print(f"{parser.prog}: error: {message} (see --help)", file=sys.stderr, flush=True)
+        sys.exit(EXIT_USAGE)
+
+    parser.error = error  # type: ignore[method-assign]
+    return parser
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Add ``dlq``, ``circuit``, ``cache`` and ``drain`` to the ``pattern-tracker`` subparsers."""
+
+    def leaf(group: Any, name: str, help: str, func: Any, json_flag: bool = True) -> argparse.ArgumentParser:
+        p = _one_line_errors(group.add_parser(name, parents=[common], help=help, description=help))
+        if json_flag:
+            p.add_argument("--json", action="store_true", help="print JSON")
+        p.set_defaults(func=func)
+        return p
+
+    def group(name: str, help: str, dest: str) -> Any:
+        p = _one_line_errors(sub.add_parser(name, parents=[common], help=help, description=help))
+        g = p.add_subparsers(dest=dest, metavar="ACTION")
+        g.required = True
+        return g
+
+    g = group("dlq", "list, show, replay or purge dead letters (events refused for good)", "dlq_command")
+    p = leaf(g, "list", "one line per dead letter, oldest first (never the code)", cmd_dlq_list)
+    p.add_argument("--limit", type=int, default=100, help="at most N letters (default 100)")
+    p = leaf(g, "show", "one dead letter in full, with its event (code only with --code)", cmd_dlq_show)
+    p.add_argument("seq", metavar="SEQ", help="sequence number from `dlq list`")
+    p.add_argument("--code", action="store_true", help="also print the code (it may hold secrets)")
+    p = leaf(g, "replay", "move letters back into the spool, then drain (after a fix)", cmd_dlq_replay)
+    p.add_argument("seqs", nargs="*", metavar="SEQ", help="sequence numbers from `dlq list`")
+    p.add_argument("--all", action="store_true", help="every dead letter")
+    p.add_argument("--no-drain", action="store_true", help="only move them; the next drain or run delivers them")
+    p = leaf(g, "purge", "delete dead letters for good", cmd_dlq_purge)
+    p.add_argument("seqs", nargs="*", metavar="SEQ", help="sequence numbers from `dlq list`")
+    p.add_argument("--all", action="store_true", help="every dead letter (needs --yes)")
+    p.add_argument("--yes", action="store_true", help="confirm purging every dead letter")
+
+    g = group("circuit", "show or set the circuit breaker shared by every process", "circuit_command")
+    leaf(g, "status", "state, counts and when the next trial call is admitted", cmd_circuit_status)
+    leaf(g, "reset", "close the circuit and clear its failure counts", cmd_circuit_reset)
+    leaf(g, "open", "force the circuit open: nothing is sent until `circuit reset`", cmd_circuit_open)
+    leaf(g, "disable", "turn the breaker off: everything is sent, nothing is counted", cmd_circuit_disable)
+
+    g = group("cache", "the pattern cache (the spool of undelivered events)", "cache_command")
+    leaf(g, "stats", "size, bound, oldest age and what entered, spilled, replayed, expired, dropped", cmd_cache_stats)
+    p = leaf(g, "clear", "drop every spooled event (they are lost)", cmd_cache_clear)
+    p.add_argument("--yes", action="store_true", help="confirm: the events are not delivered")
+    leaf(g, "cleanup", "expire the entries older than pattern_tracking.cache_ttl now", cmd_cache_cleanup)
+
+    p = _one_line_errors(sub.add_parser(
+        "drain", parents=[common], help="deliver the spool's backlog now, then exit",
+        description="Deliver the spool's backlog now, then exit. Exit 0: the spool is empty; "
+                    "4: events remain (service unavailable, circuit open, or interrupted).",
+    ))
+    p.add_argument("--until-empty", action="store_true",
+                   help="keep going through open-circuit periods until the spool is empty (Ctrl-C stops)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=cmd_drain)
+
+
+# ---------------------------------------------------------------------------------------
+# Helpers
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _clean(value: Any) -> str:
+    """One printable line: control characters (newlines, escapes) become spaces."""
+    if value is None:
+        return "-"
+    text = str(value).encode("utf-8", "backslashreplace").decode("utf-8")
+    return _CONTROL.sub(" ", text)
+
+
+def _truncate(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None or ts <= 0:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _duration(seconds: float) -> str:
+    s = int(round(abs(seconds)))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h {s % 3600 // 60:02d}m"
+    return f"{s // 86400}d {s % 86400 // 3600}h"
+
+
+def _when(ts: float | None, now: float) -> str:
+    """``2026-01-02T03:04:05Z (12s ago)`` / ``(in 48s)``; ``-`` for no time."""
+    iso = _iso(ts)
+    if iso is None or ts is None:
+        return "-"
+    delta = ts - now
+    return f"{iso} ({'in ' + _duration(delta) if delta > 0.5 else _duration(delta) + ' ago'})"
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(msgspec.to_builtins(obj), indent=2, ensure_ascii=False))
+
+
+def _open(args: argparse.Namespace) -> tuple[Any, Any]:
+    from pipeline.assembly import open_store
+
+    cfg = _load(args).config
+    return cfg, open_store(cfg)
+
+
+def _seq(value: str) -> int:
+    try:
+        seq = int(value, 10)
+    except ValueError:
+        seq = 0
+    if seq < 1:
+        raise CliError(f"SEQ must be a positive integer (see `pattern-tracker dlq list`), got {value!r}", EXIT_USAGE)
+    return seq
+
+
+def _selection(args: argparse.Namespace, verb: str) -> list[int] | None:
+    """The SEQ list, or None for --all; a usage error for neither or both."""
+    if args.all and args.seqs:
+        raise CliError(f"dlq {verb}: give SEQ… or --all, not both", EXIT_USAGE)
+    if not args.all and not args.seqs:
+        raise CliError(f"dlq {verb}: give the SEQ numbers to {verb} (see `pattern-tracker dlq list`) or --all", EXIT_USAGE)
+    return None if args.all else list(dict.fromkeys(_seq(s) for s in args.seqs))
+
+
+def _missing(seqs: Sequence[int]) -> CliError:
+    listed = ", ".join(str(s) for s in seqs)
+    return CliError(f"no dead letter with seq {listed} (nothing changed; see `pattern-tracker dlq list`)", EXIT_FAILURE)
+
+
+# ---------------------------------------------------------------------------------------
+# dlq
+
+
+def _letter_row(seq: int, letter: Any) -> dict[str, Any]:
+    ev = letter.event
+    return {
+        "seq": seq,
+        "failed_at": _iso(letter.failed_at),
+        "stage": letter.stage,
+        "http_status": letter.http_status,
+        "error_class": letter.error_class,
+        "event_id": ev.event_id,
+        "file_path": ev.file_path,
+        "reason": letter.reason,
+    }
+
+
+def cmd_dlq_list(args: argparse.Namespace) -> int:
+    from pipeline.dead_letter import DeadLetters
+
+    if args.limit < 1:
+        raise CliError(f"--limit must be at least 1, got {args.limit}", EXIT_USAGE)
+    _, store = _open(args)
+    dead = DeadLetters(store)
+    letters = dead.list(limit=args.limit)
+    total = dead.size()
+    rows = [_letter_row(seq, letter) for seq, letter in letters]
+    if args.json:
+        _print_json({"total": total, "shown": len(rows), "letters": rows})
+        return EXIT_OK
+    if not rows:
+        print("the dead letter is empty")
+        return EXIT_OK
+    header = ["SEQ", "FAILED_AT", "STAGE", "HTTP", "ERROR_CLASS", "EVENT_ID", "FILE_PATH", "REASON"]
+    table = [header] + [
+        [str(r["seq"]), _clean(r["failed_at"]), _clean(r["stage"]), _clean(r["http_status"]), _clean(r["error_class"]),
+         _clean(r["event_id"]), _clean(r["file_path"]), _truncate(_clean(r["reason"]), REASON_WIDTH)]
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
+    if total > len(rows):
+        print(f"({len(rows)} of {total} dead letters shown; --limit N for more)")
+    return EXIT_OK
+
+
+def cmd_dlq_show(args: argparse.Namespace) -> int:
+    from pipeline.dead_letter import DeadLetters
+
+    seq = _seq(args.seq)
+    _, store = _open(args)
+    letter = DeadLetters(store).get(seq)
+    if letter is None:
+        raise _missing([seq])
+    ev = letter.event
+    event = msgspec.to_builtins(ev)
+    code = event.pop("code", "")
+    if args.json:
+        out = _letter_row(seq, letter)
+        out["failed_at_epoch"] = letter.failed_at
+        out["code_chars"] = len(code)
+        if args.code:
+            event["code"] = code
+        out["event"] = event
+        _print_json(out)
+        return EXIT_OK
+    now = time.time()
+    print(f"dead letter {seq}")
+    for key, value in (("failed_at", _when(letter.failed_at, now)), ("stage", letter.stage),
+                       ("http_status", letter.http_status), ("error_class", letter.error_class),
+                       ("reason", letter.reason)):
+        print(f"  {key + ':':<21} {_clean(value)}")
+    print("event")
+    for key, value in event.items():
+        if isinstance(value, list):
+            value = ", ".join(str(v) for v in value) or "-"
+        elif isinstance(value, dict):
+            value = json.dumps(value) if value else "-"
+        elif key == "occurred_at":
+            value = _when(value, now)
+        print(f"  {key + ':':<21} {_clean(value)}")
+    if args.code:
+        print(f"  {'code:':<21} {len(code)} characters, below")
+        sys.stdout.write(code if code.endswith("\n") or not code else code + "\n")
+    else:
+        print(f"  {'code:':<21} hidden ({len(code)} characters; --code shows it, it may hold secrets)")
+    return EXIT_OK
+
+
+class _Missing(Exception):
+    def __init__(self, seqs: list[int]) -> None:
+        super().__init__(seqs)
+        self.seqs = seqs
+
+
+def _replay_letters(store: Any, cfg: Any, seqs: list[int] | None) -> tuple[int, list[int]]:
+    """Move letters into the spool, each removed from the dead letter in the same write txn.
+
+    Returns (moved, kept): letters the spool's bound refuses (policy drop_newest or block
+    while full) stay in the dead letter. SEQ lists are all-or-nothing on unknown numbers.
+    """
+    from pipeline.assembly import spool_for
+    from pipeline.dead_letter import DeadLetters
+    from pipeline.spool import SpoolFull
+
+    dead = DeadLetters(store)
+    spool = spool_for(cfg, store)
+    spool_db = store.db("spool")
+    limits = spool.limits
+    chunk = 100
+
+    def move(txn: Any, wanted: list[int], strict: bool) -> tuple[int, list[int]]:
+        now = time.time()
+        letters = [(seq, dead.get(seq, txn)) for seq in wanted]
+        if strict:
+            missing = [seq for seq, letter in letters if letter is None]
+            if missing:
+                raise _Missing(missing)
+        moved: list[int] = []
+        kept: list[int] = []
+        for seq, letter in letters:
+            if letter is None:
+                continue  # gone meanwhile (another operator); nothing to move
+            ev = letter.event
+            if not spool.queued(txn, ev.event_id):
+                full = txn.stat(spool_db)["entries"] >= limits.bound
+                if full and limits.policy != "drop_oldest":
+                    kept.append(seq)  # refused by the bound: keep the letter rather than lose it
+                    continue
+                try:
+                    if not spool.put(txn, [ev], now):
+                        kept.append(seq)
+                        continue
+                except SpoolFull:
+                    kept.append(seq)
+                    continue
+            moved.append(seq)
+        dead.remove(txn, moved)
+        dead.counters.add(txn, {"dead_letter.replayed": len(moved)}, now)
+        return len(moved), kept
+
+    if seqs is not None:
+        try:
+            return store.write(lambda txn: move(txn, seqs, True))
+        except _Missing as exc:
+            raise _missing(exc.seqs) from None
+    total_moved = 0
+    total_kept: list[int] = []
+    upto = dead.last_seq()  # the letters present now (a drain elsewhere may add new ones)
+    after = 0
+    while True:
+        page = [seq for seq, _ in dead.list(limit=chunk, after=after, upto=upto)]
+        if not page:
+            break
+        after = page[-1]
+        moved, kept = store.write(lambda txn, page=page: move(txn, page, False))
+        total_moved += moved
+        total_kept += kept
+    return total_moved, total_kept
+
+
+def cmd_dlq_replay(args: argparse.Namespace) -> int:
+    seqs = _selection(args, "replay")
+    cfg, store = _open(args)
+    moved, kept = _replay_letters(store, cfg, seqs)
+    out: dict[str, Any] = {"replayed": moved, "kept": kept}
+    code = EXIT_OK
+    lines = [f"replayed {moved} dead letter(s) into the spool"]
+    if kept:
+        limits = cfg.pattern_tracking
+        lines.append(f"{len(kept)} dead letter(s) kept (seq {', '.join(map(str, kept[:20]))}"
+                     f"{'…' if len(kept) > 20 else ''}): the spool is full (cache_size {limits.cache_size}, "
+                     f"overflow_policy {limits.overflow_policy}); drain it, then replay again")
+        code = EXIT_FAILURE
+    if not args.json:
+        for line in lines[:1]:
+            print(line)
+        for line in lines[1:]:
+            print(f"pattern-tracker: {line}", file=sys.stderr)
+    if moved and not args.no_drain:
+        drain_code, result = _drain(cfg, store, until_empty=False, quiet=args.json)
+        out["drain"] = result
+        code = code or drain_code
+    elif moved and not args.json:
+        print("run `pattern-tracker drain` to deliver them now (a running pipeline delivers them too)")
+    if args.json:
+        _print_json(out)
+    return code
+
+
+def cmd_dlq_purge(args: argparse.Namespace) -> int:
+    from pipeline.dead_letter import DeadLetters
+
+    seqs = _selection(args, "purge")
+    _, store = _open(args)
+    dead = DeadLetters(store)
+    if seqs is None:
+        total = dead.size()
+        if total and not args.yes:
+            raise CliError(f"refusing to purge every dead letter: {total} letter(s) would be deleted for good; "
+                           "add --yes", EXIT_USAGE)
+        n = dead.purge(None)
+    else:
+        missing = [seq for seq in seqs if dead.get(seq) is None]
+        if missing:
+            raise _missing(missing)
+        n = dead.purge(seqs)
+    if args.json:
+        _print_json({"purged": n, "left": dead.size()})
+    else:
+        print(f"purged {n} dead letter(s); {dead.size()} left")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------
+# circuit
+
+
+def _circuit_view(breaker: Any, now: float) -> dict[str, Any]:
+    s = breaker.state()
+    cfg = breaker.settings
+    due = breaker.retry_at()
+    if s.state == "closed":
+        next_trial = "not needed: calls flow (closed)"
+    elif s.state == "disabled":
+        next_trial = "not needed: the breaker is disabled, calls flow"
+    elif s.state == "forced_open":
+        next_trial = "never: forced open until `pattern-tracker circuit reset`"
+    elif s.state == "half_open":
+        next_trial = f"now: half-open, {s.trials_started} of {cfg.half_open_attempts} trial call(s) started"
+    elif due is not None and due > now:
+        next_trial = _when(due, now)
+    else:
+        next_trial = "now: the recovery timeout has passed, the next call is a trial"
+    return {
+        "state": s.state,
+        "failure_count": s.failure_count,
+        "last_failure_time": s.last_failure_time,
+        "opened_at": s.opened_at,
+        "trip_count": s.trip_count,
+        "calls_not_permitted": s.calls_not_permitted,
+        "retry_at": due,
+        "next_trial": next_trial,
+        "trials_started": s.trials_started,
+        "trials_succeeded": s.trials_succeeded,
+        "changed_at": s.changed_at or None,
+        "settings": msgspec.to_builtins(cfg),
+    }
+
+
+def _print_circuit(view: dict[str, Any], now: float, as_json: bool, action: str | None = None) -> None:
+    if as_json:
+        out = dict(view)
+        for key in ("last_failure_time", "opened_at", "retry_at", "changed_at"):
+            out[key + "_iso"] = _iso(view[key])
+        if action:
+            out["action"] = action
+        _print_json(out)
+        return
+    cfg = view["settings"]
+    if cfg["mode"] == "consecutive":
+        threshold = f"opens after {cfg['failure_threshold']} consecutive failures"
+    else:
+        threshold = f"opens at {cfg['failure_rate_threshold']:.0%} failures of the last {cfg['window_size']} calls"
+    lines = [
+        ("state", view["state"] + (f" ({action})" if action else "")),
+        ("failure_count", f"{view['failure_count']} ({threshold})"),
+        ("last_failure_time", _when(view["last_failure_time"], now)),
+        ("opened_at", _when(view["opened_at"], now)),
+        ("trip_count", view["trip_count"]),
+        ("calls_not_permitted", view["calls_not_permitted"]),
+        ("next trial (retry_at)", view["next_trial"]),
+        ("recovery_timeout", _duration(cfg["recovery_timeout"])),
+        ("changed_at", _when(view["changed_at"], now)),
+    ]
+    print("circuit breaker")
+    for key, value in lines:
+        print(f"  {key + ':':<23} {value}")
+
+
+def _circuit(args: argparse.Namespace, action: str | None) -> int:
+    from pipeline.assembly import breaker_for
+
+    cfg, store = _open(args)
+    breaker = breaker_for(cfg, store)
+    if action == "reset":
+        breaker.reset()
+    elif action == "forced open":
+        breaker.force_open()
+    elif action == "disabled":
+        breaker.disable()
+    now = time.time()
+    _print_circuit(_circuit_view(breaker, now), now, args.json, action)
+    return EXIT_OK
+
+
+def cmd_circuit_status(args: argparse.Namespace) -> int:
+    return _circuit(args, None)
+
+
+def cmd_circuit_reset(args: argparse.Namespace) -> int:
+    return _circuit(args, "reset")
+
+
+def cmd_circuit_open(args: argparse.Namespace) -> int:
+    return _circuit(args, "forced open")
+
+
+def cmd_circuit_disable(args: argparse.Namespace) -> int:
+    return _circuit(args, "disabled")
+
+
+# ---------------------------------------------------------------------------------------
+# cache (the spool)
+
+
+def cmd_cache_stats(args: argparse.Namespace) -> int:
+    from pipeline.assembly import spool_for
+    from pipeline.dead_letter import DeadLetters
+
+    cfg, store = _open(args)
+    now = time.time()
+    stats = spool_for(cfg, store).stats(now)
+    dead = DeadLetters(store).size()
+    pt = cfg.pattern_tracking
+    if args.json:
+        out = msgspec.to_builtins(stats)
+        out.update(ttl=pt.cache_ttl, overflow_policy=pt.overflow_policy, dead_letter=dead)
+        _print_json(out)
+        return EXIT_OK
+    oldest = "-" if stats.oldest_age is None else f"{_duration(stats.oldest_age)} old"
+    dropped = ", ".join(f"{k} {v}" for k, v in sorted(stats.dropped_by_reason.items())) or "none"
+    hit = "-" if stats.hit_rate is None else f"{stats.hit_rate:.1%} of spilled events delivered by replay"
+    rows = [
+        ("size", f"{stats.size} / {stats.bound} events ({stats.size / stats.bound:.0%} full)" if stats.bound else str(stats.size)),
+        ("oldest", oldest),
+        ("entered", stats.entered),
+        ("spilled", stats.spilled),
+        ("replayed", stats.replayed),
+        ("replayed_ok", stats.replayed_ok),
+        ("acked", stats.acked),
+        ("expired", stats.expired),
+        ("dropped", f"{stats.dropped} ({dropped})"),
+        ("hit_rate", hit),
+        ("ttl", f"{_duration(pt.cache_ttl)}, overflow_policy {pt.overflow_policy}"),
+        ("dead_letter", f"{dead} letter(s)"),
+    ]
+    print("pattern cache (spool)")
+    for key, value in rows:
+        print(f"  {key + ':':<13} {value}")
+    return EXIT_OK
+
+
+def cmd_cache_clear(args: argparse.Namespace) -> int:
+    from pipeline.assembly import spool_for
+
+    cfg, store = _open(args)
+    spool = spool_for(cfg, store)
+    size = spool.size()
+    if size and not args.yes:
+        raise CliError(f"refusing to clear the pattern cache: {size} undelivered event(s) would be lost; "
+                       "add --yes (or `pattern-tracker drain` to deliver them)", EXIT_USAGE)
+    n = spool.clear(time.time()) if size else 0
+    if args.json:
+        _print_json({"cleared": n})
+    else:
+        print(f"cleared {n} event(s) from the pattern cache")
+    return EXIT_OK
+
+
+def cmd_cache_cleanup(args: argparse.Namespace) -> int:
+    from pipeline.assembly import spool_for
+
+    cfg, store = _open(args)
+    spool = spool_for(cfg, store)
+    expired = spool.expire(time.time())
+    ttl = cfg.pattern_tracking.cache_ttl
+    if args.json:
+        _print_json({"expired": len(expired), "ttl": ttl, "left": spool.size()})
+    else:
+        print(f"expired {len(expired)} event(s) older than cache_ttl ({_duration(ttl)}); {spool.size()} left")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------
+# drain
+
+
+def _busy(lease: Any) -> str:
+    where = "" if lease.host == socket.gethostname() else f" on {lease.host}"
+    return f"another process (pid {lease.pid}{where}) is draining this data directory"
+
+
+def _drain(cfg: Any, store: Any, until_empty: bool, quiet: bool = False) -> tuple[int, dict[str, Any]]:
+    """Deliver the spool now; print the outcome (unless ``quiet``); return (exit code, result)."""
+    from pipeline.assembly import breaker_for
+    from pipeline.lease import DrainLease
+
+    lease = DrainLease(store)
+    holder = lease.holder(time.time())
+    if holder is not None and (holder.pid, holder.host) != (os.getpid(), socket.gethostname()):
+        if not quiet:
+            print(_busy(holder))
+        return EXIT_OK, {"status": "busy", "holder_pid": holder.pid, "holder_host": holder.host}
+
+    summary, interrupted = asyncio.run(_drain_async(cfg, store, until_empty))
+    breaker = breaker_for(cfg, store)
+    now = time.time()
+    circuit = _circuit_view(breaker, now)
+    result: dict[str, Any] = {
+        "status": "empty" if summary.left_in_spool == 0 else "pending",
+        "delivered": summary.delivered,
+        "already_existed": summary.already_existed,
+        "dead_lettered": summary.dead_lettered,
+        "left_in_spool": summary.left_in_spool,
+        "replayed": summary.replayed,
+        "retried": summary.retried,
+        "expired": summary.expired,
+        "seconds": round(summary.seconds, 3),
+        "circuit": circuit["state"],
+        "retry_at": circuit["retry_at"],
+    }
+    lines: list[str] = []
+    code = EXIT_OK
+    if summary.left_in_spool:
+        code = EXIT_PENDING
+        other = lease.holder(now)
+        if summary.replayed == 0 and other is not None and (other.pid, other.host) != (os.getpid(), socket.gethostname()):
+            # It took the lease between our check and our start: it delivers them.
+            result.update(status="busy", holder_pid=other.pid, holder_host=other.host)
+            lines.append(_busy(other))
+            code = EXIT_OK
+        elif interrupted:
+            result["reason"] = "interrupted"
+            lines.append(f"interrupted: {summary.left_in_spool} event(s) left in the spool")
+        elif circuit["state"] in ("open", "forced_open", "half_open"):
+            result["reason"] = "circuit_open"
+            lines.append(f"the service is unavailable: circuit {circuit['state']}, next trial {circuit['next_trial']}; "
+                         f"{summary.left_in_spool} event(s) left in the spool")
+        else:
+            result["reason"] = "not_delivered"
+            lines.append(f"{summary.left_in_spool} event(s) could not be delivered now and stay in the spool")
+    lines.append(
+        f"drain: delivered {summary.delivered}, already there {summary.already_existed}, "
+        f"dead-lettered {summary.dead_lettered}, left in spool {summary.left_in_spool} ({summary.seconds:.1f}s)"
+    )
+    if not quiet:
+        for line in lines:
+            print(line)
+    return code, result
+
+
+async def _drain_async(cfg: Any, store: Any, until_empty: bool) -> tuple[Any, bool]:
+    from pipeline.assembly import build_pipeline
+
+    pipeline = build_pipeline(cfg, store)
+    stop = asyncio.Event()
+    _install_stop(stop)
+    summary = await pipeline.run([], stop, drain=True, until_empty=until_empty)
+    return summary, stop.is_set()
+
+
+def cmd_drain(args: argparse.Namespace) -> int:
+    cfg, store = _open(args)
+    code, result = _drain(cfg, store, args.until_empty, quiet=args.json)
+    if args.json:
+        _print_json(result)
+    return code
