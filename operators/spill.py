@@ -36,9 +36,10 @@ def overflow_plan(size: int, bound: int, incoming: int, policy: OverflowPolicy) 
         return OverflowPlan(room, 0, excess, False)
     if policy == "block":
         return OverflowPlan(0, 0, 0, True)
-    # drop_oldest: make room from the queue; newcomers beyond the whole bound are dropped too.
+    # drop_oldest: make room from the queue (also bringing a queue that is over a lowered bound
+    # back down to it); newcomers beyond the whole bound are dropped too.
     admit = min(incoming, bound)
-    return OverflowPlan(admit, min(size, admit - room), incoming - admit, False)
+    return OverflowPlan(admit, min(size, size + admit - bound), incoming - admit, False)
 
 
 def is_expired(enqueued_at: float, now: float, ttl: float) -> bool:

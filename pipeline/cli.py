@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pattern-tracker",
         description="Track code patterns written by an AI coding assistant and deliver them to the Phase 4 lineage service.",
         parents=[common],
-        epilog="Exit codes: 0 ok, 1 failure, 2 usage/config error, 3 input rejected, 130 interrupted.",
+        epilog="Exit codes: 0 ok, 1 failure, 2 usage/config error, 3 input rejected, 4 events left in the spool (drain), 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"pattern-tracker {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -1,0 +1,1 @@
+"""Reproducible benchmarks; each module is runnable with ``python -m benchmarks.NAME``."""

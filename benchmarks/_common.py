@@ -1,0 +1,56 @@
+"""Shared pieces of the benchmarks: a `serve` subprocess, a free port, machine facts, result files."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+BIN = Path(sys.executable).parent / "pattern-tracker"
+
+
+@contextmanager
+def serve(data_dir: Path) -> Iterator[str]:
+    """`pattern-tracker serve --port 0` in its own process; yields the base URL."""
+    env = {**os.environ, "PATTERN_TRACKER_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([str(BIN), "serve", "--port", "0"], env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    try:
+        assert proc.stderr is not None
+        url = None
+        deadline = time.monotonic() + 30
+        while url is None and time.monotonic() < deadline:
+            m = re.search(r"serving Phase 4 API on (http://\S+)", proc.stderr.readline().decode())
+            url = m.group(1) if m else None
+        if url is None:
+            raise RuntimeError("serve did not start")
+        yield url
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def machine() -> str:
+    return f"{platform.node()} · {os.cpu_count()} cores · Python {platform.python_version()} · {platform.machine()}"
+
+
+def write_result(name: str, markdown: str) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.md"
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    path.write_text(f"<!-- measured {stamp} on {machine()} -->\n{markdown}\n")
+    return path
