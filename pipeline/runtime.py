@@ -209,7 +209,7 @@ class Pipeline:
             if not self._backlog:
                 self._s["spill"].count(len(events), len(events))
                 self.summary.spilled += len(events)
-                self._background(self.spool.counters.bump, {"spool.spilled.overloaded": len(events)}, time.time())
+                self._background(self.store.write, lambda txn: self.spool.mark_spilled(txn, events, "overloaded", time.time()))
             self._backlog = True
             self.wake_replay()
             return
@@ -334,11 +334,7 @@ class Pipeline:
         if reason != "circuit_open":
             log.info("%d event(s) kept in the spool for later (%s)", len(events), reason)
 
-        def txn_fn(txn: Any) -> None:
-            self.spool.put(txn, events, now)  # a no-op for events already spooled
-            self.spool.counters.add(txn, {f"spool.spilled.{reason}": len(events)}, now)
-
-        self._background(self.store.write, txn_fn)
+        self._background(self.store.write, lambda txn: self.spool.mark_spilled(txn, events, reason, now))
 
     def _on_rejected(self, events: list[PatternEvent]) -> None:
         self._s["circuit_gate"].count(len(events), 0, errors=len(events))

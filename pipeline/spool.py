@@ -31,6 +31,8 @@ log = logging.getLogger("pattern_tracker.spool")
 class SpoolEntry(msgspec.Struct, array_like=True):
     enqueued_at: float
     event: PatternEvent
+    # Set the first time the event could not be delivered (counted once, for the hit rate).
+    spilled: bool = False
 
 
 class SpoolFull(Exception):
@@ -60,7 +62,6 @@ class SpoolStats(msgspec.Struct, kw_only=True):
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(SpoolEntry)
-_head_decoder = msgspec.msgpack.Decoder(tuple[float, msgspec.Raw])
 
 
 class Spool:
@@ -127,6 +128,27 @@ class Spool:
                 txn.delete(entry.event.event_id.encode(), db=self._ids)
                 dropped.append(entry.event.event_id)
         return dropped
+
+    def mark_spilled(self, txn: lmdb.Transaction, events: Iterable[PatternEvent], reason: str, now: float) -> int:
+        """Keep ``events`` for later: queue those not queued yet, and count each event's first
+        spill once (``spool.spilled.<reason>``) so the hit rate is per event, not per attempt."""
+        first = 0
+        for ev in events:
+            seq = txn.get(ev.event_id.encode(), db=self._ids)
+            if seq is None:
+                if not self.admit(txn, now):
+                    continue
+                self.append(txn, ev, now)
+                self.counters.add(txn, {"spool.entered": 1}, now)
+                seq = txn.get(ev.event_id.encode(), db=self._ids)
+            entry = _decoder.decode(txn.get(seq, db=self._db))
+            if not entry.spilled:
+                entry.spilled = True
+                txn.put(seq, _encoder.encode(entry), db=self._db)
+                first += 1
+        if first:
+            self.counters.add(txn, {f"spool.spilled.{reason}": first}, now)
+        return first
 
     def remove(self, txn: lmdb.Transaction, event_ids: Iterable[str]) -> int:
         removed = 0
@@ -200,7 +222,7 @@ class Spool:
 
     def oldest_enqueued_at(self) -> float | None:
         batch = self.store.scan_seq("spool", 0, 1)
-        return _head_decoder.decode(batch[0][1])[0] if batch else None
+        return _decoder.decode(batch[0][1]).enqueued_at if batch else None
 
     def stats(self, now: float, since: float | None = None) -> SpoolStats:
         c = self.counters.totals(since, prefix="spool.")
