@@ -107,7 +107,7 @@ def build_pipeline(cfg: Config, store: Store, sink: Sink | None = None, telemetr
 
 def read_text_for(cfg: Config) -> Callable[[str], str | None]:
     """A file reader with the watch source's rules (size limit, binary detection)."""
-    from pipeline.sources.files import read_text_file
+    from pipeline.sources.readfile import read_text_file
 
     limit = cfg.sources.watch.max_file_size
 

@@ -17,8 +17,9 @@ from operators.breaker import BreakerSettings, BreakerState, Permit
 from pipeline.store import Store
 
 KEY = b"circuit"
-_encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(BreakerState)
+# JSON, so that the hook can read the state with the standard library (pipeline/hook.py).
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(BreakerState)
 
 
 class SharedBreaker:

@@ -90,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("file", metavar="FILE")
     c.set_defaults(func=cmd_config_validate)
     __import__("pipeline.ops_cli").ops_cli.register(sub, common)  # dlq, circuit, cache, drain
+    __import__("pipeline.hook_cli").hook_cli.register(sub, common)  # install-hook, uninstall-hook
     return parser
 
 

@@ -208,7 +208,7 @@ class StorageConfig(_Section):
         if self.data_dir is None:
             from pipeline.store import default_data_dir  # lazy: pipeline.store imports lmdb
 
-            return default_data_dir()
+            return Path(default_data_dir())
         return Path(self.data_dir).expanduser()
 
 
@@ -234,6 +234,26 @@ class LoggingConfig(_Section):
     file: NonEmptyStr | None = None  # None = stderr
 
 
+DEFAULT_DENY_GLOBS = [
+    ".env", ".env.*", "*.env", "*.pem", "*.key", "*.p12", "*.pfx", "*.keystore", "*.jks",
+    "id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*", ".netrc", ".pgpass", ".npmrc", ".pypirc",
+    "credentials", "credentials.json", "*.kdbx",
+]
+
+
+class RedactionConfig(_Section):
+    enabled: bool = True
+    extra_patterns: list[NonEmptyStr] = msgspec.field(default_factory=list)  # regexes, Python syntax
+    deny_globs: list[NonEmptyStr] = msgspec.field(default_factory=lambda: list(DEFAULT_DENY_GLOBS))
+
+
+class HookConfig(_Section):
+    log_file: NonEmptyStr | None = None  # None = <data_dir>/hook.log
+    spawn_drainer: bool = True
+    max_payload_bytes: PosInt = 16 * 1024 * 1024
+    timeout: Annotated[int, Meta(ge=1, le=600)] = 10  # seconds, written to settings.json by install-hook
+
+
 class Config(_Section):
     """The whole configuration. ``Config()`` equals what ``config/default.yaml`` says."""
 
@@ -246,6 +266,8 @@ class Config(_Section):
     telemetry: TelemetryConfig = msgspec.field(default_factory=TelemetryConfig)
     serve: ServeConfig = msgspec.field(default_factory=ServeConfig)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
+    redaction: RedactionConfig = msgspec.field(default_factory=RedactionConfig)
+    hook: HookConfig = msgspec.field(default_factory=HookConfig)
 
 
 class LoadedConfig(msgspec.Struct, kw_only=True):
@@ -708,10 +730,26 @@ def _finish(state: _State, sources: list[str]) -> LoadedConfig:
         config = msgspec.convert(state.data, Config, strict=False)
     except msgspec.ValidationError as exc:
         raise _validation_error(exc, state) from None
+    _check_patterns(config, state)
     origins = {}
     for key in _leaf_keys(Config):  # every leaf, in section order
         origins[key] = state.origins.get(key, _BUILTIN_ORIGIN)
     return LoadedConfig(config=config, origins=origins, sources=sources)
+
+
+def _check_patterns(config: Config, state: _State) -> None:
+    """Regular expressions must compile: say which one, where it came from, and why not."""
+    key = "redaction.extra_patterns"
+    items = state.item_origins.get(key, [])
+    for i, pattern in enumerate(config.redaction.extra_patterns):
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            origin = items[i] if i < len(items) else state.origins.get(key, _BUILTIN_ORIGIN)
+            raise ConfigError(
+                f"{key}[{i}] = {_short(pattern)} (from {origin}): expected a regular expression ({exc})",
+                key=f"{key}[{i}]", origin=origin, allowed="a regular expression",
+            ) from None
 
 
 def _leaf_keys(cls: type, prefix: str = "") -> Iterator[str]:

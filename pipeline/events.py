@@ -1,26 +1,16 @@
 """PatternEvent — the one event type every source emits — and the Phase 4 wire structs.
 
-Identity and versioning (see README "Pattern identity"):
-
-* ``file_key``   = first 16 hex chars of sha256 of the absolute, normalised file path.
-* ``version n``  = 1, 2, 3 … — the position of this content in the file's chain, assigned
-  atomically by the store (``Store.assign_version``) the first time the content is seen.
-* ``pattern_id`` = ``"{file_key}-v{n}-{content_hash[:8]}"``: one id per version, so the
-  parent of version n is named exactly (``parent_pattern_ids=[id of n-1]``) and a
-  redelivered version hits the service's ``already_exists`` instead of making a duplicate.
-* ``pattern_version`` = ``str(n)``; ``event_id`` = sha256(pattern_id, version)[:32].
-
-Version 1 is ``pattern_created``; every later version is ``pattern_modified`` with
-``edge_type=modified_from``. Pure code: no I/O, no clock of its own.
+The identity scheme and the fields of an event are decided in ``pipeline.identity`` (standard
+library only, for the hook); this module is their msgspec face and the wire mapping.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 from typing import Annotated, Any, Literal
 
 import msgspec
+
+from pipeline.identity import TRIGGERED_BY, content_hash, event_id_for, event_record
 
 EventType = Literal[
     "pattern_created",
@@ -38,15 +28,6 @@ SourceName = Literal["hook", "watch", "replay", "stdin", "spool", "api"]
 EVENT_TYPES: tuple[str, ...] = EventType.__args__  # type: ignore[attr-defined]
 EDGE_TYPES: tuple[str, ...] = EdgeType.__args__  # type: ignore[attr-defined]
 TRANSFORMATION_TYPES: tuple[str, ...] = TransformationType.__args__  # type: ignore[attr-defined]
-
-TRIGGERED_BY: dict[str, str] = {
-    "hook": "claude_code_hook",
-    "watch": "file_watcher",
-    "replay": "replay",
-    "stdin": "stdin",
-    "spool": "spool",
-    "api": "api",
-}
 
 Str255 = Annotated[str, msgspec.Meta(max_length=255)]
 Str100 = Annotated[str, msgspec.Meta(max_length=100)]
@@ -140,76 +121,9 @@ class BatchTrackResponse(msgspec.Struct, kw_only=True):
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
-# ---------------------------------------------------------------------------------------
-# Identity
-
-
-def content_hash(code: str) -> str:
-    return hashlib.sha256(code.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def normalise_path(path: str) -> str:
-    return os.path.normpath(os.path.abspath(os.path.expanduser(path)))
-
-
-def file_key(path: str) -> str:
-    return hashlib.sha256(normalise_path(path).encode("utf-8", "surrogateescape")).hexdigest()[:16]
-
-
-def pattern_id_for(path: str, version: int, chash: str) -> str:
-    return f"{file_key(path)}-v{version}-{chash[:8]}"
-
-
-def event_id_for(pattern_id: str, pattern_version: str) -> str:
-    return hashlib.sha256(f"{pattern_id}\0{pattern_version}".encode()).hexdigest()[:32]
-
-
-def build_event(
-    *,
-    file_path: str,
-    code: str,
-    version: int,
-    parent_pattern_id: str | None,
-    chash: str | None = None,
-    source: SourceName,
-    occurred_at: float,
-    language: str | None = None,
-    tool_name: str | None = None,
-    tool_use_id: str | None = None,
-    session_id: str | None = None,
-    reason: str | None = None,
-    transformation_type: TransformationType | None = None,
-) -> PatternEvent:
-    """Make the event for version ``version`` of ``file_path`` (version and parent come from the store)."""
-    from pipeline.languages import detect_language
-
-    path = normalise_path(file_path)
-    chash = chash or content_hash(code)
-    pid = pattern_id_for(path, version, chash)
-    pversion = str(version)
-    modified = version > 1 and parent_pattern_id is not None
-    return PatternEvent(
-        event_id=event_id_for(pid, pversion),
-        event_type="pattern_modified" if modified else "pattern_created",
-        pattern_id=pid,
-        pattern_version=pversion,
-        pattern_name=os.path.basename(path)[:255],
-        pattern_type="code",
-        language=language or detect_language(path),
-        file_path=path,
-        code=code,
-        content_hash=chash,
-        parent_pattern_ids=[parent_pattern_id] if modified and parent_pattern_id else [],
-        edge_type="modified_from" if modified else None,
-        transformation_type=(transformation_type or "refactor") if modified else None,
-        tool_name=tool_name,
-        tool_use_id=tool_use_id,
-        session_id=session_id,
-        source=source,
-        triggered_by=TRIGGERED_BY[source],
-        occurred_at=occurred_at,
-        reason=reason,
-    )
+def build_event(**kwargs: Any) -> PatternEvent:
+    """The event for one version of one file (arguments of ``pipeline.identity.event_record``)."""
+    return PatternEvent(**event_record(**kwargs))
 
 
 # ---------------------------------------------------------------------------------------

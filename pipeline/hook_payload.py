@@ -1,6 +1,6 @@
 """Claude Code PostToolUse payload → the file contents it produced.
 
-Import-light (msgspec + stdlib): the hook process pays for every import on every edit.
+Standard library only: the hook process pays for every import on every edit.
 Write → the written content; Edit / MultiEdit → the file after the edit, read from disk,
 falling back to applying the edit to the original the payload carries; NotebookEdit → the
 cell source (each cell is its own lineage chain: ``notebook.ipynb#cell_id``). Unknown tools
@@ -9,22 +9,38 @@ and tools that write no file give no change.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+TYPE_CHECKING = False  # no `typing` at run time: it costs the hook ~10 ms
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
-import msgspec
 
-
-class Change(msgspec.Struct, kw_only=True):
+class Change:
     """One new content of one file, as a source saw it (the store assigns its version)."""
 
-    path: str
-    code: str
-    occurred_at: float
-    tool_name: str | None = None
-    tool_use_id: str | None = None
-    session_id: str | None = None
-    reason: str | None = None
+    __slots__ = ("path", "code", "occurred_at", "tool_name", "tool_use_id", "session_id", "reason")
+
+    def __init__(
+        self,
+        *,
+        path: str,
+        code: str,
+        occurred_at: float,
+        tool_name: str | None = None,
+        tool_use_id: str | None = None,
+        session_id: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        self.path = path
+        self.code = code
+        self.occurred_at = occurred_at
+        self.tool_name = tool_name
+        self.tool_use_id = tool_use_id
+        self.session_id = session_id
+        self.reason = reason
+
+    def __repr__(self) -> str:  # never the code: it may hold secrets
+        return f"Change(path={self.path!r}, {len(self.code)} chars, tool={self.tool_name!r})"
 
 
 class PayloadError(ValueError):
@@ -33,8 +49,9 @@ class PayloadError(ValueError):
 
 FILE_TOOLS = frozenset({"Write", "Edit", "MultiEdit", "NotebookEdit"})
 
-# Reads a file's text, or returns None when it cannot (missing, binary, too large, ...).
-ReadText = Callable[[str], str | None]
+if TYPE_CHECKING:
+    # Reads a file's text, or returns None when it cannot (missing, binary, too large, ...).
+    ReadText = Callable[[str], str | None]
 
 
 def is_hook_payload(obj: dict[str, Any]) -> bool:

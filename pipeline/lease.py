@@ -3,32 +3,42 @@
 The running pipeline holds it; when nobody does, a hook starts a detached ``drain``. A lease
 names its holder (pid, host) and expires unless renewed, so a killed holder does not block
 delivery for longer than the lease time; a dead holder on this host is detected at once.
+Standard library only (the hook reads it).
 """
 
 from __future__ import annotations
 
+import json
 import os
-import socket
-
-import msgspec
+from collections import namedtuple
 
 from pipeline.store import Store
+
+TYPE_CHECKING = False  # no `typing` at run time: it costs the hook ~10 ms
+if TYPE_CHECKING:
+    from typing import NamedTuple
+
+    class Lease(NamedTuple):
+        pid: int
+        host: str
+        expires_at: float
+
+else:
+    Lease = namedtuple("Lease", "pid host expires_at")
 
 KEY = b"drain_lease"
 
 
-class Lease(msgspec.Struct, kw_only=True):
-    pid: int
-    host: str
-    expires_at: float
+def _encode(lease: Lease) -> bytes:
+    return json.dumps(lease._asdict()).encode()
 
 
-_encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(Lease)
+def _decode(raw: bytes) -> Lease:
+    return Lease(**json.loads(raw))
 
 
 def _alive(lease: Lease) -> bool:
-    if lease.host != socket.gethostname():
+    if lease.host != os.uname().nodename:
         return True  # cannot tell: trust the expiry
     try:
         os.kill(lease.pid, 0)
@@ -44,11 +54,11 @@ class DrainLease:
         self.store = store
         self.ttl = ttl
         self._db = store.db("state")
-        self.me = Lease(pid=os.getpid(), host=socket.gethostname(), expires_at=0.0)
+        self.me = Lease(pid=os.getpid(), host=os.uname().nodename, expires_at=0.0)
 
     def holder(self, now: float) -> Lease | None:
         raw = self.store.read(lambda txn: txn.get(KEY, db=self._db))
-        lease = _decoder.decode(raw) if raw else None
+        lease = _decode(raw) if raw else None
         if lease is None or lease.expires_at < now or not _alive(lease):
             return None
         return lease
@@ -58,11 +68,11 @@ class DrainLease:
 
         def txn_fn(txn) -> bool:  # type: ignore[no-untyped-def]
             raw = txn.get(KEY, db=self._db)
-            lease = _decoder.decode(raw) if raw else None
+            lease = _decode(raw) if raw else None
             mine = lease is not None and lease.pid == self.me.pid and lease.host == self.me.host
             if lease is not None and not mine and lease.expires_at >= now and _alive(lease):
                 return False
-            txn.put(KEY, _encoder.encode(Lease(pid=self.me.pid, host=self.me.host, expires_at=now + self.ttl)), db=self._db)
+            txn.put(KEY, _encode(Lease(pid=self.me.pid, host=self.me.host, expires_at=now + self.ttl)), db=self._db)
             return True
 
         return self.store.write(txn_fn)
@@ -70,7 +80,7 @@ class DrainLease:
     def release(self) -> None:
         def txn_fn(txn) -> None:  # type: ignore[no-untyped-def]
             raw = txn.get(KEY, db=self._db)
-            lease = _decoder.decode(raw) if raw else None
+            lease = _decode(raw) if raw else None
             if lease is not None and lease.pid == self.me.pid and lease.host == self.me.host:
                 txn.delete(KEY, db=self._db)
 

@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 
 from pipeline.config import Config
-from pipeline.events import normalise_path
+from pipeline.identity import normalise_path
 
 
 class QueryError(Exception):

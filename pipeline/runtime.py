@@ -176,6 +176,7 @@ class Pipeline:
         self._inflight: set[str] = set()
         self._from_replay: set[str] = set()
         self._backlog = True  # until the replay source has looked at the spool
+        self._spilling = False  # something could not be delivered since replay last caught up
         self._wake = asyncio.Event()
         self._acked_since_wake = 0
         self._started = time.monotonic()
@@ -206,10 +207,13 @@ class Pipeline:
         if not events:
             return
         if self._backlog or not self._credits.try_acquire(len(events)):
-            if not self._backlog:
+            # Left in the spool for replay. That is a spill when delivery is failing (backlog
+            # after a spill) or the graph is full; not when replay merely has not looked yet.
+            reason = "backlog" if self._spilling else None if self._backlog else "overloaded"
+            if reason is not None:
                 self._s["spill"].count(len(events), len(events))
                 self.summary.spilled += len(events)
-                self._background(self.store.write, lambda txn: self.spool.mark_spilled(txn, events, "overloaded", time.time()))
+                self._background(self.store.write, lambda txn: self.spool.mark_spilled(txn, events, reason, time.time()))
             self._backlog = True
             self.wake_replay()
             return
@@ -329,7 +333,7 @@ class Pipeline:
         self._credits.release(len(events))
         self.summary.spilled += len(events)
         self._s["spill"].count(len(events), len(events))
-        self._backlog = True
+        self._backlog = self._spilling = True
         self.wake_replay()
         if reason != "circuit_open":
             log.info("%d event(s) kept in the spool for later (%s)", len(events), reason)
@@ -421,7 +425,7 @@ class Pipeline:
                     return
                 if self._backlog and not self._inflight:
                     # Caught up: double-check that nothing arrived in between, then go live.
-                    self._backlog = False
+                    self._backlog = self._spilling = False
                     if await self._pending_entries():
                         self._backlog = True
                         continue

@@ -14,61 +14,70 @@ The bound (``pattern_tracking.cache_size``) and overflow policy are applied per 
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterable
+import json
+from collections import namedtuple
 
 import lmdb
-import msgspec
 
-from operators.spill import OverflowPolicy, is_expired, overflow_plan
+from operators.overflow import is_expired, overflow_plan
 from pipeline.counters import Counters
-from pipeline.events import PatternEvent
 from pipeline.store import Store, from_u64, u64
 
-log = logging.getLogger("pattern_tracker.spool")
+TYPE_CHECKING = False  # no `typing` at run time: it costs the hook ~10 ms
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+    from typing import Any, NamedTuple
 
+    from operators.overflow import OverflowPolicy
+    from pipeline.events import PatternEvent
+    from pipeline.spool_codec import SpoolEntry, SpoolStats
 
-class SpoolEntry(msgspec.Struct, array_like=True):
-    enqueued_at: float
-    event: PatternEvent
-    # Set the first time the event could not be delivered (counted once, for the hit rate).
-    spilled: bool = False
+    # An event is a PatternEvent (msgspec side) or its field dict (the hook, standard library only).
+    Event = Any
+
+    class SpoolLimits(NamedTuple):
+        bound: int = 1000
+        policy: OverflowPolicy = "drop_oldest"
+        ttl: float = 3600.0
+
+else:
+    SpoolLimits = namedtuple("SpoolLimits", "bound policy ttl", defaults=(1000, "drop_oldest", 3600.0))
 
 
 class SpoolFull(Exception):
     """The spool is at its bound and the overflow policy is ``block``: the caller must wait."""
 
 
-class SpoolLimits(msgspec.Struct, frozen=True):
-    bound: int = 1000
-    policy: OverflowPolicy = "drop_oldest"
-    ttl: float = 3600.0
+def _warn(message: str) -> None:
+    import logging  # only when there is something to say: the hook does not pay for logging
+
+    logging.getLogger("pattern_tracker.spool").warning(message)
 
 
-class SpoolStats(msgspec.Struct, kw_only=True):
-    size: int
-    bound: int
-    oldest_age: float | None
-    entered: int
-    spilled: int
-    replayed: int
-    replayed_ok: int
-    acked: int
-    expired: int
-    dropped: int
-    dropped_by_reason: dict[str, int]
-    hit_rate: float | None
+def _event_id(ev: Event) -> str:
+    return ev["event_id"] if isinstance(ev, dict) else ev.event_id
 
 
-_encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(SpoolEntry)
+def _encode(ev: Event, now: float, spilled: bool = False) -> bytes:
+    if isinstance(ev, dict):
+        return json.dumps([now, ev, spilled], separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")
+    from pipeline.spool_codec import SpoolEntry, encoder
+
+    return encoder.encode(SpoolEntry(now, ev, spilled))
+
+
+def _head(raw: bytes) -> tuple[float, str]:
+    """(enqueued_at, event_id) of a stored entry, with the standard library only."""
+    doc = json.loads(raw)
+    return float(doc[0]), str(doc[1]["event_id"])
 
 
 class Spool:
-    def __init__(self, store: Store, limits: SpoolLimits | None = None) -> None:
+    def __init__(self, store: Store, limits: SpoolLimits | None = None, warn: Callable[[str], None] = _warn) -> None:
         self.store = store
         self.limits = limits or SpoolLimits()
         self.counters = Counters(store)
+        self.warn = warn
         self._db = store.db("spool")
         self._ids = store.db("spool_ids")
 
@@ -85,29 +94,29 @@ class Spool:
             raise SpoolFull(f"spool is full ({size}/{self.limits.bound} events)")
         if plan.drop_newest:
             self.counters.add(txn, {"spool.dropped.overflow_newest": 1}, now)
-            log.warning("spool full (%d events): newest event dropped (overflow_policy drop_newest)", size)
+            self.warn(f"spool full ({size} events): newest event dropped (overflow_policy drop_newest)")
             return False
         if plan.drop_oldest:
             dropped = self._pop_oldest(txn, plan.drop_oldest)
             self.counters.add(txn, {"spool.dropped.overflow_oldest": len(dropped)}, now)
-            log.warning("spool full (%d events): oldest event %s dropped (overflow_policy drop_oldest)", size, ", ".join(dropped))
+            self.warn(f"spool full ({size} events): oldest event(s) {', '.join(dropped)} dropped (overflow_policy drop_oldest)")
         return True
 
     def queued(self, txn: lmdb.Transaction, event_id: str) -> bool:
         return txn.get(event_id.encode(), db=self._ids) is not None
 
-    def append(self, txn: lmdb.Transaction, ev: PatternEvent, now: float) -> None:
+    def append(self, txn: lmdb.Transaction, ev: Event, now: float) -> None:
         """Queue one admitted event inside the caller's write txn."""
         seq = u64(self.store.next_seq(txn, "spool"))
-        if not txn.put(seq, _encoder.encode(SpoolEntry(now, ev)), db=self._db, overwrite=False):
+        if not txn.put(seq, _encode(ev, now), db=self._db, overwrite=False):
             raise RuntimeError(f"spool sequence {from_u64(seq)} already used")
-        txn.put(ev.event_id.encode(), seq, db=self._ids)
+        txn.put(_event_id(ev).encode(), seq, db=self._ids)
 
-    def put(self, txn: lmdb.Transaction, events: Iterable[PatternEvent], now: float) -> list[PatternEvent]:
+    def put(self, txn: lmdb.Transaction, events: Iterable[Event], now: float) -> list[Event]:
         """Queue ``events`` (not already queued, admitted by the policy); return those queued."""
-        out: list[PatternEvent] = []
+        out: list[Event] = []
         for ev in events:
-            if self.queued(txn, ev.event_id) or not self.admit(txn, now):
+            if self.queued(txn, _event_id(ev)) or not self.admit(txn, now):
                 continue
             self.append(txn, ev, now)
             out.append(ev)
@@ -115,7 +124,7 @@ class Spool:
             self.counters.add(txn, {"spool.entered": len(out)}, now)
         return out
 
-    def enqueue(self, events: Iterable[PatternEvent], now: float) -> list[PatternEvent]:
+    def enqueue(self, events: Iterable[Event], now: float) -> list[Event]:
         events = list(events)
         return self.store.write(lambda txn: self.put(txn, events, now))
 
@@ -123,13 +132,15 @@ class Spool:
         dropped: list[str] = []
         with txn.cursor(db=self._db) as cur:
             while len(dropped) < n and cur.first():
-                entry = _decoder.decode(cur.value())
+                _, event_id = _head(cur.value())
                 cur.delete()
-                txn.delete(entry.event.event_id.encode(), db=self._ids)
-                dropped.append(entry.event.event_id)
+                txn.delete(event_id.encode(), db=self._ids)
+                dropped.append(event_id)
         return dropped
 
     def mark_spilled(self, txn: lmdb.Transaction, events: Iterable[PatternEvent], reason: str, now: float) -> int:
+        from pipeline.spool_codec import decoder, encoder
+
         """Keep ``events`` for later: queue those not queued yet, and count each event's first
         spill once (``spool.spilled.<reason>``) so the hit rate is per event, not per attempt."""
         first = 0
@@ -141,10 +152,10 @@ class Spool:
                 self.append(txn, ev, now)
                 self.counters.add(txn, {"spool.entered": 1}, now)
                 seq = txn.get(ev.event_id.encode(), db=self._ids)
-            entry = _decoder.decode(txn.get(seq, db=self._db))
+            entry = decoder.decode(txn.get(seq, db=self._db))
             if not entry.spilled:
                 entry.spilled = True
-                txn.put(seq, _encoder.encode(entry), db=self._db)
+                txn.put(seq, encoder.encode(entry), db=self._db)
                 first += 1
         if first:
             self.counters.add(txn, {f"spool.spilled.{reason}": first}, now)
@@ -173,10 +184,10 @@ class Spool:
             doomed: list[tuple[bytes, str]] = []
             with txn.cursor(db=self._db) as cur:
                 for key, value in cur:
-                    entry = _decoder.decode(value)
-                    if not is_expired(entry.enqueued_at, now, ttl):
+                    enqueued_at, event_id = _head(value)
+                    if not is_expired(enqueued_at, now, ttl):
                         break
-                    doomed.append((key, entry.event.event_id))
+                    doomed.append((key, event_id))
             for key, eid in doomed:
                 txn.delete(key, db=self._db)
                 txn.delete(eid.encode(), db=self._ids)
@@ -186,7 +197,7 @@ class Spool:
 
         gone = self.store.write(txn_fn)
         if gone:
-            log.warning("spool: %d event(s) expired after %.0fs undelivered (cache_ttl)", len(gone), ttl)
+            self.warn(f"spool: {len(gone)} event(s) expired after {ttl:.0f}s undelivered (cache_ttl)")
         return gone
 
     def clear(self, now: float) -> int:
@@ -201,7 +212,7 @@ class Spool:
 
         n = self.store.write(txn_fn)
         if n:
-            log.warning("spool cleared by operator: %d event(s) dropped", n)
+            self.warn(f"spool cleared by operator: {n} event(s) dropped")
         return n
 
     # -- reading -----------------------------------------------------------------------------
@@ -215,16 +226,19 @@ class Spool:
 
     def read_batch(self, after_seq: int, limit: int, upto_seq: int | None = None) -> list[tuple[int, SpoolEntry]]:
         """Up to ``limit`` entries with after_seq < seq (≤ upto_seq), oldest first."""
-        return [(seq, _decoder.decode(raw)) for seq, raw in self.store.scan_seq("spool", after_seq, limit, upto_seq)]
+        from pipeline.spool_codec import decoder
+
+        return [(seq, decoder.decode(raw)) for seq, raw in self.store.scan_seq("spool", after_seq, limit, upto_seq)]
 
     def size(self) -> int:
         return self.store.entries("spool")
 
     def oldest_enqueued_at(self) -> float | None:
         batch = self.store.scan_seq("spool", 0, 1)
-        return _decoder.decode(batch[0][1]).enqueued_at if batch else None
+        return _head(batch[0][1])[0] if batch else None
 
     def stats(self, now: float, since: float | None = None) -> SpoolStats:
+        from pipeline.spool_codec import SpoolStats
         c = self.counters.totals(since, prefix="spool.")
         dropped = {k.removeprefix("spool.dropped."): v for k, v in c.items() if k.startswith("spool.dropped.")}
         oldest = self.oldest_enqueued_at()

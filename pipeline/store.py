@@ -4,23 +4,21 @@ LMDB serialises writers across processes, so a write transaction is the lock tha
 processes, drainers and the running pipeline share the spool, circuit state, counters and
 lineage. The map is sparse: it starts large and grows on ``MapFullError`` (up to
 ``max_map_size``); a process that sees another one's growth adopts it (``MapResizedError``).
+
+Standard library and lmdb only: the hook process imports this and must start in tens of ms.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import threading
-from collections.abc import Callable
-from pathlib import Path
-from typing import TypeVar
+from collections import namedtuple
 
 import lmdb
-import msgspec
 
-from pipeline.events import content_hash as _content_hash
-from pipeline.events import file_key, normalise_path, pattern_id_for
-
-T = TypeVar("T")
+from pipeline.identity import content_hash as _content_hash
+from pipeline.identity import file_key, normalise_path, pattern_id_for
 
 # Named databases. Later capabilities add theirs here so that every process opens the same set.
 DB_NAMES: tuple[str, ...] = (
@@ -44,23 +42,35 @@ class StoreError(Exception):
     """A store problem a user can act on (message names the path and what to do)."""
 
 
-class Head(msgspec.Struct, array_like=True):
-    """Latest known version of one file: what the next version's parent is."""
+TYPE_CHECKING = False  # no `typing` at run time: it costs the hook ~10 ms
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, NamedTuple
 
-    version: int
-    content_hash: str
-    pattern_id: str
-    path: str
-    parent: str | None = None
+    class Head(NamedTuple):
+        """Latest known version of one file: what the next version's parent is (stored as JSON)."""
+
+        version: int
+        content_hash: str
+        pattern_id: str
+        path: str
+        parent: str | None = None
+
+else:
+    Head = namedtuple("Head", "version content_hash pattern_id path parent", defaults=(None,))
 
 
-_head_encoder = msgspec.msgpack.Encoder()
-_head_decoder = msgspec.msgpack.Decoder(Head)
+def _encode_head(head: Head) -> bytes:
+    return json.dumps(list(head), separators=(",", ":")).encode()
 
 
-def default_data_dir() -> Path:
+def _decode_head(raw: bytes) -> Head:
+    return Head(*json.loads(raw))
+
+
+def default_data_dir() -> str:
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return Path(base) / "pattern-tracker"
+    return os.path.join(base, "pattern-tracker")
 
 
 def u64(n: int) -> bytes:
@@ -77,7 +87,7 @@ class Store:
     _open: dict[str, Store] = {}
     _open_lock = threading.Lock()
 
-    def __init__(self, path: Path, map_size: int, max_map_size: int) -> None:
+    def __init__(self, path: str, map_size: int, max_map_size: int) -> None:
         self.path = path
         self.max_map_size = max_map_size
         _make_private_dir(path)
@@ -97,8 +107,8 @@ class Store:
         finally:
             os.umask(old_umask)
         for name in ("data.mdb", "lock.mdb"):
-            f = path / name
-            if f.exists() and f.stat().st_mode & 0o077:
+            f = os.path.join(path, name)
+            if os.path.exists(f) and os.stat(f).st_mode & 0o077:
                 os.chmod(f, 0o600)
         self._grow_lock = threading.Lock()
         self.dbs: dict[str, lmdb._Database] = {name: self.env.open_db(name.encode()) for name in DB_NAMES}
@@ -110,7 +120,7 @@ class Store:
         with cls._open_lock:
             store = cls._open.get(key)
             if store is None:
-                store = cls(Path(key), map_size, max_map_size)
+                store = cls(key, map_size, max_map_size)
                 cls._open[key] = store
             return store
 
@@ -124,7 +134,7 @@ class Store:
 
     # -- transactions ----------------------------------------------------------------------
 
-    def write(self, fn: Callable[[lmdb.Transaction], T]) -> T:
+    def write(self, fn: Callable[[lmdb.Transaction], Any]) -> Any:
         """Run ``fn`` in one write transaction; on a full map grow it and redo the whole thing."""
         while True:
             try:
@@ -135,7 +145,7 @@ class Store:
             except lmdb.MapResizedError:
                 self.env.set_mapsize(0)
 
-    def read(self, fn: Callable[[lmdb.Transaction], T]) -> T:
+    def read(self, fn: Callable[[lmdb.Transaction], Any]) -> Any:
         while True:
             try:
                 with self.env.begin(write=False, buffers=False) as txn:
@@ -219,7 +229,7 @@ class Store:
         path = normalise_path(path)
         chash = _content_hash(code)
         raw = txn.get(file_key(path).encode(), db=self.dbs["heads"])
-        head = _head_decoder.decode(raw) if raw else None
+        head = _decode_head(raw) if raw else None
         if head is not None and head.content_hash == chash:
             return None
         version = head.version + 1 if head else 1
@@ -227,7 +237,7 @@ class Store:
         return Head(version, chash, pattern_id_for(path, version, chash), path, parent)
 
     def set_head(self, txn: lmdb.Transaction, head: Head) -> None:
-        txn.put(file_key(head.path).encode(), _head_encoder.encode(head), db=self.dbs["heads"])
+        txn.put(file_key(head.path).encode(), _encode_head(head), db=self.dbs["heads"])
 
     def assign_version(self, txn: lmdb.Transaction, path: str, code: str) -> tuple[int, str | None, str] | None:
         """Next version of ``path`` for ``code``, recorded at once: (version, parent pattern_id, content hash)."""
@@ -240,13 +250,13 @@ class Store:
     def head(self, path: str) -> Head | None:
         key = file_key(path).encode()
         raw = self.read(lambda txn: txn.get(key, db=self.dbs["heads"]))
-        return _head_decoder.decode(raw) if raw else None
+        return _decode_head(raw) if raw else None
 
 
-def _make_private_dir(path: Path) -> None:
+def _make_private_dir(path: str) -> None:
     try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if path.stat().st_mode & 0o077:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        if os.stat(path).st_mode & 0o077:
             os.chmod(path, 0o700)
     except OSError as exc:
         raise StoreError(f"cannot create data directory {path}: {exc.strerror}") from exc

@@ -36,7 +36,8 @@ from typing import Any, Literal
 import lmdb
 import msgspec
 
-from pipeline.events import EDGE_TYPES, EVENT_TYPES, TRANSFORMATION_TYPES, TrackRequest, event_id_for
+from pipeline.events import EDGE_TYPES, EVENT_TYPES, TRANSFORMATION_TYPES, TrackRequest
+from pipeline.identity import event_id_for
 from pipeline.store import Store, from_u64, u64
 
 __all__ = [

@@ -7,17 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.events import (
-    PatternEvent,
-    TrackRequest,
-    build_event,
-    content_hash,
-    event_id_for,
-    from_track_request,
-    pattern_id_for,
-    to_batch_request,
-    to_track_request,
-)
+from pipeline.events import PatternEvent, TrackRequest, build_event, from_track_request, to_batch_request, to_track_request
+from pipeline.identity import content_hash, event_id_for, pattern_id_for
 from pipeline.languages import detect_language
 from pipeline.store import Store
 

@@ -25,7 +25,7 @@ from operators import breaker
 from operators.backoff import RETRYABLE_CLASSES, ExponentialBackoff, load_policy
 from operators.breaker import BreakerSettings, BreakerState
 from operators.circuit_gate import call_failed
-from operators.spill import OverflowPlan, is_expired, overflow_plan
+from operators.overflow import OverflowPlan, is_expired, overflow_plan
 from pipeline.circuit_store import SharedBreaker
 from pipeline.config import RetryConfig
 from pipeline.store import MIB, Store

@@ -39,15 +39,8 @@ from typing import Annotated, Any
 import msgspec
 import watchfiles
 
-from pipeline.sources.files import (
-    DEFAULT_IGNORE,
-    GITIGNORE,
-    IgnoreRules,
-    ReadOk,
-    WatchStats,
-    is_inside,
-    read_text_file,
-)
+from pipeline.sources.files import DEFAULT_IGNORE, GITIGNORE, IgnoreRules, WatchStats
+from pipeline.sources.readfile import ReadOk, is_inside, read_text_file
 
 __all__ = ["FileChange", "WatchError", "WatchSettings", "WatchSource", "WatchStats"]
 
