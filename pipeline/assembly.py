@@ -15,6 +15,7 @@ from operators.backoff import RetryPolicy, load_policy
 from operators.breaker import BreakerSettings
 from pipeline.circuit_store import SharedBreaker
 from pipeline.config import Config, ConfigError
+from pipeline.redact import Redactor
 from pipeline.runtime import Feed, Pipeline, RuntimeSettings, Source
 from pipeline.spool import Spool, SpoolLimits
 from pipeline.store import MIB, Store
@@ -102,6 +103,8 @@ def build_pipeline(cfg: Config, store: Store, sink: Sink | None = None, telemetr
         spool=spool_for(cfg, store),
         breaker=breaker_for(cfg, store),
         policy=retry_policy_for(cfg),
+        redactor=Redactor(list(cfg.redaction.extra_patterns), enabled=cfg.redaction.enabled),
+        deny_globs=list(cfg.redaction.deny_globs),
     )
 
 

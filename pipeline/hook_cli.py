@@ -31,7 +31,7 @@ from pipeline.claude_settings import (
     uninstall_hook,
     write_settings,
 )
-from pipeline.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CliError
+from pipeline.commands import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CliError
 
 SCRIPT = "pattern-tracker"
 WHAT = f"the pattern-tracker {EVENT} hook"

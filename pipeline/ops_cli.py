@@ -27,7 +27,7 @@ from typing import Any, NoReturn
 
 import msgspec
 
-from pipeline.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CliError, _install_stop, _load
+from pipeline.commands import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CliError, _install_stop, _load
 
 # Events remain in the spool after a drain: the service is unavailable (circuit open), or the
 # drain was interrupted. Nothing is lost; the next drain or run delivers them.

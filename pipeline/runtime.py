@@ -45,6 +45,7 @@ from pipeline.events import PatternEvent, SourceName
 from pipeline.hook_payload import Change
 from pipeline.ingest import Ingest
 from pipeline.lease import DrainLease
+from pipeline.redact import Redactor
 from pipeline.spool import Spool, SpoolFull
 from pipeline.store import Store
 from pipeline.telemetry import Telemetry
@@ -153,6 +154,8 @@ class Pipeline:
         breaker: SharedBreaker | None = None,
         policy: RetryPolicy | None = None,
         replay: bool = True,
+        redactor: Redactor | None = None,
+        deny_globs: Sequence[str] = (),
     ) -> None:
         from operators.breaker import BreakerSettings
 
@@ -165,7 +168,7 @@ class Pipeline:
         self.policy = policy or ExponentialBackoff()
         self.replay_enabled = replay
         self.dead_letters = DeadLetters(store)
-        self.ingest = Ingest(store, self.spool)
+        self.ingest = Ingest(store, self.spool, redactor=redactor, deny_globs=deny_globs)
         self.lease = DrainLease(store)
         self.summary = RunSummary()
         self.last_delivery_at: float | None = None
@@ -181,7 +184,7 @@ class Pipeline:
         self._acked_since_wake = 0
         self._started = time.monotonic()
         self._s = {name: telemetry.stage(name) for name in
-                   ("source", "validate", "batch", "circuit_gate", "retry", "deliver", "spill", "replay", "dead_letter")}
+                   ("source", "validate", "batch", "circuit_gate", "retry", "deliver", "spill", "replay", "dead_letter", "hook")}
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -297,6 +300,7 @@ class Pipeline:
                                           error_class=out.error_class, failed_at=now))
             else:
                 retryable += 1
+        self._emit_recorded_stages(step.events, step.outcomes)
         done = acked + [letter.event.event_id for letter in letters]
         replayed_ok = self._forget(acked)
         self._forget([letter.event.event_id for letter in letters])
@@ -324,6 +328,17 @@ class Pipeline:
 
         if done:
             self._background(self.store.write, txn_fn)
+
+    def _emit_recorded_stages(self, events: list[PatternEvent], outcomes: list[Outcome]) -> None:
+        """Spans of stages that ran in another process (the hook) and recorded their times."""
+        stage = self._s["hook"]
+        for ev, out in zip(events, outcomes):
+            times = ev.timings.get("hook") if out.acknowledged else None
+            if times and len(times) == 2:
+                stage.emit_span(times[0], times[1], **{"pattern_tracker.event_id": ev.event_id,
+                                                       "pattern_tracker.tool": ev.tool_name or ""})
+                stage.observe(max(0.0, times[1] - times[0]))
+                stage.count(1, 1)
 
     def _spill(self, events: list[PatternEvent], reason: str) -> None:
         """Cannot deliver now: the events stay in (or go to) the spool; replay takes them later."""

@@ -21,6 +21,7 @@ def cli_env(data_dir: Path, **extra: str) -> dict[str, str]:
     """A clean environment: no inherited pattern-tracker settings, a private data directory."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(_ENV_DROP)}
     env["PATTERN_TRACKER_DATA_DIR"] = str(data_dir)
+    env["XDG_CACHE_HOME"] = f"{data_dir}-cache"  # the hook's settings cache stays in the test's tmp dir
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
     return env

@@ -1,0 +1,235 @@
+"""``pattern-tracker hook``: the Claude Code PostToolUse hook.
+
+Claude Code starts it after every Write, Edit, MultiEdit and NotebookEdit with the payload on
+stdin, so its speed and its silence are the product: it reads the payload, builds the change
+(the file after the edit), drops deny-listed files, redacts secrets, assigns the version and
+queues the event in the spool — one LMDB write transaction — and exits 0. Always 0: a problem
+is one line in its log file, never output, never a traceback, never a network call. Delivery
+is a drainer's job: the running pipeline, or a detached ``pattern-tracker drain`` this hook
+starts when nobody holds the drain lease and the circuit is not open.
+
+Standard library and lmdb only (no msgspec, yaml, asyncio, reactivex, aiohttp or OpenTelemetry):
+see the import budget in the README. Stage timings are recorded in the event
+(``timings["hook"]``) and turned into a span by the drainer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+TYPE_CHECKING = False  # no `typing` at run time: it costs the hook ~10 ms
+if TYPE_CHECKING:
+    from typing import Any
+
+LOG_MAX_BYTES = 1024 * 1024
+
+
+class HookLog:
+    """One line per problem, appended to the hook's log file (rotated at 1 MiB, mode 0600)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def write(self, level: str, message: str) -> None:
+        line = f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {level} hook[{os.getpid()}]: {message}\n"
+        try:
+            os.makedirs(os.path.dirname(self.path) or ".", mode=0o700, exist_ok=True)
+            try:
+                if os.path.getsize(self.path) > LOG_MAX_BYTES:
+                    os.replace(self.path, self.path + ".1")
+            except OSError:
+                pass
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                os.write(fd, line.encode("utf-8", "replace"))
+            finally:
+                os.close(fd)
+        except OSError:
+            pass  # nowhere to log: stay silent rather than disturb the session
+
+    def warn(self, message: str) -> None:
+        self.write("WARNING", message)
+
+    def error(self, message: str) -> None:
+        self.write("ERROR", message)
+
+
+def _parse_args(argv: list[str]) -> tuple[str | None, bool]:
+    config: str | None = None
+    verbose = False
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--verbose":
+            verbose = True
+        elif arg == "--config" and i + 1 < len(argv):
+            config = argv[i + 1]
+            i += 1
+        elif arg.startswith("--config="):
+            config = arg.split("=", 1)[1]
+        i += 1
+    return config, verbose
+
+
+def _read_stdin(limit: int) -> bytes | None:
+    """The payload, or None when it is larger than ``limit`` (the rest is drained, unread)."""
+    chunks: list[bytes] = []
+    size = 0
+    fd = sys.stdin.fileno()
+    while True:
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > limit:
+            while os.read(fd, 1 << 16):
+                pass
+            return None
+        chunks.append(chunk)
+
+
+def _describe_json_error(exc: ValueError) -> str:
+    lineno, colno = getattr(exc, "lineno", None), getattr(exc, "colno", None)
+    where = f" at line {lineno} column {colno}" if lineno else ""
+    return f"malformed JSON payload{where}: {getattr(exc, 'msg', 'cannot decode')}"
+
+
+def _circuit_blocks(store: Any, recovery_timeout: float, now: float) -> bool:
+    """Is the shared circuit open (a drain now would only find it open)?"""
+    raw = store.read(lambda txn: txn.get(b"circuit", db=store.db("state")))
+    if not raw:
+        return False
+    try:
+        state = json.loads(raw)
+    except ValueError:
+        return False
+    if state.get("state") == "forced_open":
+        return True
+    opened = state.get("opened_at")
+    return state.get("state") == "open" and opened is not None and now < float(opened) + recovery_timeout
+
+
+def _spawn_drainer(config_path: str | None, data_dir: str) -> None:
+    """``pattern-tracker drain`` in its own session, detached from Claude Code's pipes."""
+    args = [sys.executable, "-m", "pipeline.cli", "drain"]
+    if config_path:
+        args += ["--config", config_path]
+    log = os.path.join(data_dir, "drain.log")
+    actions = [
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 1, log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
+        (os.POSIX_SPAWN_DUP2, 1, 2),
+    ]
+    os.posix_spawn(sys.executable, args, os.environ, file_actions=actions, setsid=True)
+
+
+def run_hook(payload_bytes: bytes, settings: dict[str, Any], log: HookLog, started: float) -> dict[str, Any]:
+    """Everything after reading stdin; returns what happened (for --verbose and tests)."""
+    from pipeline.hook_payload import PayloadError, changes_from_payload
+
+    result: dict[str, Any] = {"events": 0, "ignored": False}
+    try:
+        payload = json.loads(payload_bytes)
+    except UnicodeDecodeError:
+        log.error("payload is not UTF-8 JSON")
+        return result
+    except ValueError as exc:
+        log.error(_describe_json_error(exc))
+        return result
+    now = time.time()
+    from pipeline.sources.readfile import read_text_file
+
+    def read_text(path: str) -> str | None:
+        read = read_text_file(path, int(settings["max_file_size"]))
+        return read.text if read.ok else None  # type: ignore[union-attr]
+
+    try:
+        changes = changes_from_payload(payload, now, read_text)
+    except PayloadError as exc:
+        tool = payload.get("tool_name") if isinstance(payload, dict) else None
+        log.error(f"{tool or 'payload'}: {exc}")
+        return result
+    if not changes:
+        result["ignored"] = True
+        return result
+
+    from pipeline.ingest import Ingest
+    from pipeline.redact import Redactor
+    from pipeline.spool import Spool, SpoolFull, SpoolLimits
+    from pipeline.store import Store
+
+    store = Store.open(settings["data_dir"], map_size=settings["map_size"], max_map_size=settings["max_map_size"])
+    try:
+        limits = SpoolLimits(settings["cache_size"], settings["overflow_policy"], settings["cache_ttl"])
+        # `block` would stall the session: the hook never waits, it drops the newest and says so.
+        if limits.policy == "block":
+            limits = SpoolLimits(limits.bound, "drop_newest", limits.ttl)
+        ingest = Ingest(
+            store,
+            Spool(store, limits, warn=log.warn),
+            make_event=lambda fields: fields,
+            redactor=Redactor(settings["extra_patterns"], enabled=settings["redaction_enabled"]),
+            deny_globs=settings["deny_globs"],
+        )
+        kept, counts = ingest.screen(changes)
+        counts["hook.invocations"] = 1
+        timings = {"hook": [started, time.time()]}
+
+        def txn_fn(txn: Any) -> tuple[list[Any], int]:
+            return ingest.accept_in(txn, kept, "hook", now, timings, counts)
+
+        try:
+            events, unchanged = store.write(txn_fn)
+        except SpoolFull:
+            log.error("spool is full: event dropped")
+            return result
+        result.update(events=len(events), unchanged=unchanged, denied=ingest.denied,
+                      redactions={k: v for k, v in counts.items() if k.startswith("redaction.")},
+                      event_ids=[e["event_id"] for e in events])
+        if ingest.denied:
+            log.warn(f"{ingest.denied} file(s) matched redaction.deny_globs and were not captured")
+        if events and settings["spawn_drainer"]:
+            from pipeline.lease import DrainLease
+
+            spawn = DrainLease(store).holder(now) is None and not _circuit_blocks(store, settings["recovery_timeout"], now)
+            result["drainer"] = spawn
+    finally:
+        store.close()  # before spawning: the drainer opens the store itself
+    if result.get("drainer"):
+        _spawn_drainer(settings["config_path"], settings["data_dir"])
+    return result
+
+
+def main(argv: list[str]) -> int:
+    """Always 0: a tracking hook must never disturb the coding session."""
+    started = time.time()
+    config_path, verbose = _parse_args(argv)
+    fallback_dir = os.environ.get("PATTERN_TRACKER_DATA_DIR") or os.path.join(
+        os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share"), "pattern-tracker")
+    log = HookLog(os.path.join(fallback_dir, "hook.log"))  # until the configuration says where
+    try:
+        from pipeline.hook_config import hook_settings
+
+        settings = hook_settings(config_path)
+        log = HookLog(settings["log_file"] or os.path.join(settings["data_dir"], "hook.log"))
+        if not settings["enabled"]:
+            return 0
+        payload = _read_stdin(int(settings["max_payload_bytes"]))
+        if payload is None:
+            log.error(f"payload larger than {settings['max_payload_bytes']} bytes (hook.max_payload_bytes): ignored")
+            return 0
+        if not payload.strip():
+            log.error("empty payload on stdin")
+            return 0
+        result = run_hook(payload, settings, log, started)
+        if verbose:
+            print(json.dumps(result))
+    except BaseException as exc:  # noqa: BLE001 - exit 0 whatever happens; one line in the log
+        if isinstance(exc, KeyboardInterrupt):
+            return 0
+        message = str(exc).splitlines()[0] if str(exc) else ""
+        log.error(f"{type(exc).__name__}: {message}"[:500])
+    return 0

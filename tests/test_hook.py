@@ -1,0 +1,203 @@
+"""`pattern-tracker hook` as Claude Code runs it: a new process per edit, payload on stdin."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from pipeline.spool import Spool
+from pipeline.store import Store
+from tests.clitools import BIN, cli_env, run_cli, serve, wait_for
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "hook_payloads.jsonl"
+
+
+def payloads() -> list[dict]:
+    return [json.loads(line) for line in FIXTURES.read_text().splitlines() if line.strip()]
+
+
+def hook(env: dict[str, str], payload: bytes, *args: str) -> subprocess.CompletedProcess[str]:
+    return run_cli("hook", *args, env=env, input=payload)
+
+
+def spooled(data: Path) -> list[dict]:
+    store = Store.open(data)
+    try:
+        return [json.loads(__import__("msgspec").json.encode(e.event)) for _, e in Spool(store).read_batch(0, 10_000)]
+    finally:
+        store.close()
+
+
+def hook_log(data: Path) -> list[str]:
+    path = data / "hook.log"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    # No drainer in these tests: we look at what the hook itself left in the spool.
+    return cli_env(tmp_path / "data", PATTERN_TRACKER__HOOK__SPAWN_DRAINER="false")
+
+
+def retarget(payload: dict, root: Path) -> dict:
+    """The fixture payload with its file path moved under ``root``."""
+    doc = json.loads(json.dumps(payload))
+    for key in ("file_path", "notebook_path"):
+        if key in doc["tool_input"]:
+            doc["tool_input"][key] = str(root / Path(doc["tool_input"][key]).name)
+    return doc
+
+
+def test_each_tool_gives_the_right_event(tmp_path: Path, env: dict[str, str]) -> None:
+    root = tmp_path / "proj"
+    root.mkdir()
+    by_tool = {}
+    for p in payloads():
+        by_tool.setdefault(p["tool_name"], p)
+    out = hook(env, json.dumps(retarget(by_tool["Write"], root)).encode(), "--verbose")
+    assert out.returncode == 0 and json.loads(out.stdout)["events"] == 1 and out.stderr == ""
+    # Edit: the file is not on disk, so the edit is applied to the original the payload carries.
+    hook(env, json.dumps(retarget(by_tool["Edit"], root)).encode())
+    # MultiEdit: the file on disk wins.
+    (root / "cart.py").write_text("class ShoppingCart:\n    pass\n")
+    hook(env, json.dumps(retarget(by_tool["MultiEdit"], root)).encode())
+    hook(env, json.dumps(retarget(by_tool["NotebookEdit"], root)).encode())
+    bash = hook(env, json.dumps(by_tool["Bash"]).encode(), "--verbose")
+    assert json.loads(bash.stdout) == {"events": 0, "ignored": True}
+    events = spooled(tmp_path / "data")
+    assert [(e["tool_name"], e["event_type"], e["pattern_version"]) for e in events] == [
+        ("Write", "pattern_created", "1"),
+        ("Edit", "pattern_modified", "2"),
+        ("MultiEdit", "pattern_modified", "3"),
+        ("NotebookEdit", "pattern_created", "1"),
+    ]
+    write, edit, multi, nb = events
+    assert edit["parent_pattern_ids"] == [write["pattern_id"]] and multi["parent_pattern_ids"] == [edit["pattern_id"]]
+    assert "round(sum(prices[i] for i in self.items), 2)" in edit["code"]
+    assert multi["code"] == "class ShoppingCart:\n    pass\n"
+    assert nb["file_path"].endswith(".ipynb#" + by_tool["NotebookEdit"]["tool_input"]["cell_id"])
+    assert write["session_id"] == by_tool["Write"]["session_id"] and write["tool_use_id"] == by_tool["Write"]["tool_use_id"]
+    assert write["source"] == "hook" and write["triggered_by"] == "claude_code_hook"
+    assert len(write["timings"]["hook"]) == 2 and write["timings"]["hook"][0] <= write["timings"]["hook"][1]
+    assert hook_log(tmp_path / "data") == []
+    # The newer payload with extra fields is tolerated.
+    newer = [p for p in payloads() if "agent_id" in p][0]
+    assert json.loads(hook(env, json.dumps(retarget(newer, root)).encode(), "--verbose").stdout)["events"] == 1
+
+
+def malformed_payloads() -> list[bytes]:
+    write = json.dumps(payloads()[0]).encode()
+    cases = [
+        b"", b"   \n", b"{", write[: len(write) // 2], b"[]", b"[1, 2, 3]", b"null", b"42", b'"a string"',
+        b"\xff\xfe\x00binary", b"{\"tool_name\": 3}", b"{\"tool_name\": \"Write\"}",
+        b"{\"tool_name\": \"Write\", \"tool_input\": []}",
+        b"{\"tool_name\": \"Write\", \"tool_input\": {\"file_path\": 7, \"content\": \"x\"}}",
+        b"{\"tool_name\": \"Write\", \"tool_input\": {\"file_path\": \"/a.py\"}}",
+        b"{\"tool_name\": \"Write\", \"tool_input\": {\"file_path\": \"/a.py\", \"content\": 5}}",
+        b"{\"tool_name\": \"Edit\", \"tool_input\": {\"file_path\": \"/nope/a.py\", \"old_string\": \"x\", \"new_string\": \"y\"}}",
+        b"{\"tool_name\": \"Edit\", \"tool_input\": {\"file_path\": \"/nope/a.py\", \"old_string\": \"zz\", \"new_string\": \"y\"},"
+        b" \"tool_response\": {\"originalFile\": \"abc\"}}",
+        b"{\"tool_name\": \"MultiEdit\", \"tool_input\": {\"file_path\": \"/nope/a.py\", \"edits\": \"no\"},"
+        b" \"tool_response\": {\"originalFileContents\": \"a\"}}",
+        b"{\"tool_name\": \"MultiEdit\", \"tool_input\": {\"file_path\": \"/nope/a.py\", \"edits\": [3]},"
+        b" \"tool_response\": {\"originalFileContents\": \"a\"}}",
+        b"{\"tool_name\": \"NotebookEdit\", \"tool_input\": {\"new_source\": \"x\"}}",
+        b"{\"tool_name\": \"NotebookEdit\", \"tool_input\": {\"notebook_path\": \"/n.ipynb\", \"new_source\": 1}}",
+        b"{\"tool_name\": \"Write\", \"session_id\": 5, \"tool_input\": {\"file_path\": \"/a.py\", \"content\": \"x\"}}",
+        b"{\"tool_name\": \"Write\", \"tool_use_id\": [], \"tool_input\": {\"file_path\": \"/a.py\", \"content\": \"x\"}}",
+        b"{'single': 'quotes'}", b"{\"a\": NaN", b"\x00\x01\x02\x03", "{\"tool_name\": \"Write\", \"x\": \"\udcff\"}".encode("utf-8", "surrogatepass"),
+        b"{\"tool_name\": \"Write\", \"tool_input\": {\"file_path\": \"/a.py\", \"content\": \"x\"}} trailing",
+        b"x" * (17 * 1024 * 1024),  # larger than hook.max_payload_bytes
+    ]
+    assert len(cases) == 30
+    return cases
+
+
+def test_thirty_malformed_payloads_exit_0_with_one_log_line_each(tmp_path: Path, env: dict[str, str]) -> None:
+    data = tmp_path / "data"
+    good = json.dumps(retarget(payloads()[0], tmp_path)).encode()
+    assert hook(env, good).returncode == 0
+    before = spooled(data)
+    for i, payload in enumerate(malformed_payloads()):
+        out = hook(env, payload)
+        assert out.returncode == 0 and out.stdout == "" and out.stderr == "", (i, out)
+        lines = hook_log(data)
+        assert len(lines) == i + 1, (i, lines[-3:])
+        assert "Traceback" not in lines[-1] and " ERROR " in lines[-1]
+    assert spooled(data) == before  # nothing else affected
+    log = "\n".join(hook_log(data))
+    assert "larger than" in log and "malformed JSON" in log and "must be a string" in log
+
+
+def test_a_bad_config_is_one_log_line_and_exit_0(tmp_path: Path) -> None:
+    env = cli_env(tmp_path / "data", PATTERN_TRACKING_CACHE_SIZE="lots")
+    out = hook(env, json.dumps(payloads()[0]).encode())
+    assert out.returncode == 0 and out.stdout == "" and out.stderr == ""
+    [line] = hook_log(tmp_path / "data")
+    assert "pattern_tracking.cache_size" in line and "env PATTERN_TRACKING_CACHE_SIZE" in line
+
+
+def test_denied_files_are_never_captured(tmp_path: Path, env: dict[str, str]) -> None:
+    doc = retarget(payloads()[0], tmp_path)
+    for name in (".env", ".env.local", "server.pem", "id_rsa"):
+        doc["tool_input"]["file_path"] = str(tmp_path / name)
+        doc["tool_input"]["content"] = "SECRET=hunter2hunter2\n"
+        out = hook(env, json.dumps(doc).encode(), "--verbose")
+        assert json.loads(out.stdout)["events"] == 0
+    assert spooled(tmp_path / "data") == []
+
+
+def test_fifty_concurrent_hooks_all_reach_the_server(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with serve(tmp_path / "service") as url:
+        env = cli_env(data, PATTERN_TRACKING_API_URL=url)
+        procs = []
+        for i in range(50):
+            doc = retarget(payloads()[0], tmp_path / "proj")
+            doc["tool_input"]["file_path"] = str(tmp_path / "proj" / f"m{i % 10}.py")
+            doc["tool_input"]["content"] = f"value = {i}\n"
+            p = subprocess.Popen([str(BIN), "hook"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, env=env)
+            procs.append((p, json.dumps(doc).encode()))
+        for p, body in procs:
+            p.stdin.write(body)
+            p.stdin.close()
+        for p, _ in procs:
+            assert p.wait(60) == 0 and p.stdout.read() == b"" and p.stderr.read() == b""
+        # Drainers the hooks started (one at a time: the lease) deliver everything.
+        def delivered() -> int:
+            with urllib.request.urlopen(f"{url}/api/pattern-traceability/lineage/query?limit=1000", timeout=5) as r:
+                return int(json.loads(r.read())["data"]["total"])
+
+        wait_for(lambda: delivered() == 50, timeout=60, interval=0.3)
+    store = Store.open(data)
+    try:
+        assert Spool(store).size() == 0 and store.verify() == []
+    finally:
+        store.close()
+    assert hook_log(data) == []
+
+
+def test_service_down_then_back_delivers_after_a_drain(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    env = cli_env(data, PATTERN_TRACKING_API_URL=dead, EXPONENTIAL_BACKOFF_BASE_DELAY="0.01")
+    doc = retarget(payloads()[0], tmp_path)
+    assert hook(env, json.dumps(doc).encode()).returncode == 0
+    # The drainer it started finds the service down and leaves the event in the spool.
+    wait_for(lambda: (data / "drain.log").exists() and "left in spool 1" in (data / "drain.log").read_text(), timeout=30)
+    with serve(tmp_path / "service") as url:
+        env_up = cli_env(data, PATTERN_TRACKING_API_URL=url)
+        run_cli("circuit", "reset", env=env_up)
+        out = run_cli("drain", env=env_up)
+        assert out.returncode == 0, out.stderr
+        q = run_cli("query", "--file", doc["tool_input"]["file_path"], "--json", env=env_up)
+        assert q.returncode == 0 and len(json.loads(q.stdout)) == 1
