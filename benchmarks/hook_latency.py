@@ -83,6 +83,7 @@ def main(runs: int) -> str:
             results["bare"].append(timed(bare, envs["up"], b""))
             for name, env in envs.items():
                 results[name].append(timed(hook, env, payload(root, i)))
+            time.sleep(0.05)  # edits are seconds apart: let a started drainer get going before the next round
         budget = import_budget(envs["open"], payload(root, runs + 1))
         time.sleep(1.0)  # let the last drainers finish before the service goes
     bare_median = statistics.median(results["bare"])

@@ -10,9 +10,10 @@ stale; it holds no secrets (no tokens, no URLs).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
+
+from pipeline.identity import sha256
 
 TYPE_CHECKING = False  # no `typing` at run time: it costs the hook ~10 ms
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ def _cache_dir() -> str:
 def cache_key(config_path: str | None, env: dict[str, str]) -> str:
     parts = [str(CACHE_VERSION), _file_key(DEFAULT_YAML), _file_key(config_path) if config_path else "-"]
     parts += sorted(f"{k}={v}" for k, v in env.items() if k.startswith(_ENV_PREFIXES))
-    return hashlib.sha256("\0".join(parts).encode("utf-8", "surrogateescape")).hexdigest()[:24]
+    return sha256("\0".join(parts).encode("utf-8", "surrogateescape")).hexdigest()[:24]
 
 
 def _from_full_config(config_path: str | None) -> dict[str, Any]:

@@ -111,7 +111,8 @@ class Store:
             if os.path.exists(f) and os.stat(f).st_mode & 0o077:
                 os.chmod(f, 0o600)
         self._grow_lock = threading.Lock()
-        self.dbs: dict[str, lmdb._Database] = {name: self.env.open_db(name.encode()) for name in DB_NAMES}
+        with self.env.begin(write=True) as txn:  # one commit for all of them (the hook pays per process)
+            self.dbs: dict[str, lmdb._Database] = {name: self.env.open_db(name.encode(), txn=txn) for name in DB_NAMES}
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], map_size: int = 1024 * MIB, max_map_size: int = 64 * 1024 * MIB) -> Store:

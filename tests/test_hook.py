@@ -201,3 +201,32 @@ def test_service_down_then_back_delivers_after_a_drain(tmp_path: Path) -> None:
         assert out.returncode == 0, out.stderr
         q = run_cli("query", "--file", doc["tool_input"]["file_path"], "--json", env=env_up)
         assert q.returncode == 0 and len(json.loads(q.stdout)) == 1
+
+
+def test_secrets_in_a_write_never_reach_the_spool_or_the_server(tmp_path: Path) -> None:
+    from tests.test_redact import SECRET_CASES
+
+    data = tmp_path / "data"
+    secrets = [secret for _, _, found in SECRET_CASES for secret in found]
+    content = "".join(text for _, text, _ in SECRET_CASES)
+    assert len(SECRET_CASES) >= 15 and len(secrets) >= 15
+    with serve(tmp_path / "service") as url:
+        env = cli_env(data, PATTERN_TRACKING_API_URL=url, PATTERN_TRACKER__HOOK__SPAWN_DRAINER="false")
+        doc = retarget(payloads()[0], tmp_path)
+        doc["tool_input"]["content"] = content
+        out = hook(env, json.dumps(doc).encode(), "--verbose")
+        result = json.loads(out.stdout)
+        assert result["events"] == 1 and sum(result["redactions"].values()) >= len(SECRET_CASES)
+        [event] = spooled(data)
+        store_bytes = b"".join(p.read_bytes() for p in data.glob("*.mdb"))
+        for secret in secrets:
+            assert secret not in event["code"]
+            assert secret.encode() not in store_bytes
+        assert "[REDACTED:" in event["code"] and "boto3.client" in event["code"]
+        assert run_cli("drain", env=env).returncode == 0
+        with urllib.request.urlopen(f"{url}/api/pattern-traceability/lineage/query?limit=10", timeout=5) as r:
+            body = r.read().decode()
+        assert "[REDACTED:" in body
+        for secret in secrets:
+            assert secret not in body
+    assert not any(secret in "\n".join(hook_log(data)) for secret in secrets)
