@@ -3,9 +3,10 @@
     python -m benchmarks.hook_latency [--runs 200]
 
 Conditions, interleaved run by run (the machine is shared and noisy): the bare interpreter
-(`python -c pass`, the same venv Python), the hook with the service up (`serve` in another
-process; hooks start drainers), with the service down (connection refused), and with the circuit
-forced open. Each hook run records a new version of a file (a real Write payload). Also prints
+(`python -c pass`, the same venv Python); the hook with the service up and `pattern-tracker run`
+holding the drain lease (the usual set-up: hooks start no drainer); with the service up and no
+pipeline running (hooks start detached drainers, which then compete for the 2 cores); with the
+service down (connection refused); and with the circuit forced open. Each hook run records a new version of a file (a real Write payload). Also prints
 the import budget of the hook (`python -X importtime`).
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -69,14 +71,19 @@ def main(runs: int) -> str:
     root.mkdir()
     hook = [str(BIN), "hook"]
     bare = [sys.executable, "-c", "pass"]
-    results: dict[str, list[float]] = {"bare": [], "up": [], "down": [], "open": []}
+    results: dict[str, list[float]] = {"bare": [], "run": [], "up": [], "down": [], "open": []}
     with serve(base / "service") as url:
         envs = {
+            "run": env_for(base, "run", PATTERN_TRACKING_API_URL=url),
             "up": env_for(base, "up", PATTERN_TRACKING_API_URL=url),
             "down": env_for(base, "down", PATTERN_TRACKING_API_URL=f"http://127.0.0.1:{free_port()}"),
             "open": env_for(base, "open", PATTERN_TRACKING_API_URL=url),
         }
         subprocess.run([str(BIN), "circuit", "open"], env=envs["open"], stdout=subprocess.DEVNULL, check=True)
+        # The running pipeline: stdin stays open, so it runs (and holds the lease) until stopped.
+        pipeline = subprocess.Popen([str(BIN), "run", "--source", "stdin"], env=envs["run"], stdin=subprocess.PIPE,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(2.0)
         for name, env in envs.items():  # warm the settings cache and the bytecode
             timed(hook, env, payload(root, 0))
         for i in range(1, runs + 1):
@@ -85,9 +92,13 @@ def main(runs: int) -> str:
                 results[name].append(timed(hook, env, payload(root, i)))
             time.sleep(0.05)  # edits are seconds apart: let a started drainer get going before the next round
         budget = import_budget(envs["open"], payload(root, runs + 1))
+        pipeline.terminate()
+        pipeline.wait(30)
         time.sleep(1.0)  # let the last drainers finish before the service goes
+    shutil.rmtree(base, ignore_errors=True)
     bare_median = statistics.median(results["bare"])
-    labels = {"bare": "bare `python -c pass`", "up": "hook, service up", "down": "hook, service down (refused)",
+    labels = {"bare": "bare `python -c pass`", "run": "hook, service up, `run` holds the lease",
+              "up": "hook, service up, hooks start drainers", "down": "hook, service down (refused)",
               "open": "hook, circuit open"}
     lines = [
         f"### Hook latency ({runs} runs per condition, interleaved; Write payloads of ~1.4 KB)",
@@ -95,7 +106,7 @@ def main(runs: int) -> str:
         "| condition | median ms | p99 ms | median / bare |",
         "|---|---:|---:|---:|",
     ]
-    for key in ("bare", "up", "down", "open"):
+    for key in ("bare", "run", "up", "down", "open"):
         xs = results[key]
         lines.append(f"| {labels[key]} | {statistics.median(xs) * 1000:.1f} | {pct(xs, 0.99) * 1000:.1f} | "
                      f"{statistics.median(xs) / bare_median:.2f}× |")
