@@ -34,11 +34,12 @@ from reactivex.subject import Subject
 
 from operators.backoff import ExponentialBackoff, RetryPolicy
 from operators.batch import batch
-from operators.circuit_gate import CircuitGate, circuit_gate
+from operators.circuit_gate import CircuitGate, call_failed, circuit_gate
 from operators.retry import Attempted, retry
 from operators.spill import Spill, spill
 from operators.traced import traced
 from operators.validate import validate
+from pipeline import metrics
 from pipeline.circuit_store import SharedBreaker
 from pipeline.dead_letter import DeadLetter, DeadLetters
 from pipeline.events import PatternEvent, SourceName
@@ -176,6 +177,7 @@ class Pipeline:
         self._subject: Subject[PatternEvent] = Subject()
         self._credits = Credits(settings.batch_size * (settings.max_in_flight_batches + 1))
         self._tasks: set[asyncio.Future[Any]] = set()
+        self._metrics: dict[str, int] = {}  # cross-process counters waiting for the next store write
         self._inflight: set[str] = set()
         self._from_replay: set[str] = set()
         self._backlog = True  # until the replay source has looked at the spool
@@ -265,16 +267,32 @@ class Pipeline:
                 except Exception as exc:  # noqa: BLE001 - a sink bug must not lose events
                     log.error("sink %s raised %s: %s", self.sink.name, type(exc).__name__, exc)
                     outcomes = [Outcome(status="retryable", reason=str(exc), error_class="internal")] * len(events)
-            self._s["deliver"].observe(time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            self._s["deliver"].observe(elapsed)
             if len(outcomes) != len(events):
                 log.error("sink %s returned %d outcomes for %d events", self.sink.name, len(outcomes), len(events))
                 outcomes = [Outcome(status="retryable", reason="outcome count mismatch", error_class="internal")] * len(events)
+            self._record_call(outcomes, elapsed)
             return outcomes
 
         task = asyncio.ensure_future(attempt())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return rx.from_future(task)
+
+    def _record_call(self, outcomes: list[Outcome], elapsed: float) -> None:
+        m = self._metrics
+        metrics.bump(m, "requests.total")
+        if call_failed(outcomes):
+            cls = next((o.error_class for o in outcomes if o.error_class), None) or "unknown"
+            metrics.bump(m, f"requests.failed.{cls}")
+        else:
+            metrics.bump(m, "requests.succeeded")
+        metrics.observe(m, "delivery", [elapsed])
+
+    def _take_metrics(self) -> dict[str, int]:
+        taken, self._metrics = self._metrics, {}
+        return taken
 
     def _on_step(self, step: Attempted | Spill) -> None:
         if isinstance(step, Spill):
@@ -305,9 +323,19 @@ class Pipeline:
         replayed_ok = self._forget(acked)
         self._forget([letter.event.event_id for letter in letters])
         self._credits.release(len(done))
-        if step.attempt > 1:
+        m = self._metrics
+        retried = step.attempt > 1
+        if retried:
             self.summary.retried += len(step.events)
             self._s["retry"].count(len(step.events), len(acked))
+            metrics.bump(m, "retry.attempts", len(step.events))
+        metrics.bump(m, "retry.successful_with_retry" if retried else "retry.successful_without_retry", len(acked))
+        metrics.bump(m, "retry.failed_with_retry" if retried else "retry.failed_without_retry", len(letters))
+        metrics.bump(m, "events.delivered", sum(1 for o in step.outcomes if o.status == "delivered"))
+        metrics.bump(m, "events.already_existed", sum(1 for o in step.outcomes if o.status == "already_exists"))
+        metrics.bump(m, "events.dead_lettered", len(letters))
+        metrics.observe(m, "e2e", [now - ev.occurred_at for ev, o in zip(step.events, step.outcomes)
+                                   if o.acknowledged and ev.occurred_at > 0])
         self._s["deliver"].count(len(step.events), len(acked), errors=retryable + len(letters))
         if acked:
             self.last_delivery_at = now
@@ -320,14 +348,17 @@ class Pipeline:
             for letter in letters:
                 log.warning("event %s dead-lettered (HTTP %s): %s", letter.event.event_id, letter.http_status, letter.reason)
 
+        counts = {**self._take_metrics(), "spool.acked": len(acked), "spool.replayed_ok": replayed_ok}
+
         def txn_fn(txn: Any) -> None:
             self.spool.remove(txn, done)
             if letters:
                 self.dead_letters.put(txn, letters)
-            self.spool.counters.add(txn, {"spool.acked": len(acked), "spool.replayed_ok": replayed_ok}, now)
+            self.spool.counters.add(txn, counts, now)
+            if acked:
+                txn.put(metrics.LAST_DELIVERY_KEY, str(now).encode(), db=self.store.db("state"))
 
-        if done:
-            self._background(self.store.write, txn_fn)
+        self._background(self.store.write, txn_fn)
 
     def _emit_recorded_stages(self, events: list[PatternEvent], outcomes: list[Outcome]) -> None:
         """Spans of stages that ran in another process (the hook) and recorded their times."""
@@ -353,7 +384,17 @@ class Pipeline:
         if reason != "circuit_open":
             log.info("%d event(s) kept in the spool for later (%s)", len(events), reason)
 
-        self._background(self.store.write, lambda txn: self.spool.mark_spilled(txn, events, reason, now))
+        counts = self._take_metrics()
+        if reason == "retries_exhausted":
+            metrics.bump(counts, "retry.failed_with_retry", len(events))
+        elif reason == "not_retryable":
+            metrics.bump(counts, "retry.failed_without_retry", len(events))
+
+        def txn_fn(txn: Any) -> None:
+            self.spool.mark_spilled(txn, events, reason, now)
+            self.spool.counters.add(txn, counts, now)
+
+        self._background(self.store.write, txn_fn)
 
     def _on_rejected(self, events: list[PatternEvent]) -> None:
         self._s["circuit_gate"].count(len(events), 0, errors=len(events))
@@ -551,6 +592,9 @@ class Pipeline:
                 task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.sink.close()
+        leftover = self._take_metrics()
+        if leftover:
+            await self.io(self.spool.counters.bump, leftover, time.time())
         self.summary.left_in_spool = await self.io(self.spool.size)
         self.summary.seconds = time.monotonic() - self._started
         await self.io(self.lease.release)
