@@ -549,6 +549,9 @@ class Pipeline:
         finish = asyncio.Event()
         if drain:
             finish.set()
+        # An empty spool at start: live events can flow at once (no older backlog to keep order with).
+        if drain is False and await self.io(self.spool.size) == 0:
+            self._backlog = False
         replay_task = asyncio.create_task(self.replay(stop, finish, until_empty)) if self.replay_enabled or drain else None
         if replay_task is None:
             self._backlog = False
