@@ -279,3 +279,25 @@ def test_unwritable_data_dir_is_one_clear_line(tmp_path: Path) -> None:
     blocker.write_text("not a directory")
     out = run_cli("query", "--file", "/x.py", env=cli_env(blocker / "sub"))
     assert out.returncode == 1 and "data directory" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_watch_never_captures_denied_files_and_redacts_secrets(tmp_path: Path) -> None:
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    root = Path(os.path.realpath(proj))
+    (root / ".env").write_text("DB_PASSWORD=correct-horse-battery-9\n")
+    (root / "settings.py").write_text('API_TOKEN = "ghp_' + "a1B2c3D4e5F6g7H8i9J0" * 2 + 'kL9m"\nDEBUG = True\n')
+    env = cli_env(tmp_path / "data", **FAST_WATCH)
+    watcher = subprocess.Popen([str(BIN), "watch", str(proj)], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env)
+    try:
+        out = wait_for(lambda: (q := run_cli("query", "--file", str(root / "settings.py"), "--json", env=env)).returncode == 0
+                       and q.stdout, timeout=15)
+    finally:
+        assert stop(watcher) == 0
+    [node] = json.loads(out)
+    assert "[REDACTED:github_token]" in node["pattern_data"]["code"] and "DEBUG = True" in node["pattern_data"]["code"]
+    assert "a1B2c3D4e5F6g7H8i9J0" not in out
+    denied = run_cli("query", "--file", str(root / ".env"), env=env)
+    assert denied.returncode == 1 and "no versions" in denied.stderr
+    store_bytes = b"".join(p.read_bytes() for p in (tmp_path / "data").glob("*.mdb"))
+    assert b"correct-horse-battery-9" not in store_bytes and b"a1B2c3D4e5F6g7H8i9J0" not in store_bytes
