@@ -11,6 +11,8 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
+import msgspec
+
 from operators.backoff import RetryPolicy, load_policy
 from operators.breaker import BreakerSettings
 from pipeline.circuit_store import SharedBreaker
@@ -74,17 +76,8 @@ def spool_for(cfg: Config, store: Store) -> Spool:
 
 
 def breaker_for(cfg: Config, store: Store) -> SharedBreaker:
-    cb = cfg.resilience.circuit_breaker
-    settings = BreakerSettings(
-        failure_threshold=cb.failure_threshold,
-        recovery_timeout=cb.recovery_timeout,
-        half_open_attempts=cb.half_open_attempts,
-        mode=cb.mode,
-        window_size=cb.window_size,
-        minimum_calls=cb.minimum_calls,
-        failure_rate_threshold=cb.failure_rate_threshold,
-    )
-    return SharedBreaker(store, settings)
+    # The config section and the policy's settings have the same fields.
+    return SharedBreaker(store, BreakerSettings(**msgspec.structs.asdict(cfg.resilience.circuit_breaker)))
 
 
 def retry_policy_for(cfg: Config) -> RetryPolicy:
@@ -126,17 +119,7 @@ def watch_source(cfg: Config, paths: Sequence[str]) -> tuple[Source, object]:
     from pipeline.hook_payload import Change
     from pipeline.sources.watch import WatchSettings, WatchSource, WatchStats
 
-    w = cfg.sources.watch
-    settings = WatchSettings(
-        paths=list(paths),
-        ignore=list(w.ignore),
-        use_gitignore=w.use_gitignore,
-        max_file_size=w.max_file_size,
-        debounce_ms=w.debounce_ms,
-        step_ms=w.step_ms,
-        force_polling=w.force_polling,
-        initial_scan=w.initial_scan,
-    )
+    settings = WatchSettings(**{**msgspec.structs.asdict(cfg.sources.watch), "paths": list(paths)})
     stats = WatchStats()
     watcher = WatchSource(paths=list(paths), settings=settings, stats=stats)
 
