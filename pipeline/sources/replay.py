@@ -1,0 +1,61 @@
+"""The ``replay`` source: the events of an LMDB archive, in order, optionally paced.
+
+``rate``: at most that many events per second. ``speedup``: the archive's own timing
+(``occurred_at`` gaps) played X times faster. Both may be combined. The archive is durable, so
+events are not spooled on the way in; what cannot be delivered is spooled by the spill.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from pipeline.archive import Archive
+from pipeline.runtime import Feed, Source
+
+
+def replay_source(
+    archive: Archive,
+    rate: float | None = None,
+    speedup: float | None = None,
+    chunk: int = 100,
+    on_progress: Callable[[int], None] | None = None,
+) -> Source:
+    if rate is not None and rate <= 0:
+        raise ValueError("--rate must be > 0")
+    if speedup is not None and speedup <= 0:
+        raise ValueError("--speedup must be > 0")
+
+    async def run(feed: Feed, stop: asyncio.Event) -> None:
+        started = time.monotonic()
+        first_at: float | None = None
+        sent = 0
+        for events in archive.chunks(chunk):
+            while events and not stop.is_set():
+                now = time.monotonic() - started
+                due_rate = sent / rate if rate else 0.0
+                if speedup:
+                    first_at = events[0].occurred_at if first_at is None else first_at
+                    ready = [ev for ev in events if (ev.occurred_at - first_at) / speedup <= now]
+                    due = (events[0].occurred_at - first_at) / speedup
+                else:
+                    ready, due = events, 0.0
+                wait = max(due_rate, due) - now
+                if wait > 0 or not ready:
+                    try:
+                        await asyncio.wait_for(stop.wait(), timeout=max(wait, 0.001))
+                    except TimeoutError:
+                        pass
+                    continue
+                if rate:
+                    ready = ready[: max(1, int(rate * (now + 0.05)) - sent)]
+                await feed.archived(ready)
+                sent += len(ready)
+                events = events[len(ready):]
+                if on_progress is not None:
+                    on_progress(sent)
+            if stop.is_set():
+                return
+
+    return run
