@@ -5,7 +5,7 @@ from __future__ import annotations
 import runpy
 import sys
 
-BENCHMARKS = ["benchmarks.hook_latency", "benchmarks.spill_drain"]
+BENCHMARKS = ["benchmarks.hook_latency", "benchmarks.spill_drain", "benchmarks.telemetry_overhead"]
 
 if __name__ == "__main__":
     for name in BENCHMARKS:

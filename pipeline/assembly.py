@@ -32,13 +32,16 @@ def open_store(cfg: Config) -> Store:
     return Store.open(st.data_dir_path, map_size=st.map_size_mb * MIB, max_map_size=st.max_map_size_mb * MIB)
 
 
-def build_sink(cfg: Config, store: Store) -> Sink:
-    """The Phase 4 HTTP client when an API URL is configured, else the embedded lineage store."""
+def build_sink(cfg: Config, store: Store, telemetry: Telemetry | None = None) -> Sink:
+    """The Phase 4 HTTP client when an API URL is configured, else the embedded lineage store.
+
+    With ``telemetry``, every HTTP request the client makes becomes a CLIENT span.
+    """
     if cfg.api.url:
         from sinks.http import HttpSink
 
         a = cfg.api
-        return HttpSink(
+        sink = HttpSink(
             a.url,
             token=a.token,
             verify_tls=a.verify_tls,
@@ -48,6 +51,9 @@ def build_sink(cfg: Config, store: Store) -> Sink:
             use_batch_endpoint=a.use_batch_endpoint,
             max_connections=a.max_concurrency * 2,
         )
+        if telemetry is not None:
+            telemetry.instrument_sink(sink)
+        return sink
     from sinks.embedded import EmbeddedSink
     from sinks.lineage_store import LineageStore
 
@@ -55,8 +61,14 @@ def build_sink(cfg: Config, store: Store) -> Sink:
 
 
 def build_telemetry(cfg: Config) -> Telemetry:
+    """Providers for ``telemetry.exporter`` (+ the Prometheus endpoint when ``prometheus_port`` > 0)."""
     t = cfg.telemetry
-    return Telemetry.from_config(t.exporter, t.service_name, t.otlp_endpoint, t.event_span_sample_rate)
+    try:
+        return Telemetry.from_config(t.exporter, t.service_name, t.otlp_endpoint, t.event_span_sample_rate,
+                                     prometheus_port=t.prometheus_port)
+    except OSError as exc:  # the Prometheus port is taken or not allowed
+        raise ConfigError(f"cannot serve Prometheus metrics on 127.0.0.1:{t.prometheus_port}: {exc}",
+                          key="telemetry.prometheus_port") from None
 
 
 def runtime_settings(cfg: Config) -> RuntimeSettings:
@@ -88,10 +100,11 @@ def retry_policy_for(cfg: Config) -> RetryPolicy:
 
 
 def build_pipeline(cfg: Config, store: Store, sink: Sink | None = None, telemetry: Telemetry | None = None) -> Pipeline:
+    telemetry = telemetry or build_telemetry(cfg)
     return Pipeline(
         store,
-        sink or build_sink(cfg, store),
-        telemetry or build_telemetry(cfg),
+        sink or build_sink(cfg, store, telemetry),
+        telemetry,
         runtime_settings(cfg),
         spool=spool_for(cfg, store),
         breaker=breaker_for(cfg, store),

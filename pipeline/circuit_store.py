@@ -22,6 +22,20 @@ _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(BreakerState)
 
 
+def _decode(raw: bytes | None) -> BreakerState:
+    """The stored state; an unreadable record (an older format, damage) counts as closed and is
+    overwritten at the next transition, rather than stopping every command."""
+    if not raw:
+        return BreakerState()
+    try:
+        return _decoder.decode(raw)
+    except msgspec.DecodeError:
+        import logging
+
+        logging.getLogger("pattern_tracker.circuit").warning("unreadable circuit state in the store: treated as closed")
+        return BreakerState()
+
+
 class SharedBreaker:
     def __init__(self, store: Store, settings: BreakerSettings, clock: Callable[[], float] = time.time) -> None:
         self.store = store
@@ -33,12 +47,12 @@ class SharedBreaker:
 
     def state(self) -> BreakerState:
         raw = self.store.read(lambda txn: txn.get(KEY, db=self._db))
-        return _decoder.decode(raw) if raw else BreakerState()
+        return _decode(raw)
 
     def _update(self, fn: Callable[[BreakerState], tuple[Permit | None, BreakerState]]) -> tuple[Permit | None, BreakerState]:
         def txn_fn(txn) -> tuple[Permit | None, BreakerState, str]:  # type: ignore[no-untyped-def]
             raw = txn.get(KEY, db=self._db)
-            old = _decoder.decode(raw) if raw else BreakerState()
+            old = _decode(raw)
             permit, new = fn(old)
             if new != old:
                 txn.put(KEY, _encoder.encode(new), db=self._db)

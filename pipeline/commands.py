@@ -70,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", parents=[common], help="serve the Phase 4 API over the embedded lineage store")
     p.add_argument("--host", default=None, help="bind address (default: serve.host, 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="port (default: serve.port, 8053; 0 = any free port)")
+    p.add_argument("--chaos", metavar="FILE", default=None,
+                   help="inject faults on the schedule in FILE (README \"Chaos schedules\"; examples in config/chaos/)")
+    p.add_argument("--seed", metavar="N", type=int, default=None,
+                   help="seed of the chaos decisions (overrides the schedule's seed; same seed, same decisions)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("query", parents=[common], help="print the lineage chain of a pattern or a file")
@@ -101,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verbose", action="store_true", help="print what was recorded on stdout")
     ops_cli.register(sub, common)  # dlq, circuit, cache, drain
     hook_cli.register(sub, common)  # install-hook, uninstall-hook
+    __import__("pipeline.archive_cli", fromlist=["register"]).register(sub, common)  # archive, replay
+    __import__("pipeline.monitor_cli").monitor_cli.register(sub, common)  # health, metrics
+    __import__("pipeline.status_cli", fromlist=["register"]).register(sub, common)  # status [--watch] [--json]
     return parser
 
 
@@ -110,11 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _load(args: argparse.Namespace) -> Any:
     from pipeline.config import load_config
-    from pipeline.logs import setup_logging
+    from pipeline.logs import add_secret, setup_logging
 
     loaded = load_config(getattr(args, "config", None))
-    lg = loaded.config.logging
-    setup_logging(lg.level, lg.format, lg.file, debug=getattr(args, "debug", False))
+    cfg = loaded.config
+    for secret in (cfg.api.token, cfg.serve.token, cfg.monitoring.alerting.webhook_url):
+        add_secret(secret)  # masked in every log line, wherever the value came from
+    setup_logging(cfg.logging.level, cfg.logging.format, cfg.logging.file, debug=getattr(args, "debug", False))
     return loaded
 
 
@@ -181,11 +190,11 @@ def cmd_watch(args: argparse.Namespace) -> int:
     return asyncio.run(_run(loaded.config, ["watch"], args.paths))
 
 
-async def _run(cfg: Any, kinds: Sequence[str], paths: Sequence[str]) -> int:
+async def _run(cfg: Any, kinds: Sequence[str], paths: Sequence[str], sink: Any = None) -> int:
     from pipeline.assembly import build_pipeline, open_store, stdin_source, watch_source
 
     store = open_store(cfg)
-    pipeline = build_pipeline(cfg, store)
+    pipeline = build_pipeline(cfg, store, sink=sink)
     stop = asyncio.Event()
     _install_stop(stop)
     sources = []
@@ -212,11 +221,13 @@ async def _run(cfg: Any, kinds: Sequence[str], paths: Sequence[str]) -> int:
     if "watch" in kinds:
         _stderr(f"watching {', '.join(paths)} → {where} (Ctrl-C to stop)")
     status_task = asyncio.create_task(status.loop(stop))
+    monitors = await _start_monitoring(cfg, store, stop, lambda line: (status.clear(), _stderr(line)))
     try:
         summary = await pipeline.run(sources, stop)
     finally:
         stop.set()
         await status_task
+        await _stop_monitoring(monitors)
     _stderr(
         f"done: read {summary.read}, unchanged {summary.unchanged}, delivered {summary.delivered}, "
         f"already there {summary.already_existed}, dead-lettered {summary.dead_lettered}, "
@@ -226,6 +237,43 @@ async def _run(cfg: Any, kinds: Sequence[str], paths: Sequence[str]) -> int:
         _stderr(f"{stdin_stats.rejected} input record(s) rejected (see the lines above)")
         return EXIT_REJECTED
     return EXIT_OK
+
+
+async def _start_monitoring(cfg: Any, store: Any, stop: asyncio.Event, console: Callable[[str], None]) -> list[Any]:
+    """The status server and the alerter of ``monitoring`` (README "Monitoring"). They never make
+    ``run`` fail: a part that cannot start is logged and skipped."""
+    mon = cfg.monitoring
+    started: list[Any] = []
+    if not mon.enabled:
+        return started
+    if mon.status_port:
+        try:
+            from pipeline.status_server import StatusServer
+
+            server = StatusServer(cfg, store, mon.status_port)
+            url = await server.start()
+            log.info("status endpoint on %s (/health, /metrics.json)", url)
+            started.append(server)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("status endpoint on port %s not started: %s: %s", mon.status_port, type(exc).__name__, exc)
+    try:
+        from pipeline.alerting import Alerter
+
+        started.append(asyncio.create_task(Alerter(cfg, store, console=console).run(stop)))
+    except Exception as exc:  # noqa: BLE001
+        log.warning("alerting not started: %s: %s", type(exc).__name__, exc)
+    return started
+
+
+async def _stop_monitoring(started: list[Any]) -> None:
+    for part in started:
+        try:
+            if isinstance(part, asyncio.Task):
+                await asyncio.wait_for(part, timeout=10)
+            else:
+                await part.stop()
+        except Exception as exc:  # noqa: BLE001
+            log.warning("stopping monitoring: %s: %s", type(exc).__name__, exc)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -239,6 +287,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     port = cfg.serve.port if args.port is None else args.port
     if not 0 <= port <= 65535:
         raise CliError(f"--port {port} is out of range 0..65535", EXIT_USAGE)
+    chaos = None
+    if args.chaos is not None:
+        from pipeline.chaos import Chaos, load_schedule
+
+        chaos = Chaos(load_schedule(args.chaos), seed=args.seed, source=args.chaos)  # ChaosScheduleError: exit 2
+    elif args.seed is not None:
+        raise CliError("--seed needs --chaos FILE", EXIT_USAGE)
     store = open_store(cfg)
     asyncio.run(
         run_server(
@@ -248,6 +303,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             token=cfg.serve.token,
             max_request_bytes=cfg.serve.max_request_bytes,
             rate_limit_per_minute=cfg.serve.rate_limit_per_minute,
+            chaos=chaos,
         )
     )
     return EXIT_OK

@@ -590,7 +590,7 @@ def _drain(cfg: Any, store: Any, until_empty: bool, quiet: bool = False) -> tupl
             print(_busy(holder))
         return EXIT_OK, {"status": "busy", "holder_pid": holder.pid, "holder_host": holder.host}
 
-    summary, interrupted = asyncio.run(_drain_async(cfg, store, until_empty))
+    summary, interrupted = asyncio.run(_drain_async(cfg, store, until_empty, progress=not quiet))
     breaker = breaker_for(cfg, store)
     now = time.time()
     circuit = _circuit_view(breaker, now)
@@ -637,13 +637,31 @@ def _drain(cfg: Any, store: Any, until_empty: bool, quiet: bool = False) -> tupl
     return code, result
 
 
-async def _drain_async(cfg: Any, store: Any, until_empty: bool) -> tuple[Any, bool]:
+async def _drain_async(cfg: Any, store: Any, until_empty: bool, progress: bool = False) -> tuple[Any, bool]:
+    """Run the drain; with ``progress`` and a terminal on stderr, a bar (pipeline/progress.py):
+    total = the spool's size at start, done = delivered + already there + dead-lettered."""
     from pipeline.assembly import build_pipeline
+    from pipeline.progress import Progress
 
     pipeline = build_pipeline(cfg, store)
     stop = asyncio.Event()
     _install_stop(stop)
-    summary = await pipeline.run([], stop, drain=True, until_empty=until_empty)
+    bar = Progress(pipeline.spool.size(), "drain") if progress and sys.stderr.isatty() else None
+    ended = asyncio.Event()
+
+    def done() -> int:
+        s = pipeline.summary
+        return s.delivered + s.already_existed + s.dead_lettered
+
+    follow = asyncio.create_task(bar.follow(done, ended, interval=0.2)) if bar is not None else None
+    try:
+        summary = await pipeline.run([], stop, drain=True, until_empty=until_empty)
+    finally:
+        if follow is not None and bar is not None:
+            ended.set()
+            await asyncio.gather(follow, return_exceptions=True)
+            bar.update(done())
+            bar.finish()
     return summary, stop.is_set()
 
 

@@ -139,6 +139,14 @@ class Feed:
         p.offer(queued)
         return len(queued)
 
+    async def archived(self, events: list[PatternEvent]) -> None:
+        """Push events from a durable source (an archive): no spool write on the way in — the
+        archive is the record; only what cannot be delivered now is spooled (by the spill)."""
+        p = self._p
+        await p._credits.acquire(len(events))
+        p.summary.read += len(events)
+        p._push(events)
+
 
 Source = Callable[[Feed, asyncio.Event], Awaitable[None]]
 
@@ -179,6 +187,7 @@ class Pipeline:
         self._tasks: set[asyncio.Future[Any]] = set()
         self._metrics: dict[str, int] = {}  # cross-process counters waiting for the next store write
         self._inflight: set[str] = set()
+        self._leaving: set[str] = set()
         self._from_replay: set[str] = set()
         self._backlog = True  # until the replay source has looked at the spool
         self._spilling = False  # something could not be delivered since replay last caught up
@@ -187,6 +196,9 @@ class Pipeline:
         self._started = time.monotonic()
         self._s = {name: telemetry.stage(name) for name in
                    ("source", "validate", "batch", "circuit_gate", "retry", "deliver", "spill", "replay", "dead_letter", "hook")}
+        self._m = telemetry.pipeline
+        self._m.observe(self.breaker, self.spool)  # gauges: read only when a metric reader collects
+        telemetry.instrument_sink(sink)  # HTTP client spans (HttpSink's on_request hook)
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -194,15 +206,24 @@ class Pipeline:
         """Run a store call on the store thread: LMDB commits stay off the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
-    def _background(self, fn: Callable[..., Any], *args: Any) -> None:
+    def _background(self, fn: Callable[..., Any], *args: Any, leaving: Sequence[str] = ()) -> None:
+        """A store write on the store thread. ``leaving``: settled events whose spool entry this
+        write removes; until it commits, replay must not pick them up again."""
         fut = asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
         self._tasks.add(fut)
-        fut.add_done_callback(self._done_background)
+        if leaving:
+            self._leaving.update(leaving)
+        fut.add_done_callback(lambda f: self._done_background(f, leaving))
 
-    def _done_background(self, fut: asyncio.Future[Any]) -> None:
+    def _done_background(self, fut: asyncio.Future[Any], leaving: Sequence[str]) -> None:
         self._tasks.discard(fut)
+        self._leaving.difference_update(leaving)
         if not fut.cancelled() and fut.exception() is not None:
             log.error("store write failed: %s", fut.exception())
+
+    def _busy(self, event_id: str) -> bool:
+        """In the graph, or settled with its spool removal not yet committed."""
+        return event_id in self._inflight or event_id in self._leaving
 
     def wake_replay(self) -> None:
         self._wake.set()
@@ -217,6 +238,8 @@ class Pipeline:
             reason = "backlog" if self._spilling else None if self._backlog else "overloaded"
             if reason is not None:
                 self._s["spill"].count(len(events), len(events))
+                self._s["spill"].mark(len(events), **{"pattern_tracker.reason": reason})
+                self._m.spilled(reason, len(events))
                 self.summary.spilled += len(events)
                 self._background(self.store.write, lambda txn: self.spool.mark_spilled(txn, events, reason, time.time()))
             self._backlog = True
@@ -238,6 +261,9 @@ class Pipeline:
         self.summary.dead_lettered += 1
         self._s["validate"].count(errors=1)
         self._s["dead_letter"].count(1, 1)
+        self._s["dead_letter"].mark(1, **{"pattern_tracker.error_class": "validation", "pattern_tracker.from_stage": "validate"})
+        self._m.dropped("validate", "validation", 1)
+        self._m.dead_lettered("validate", ("validation",))
         self._forget([ev.event_id])
         self._credits.release(1)
 
@@ -245,9 +271,10 @@ class Pipeline:
             self.dead_letters.put(txn, [letter])
             self.spool.remove(txn, [ev.event_id])
 
-        self._background(self.store.write, move)
+        self._background(self.store.write, move, leaving=[ev.event_id])
 
     def _forget(self, event_ids: Sequence[str]) -> int:
+        self._m.forget(event_ids)
         replayed = 0
         for eid in event_ids:
             self._inflight.discard(eid)
@@ -260,8 +287,13 @@ class Pipeline:
         """One delivery attempt as a lazy Observable of its outcomes (never fails)."""
 
         async def attempt() -> list[Outcome]:
+            earlier = self._m.call_started(ev.event_id for ev in events)  # for http.request.resend_count
             started = time.perf_counter()
-            with self._s["deliver"].span(**{"pattern_tracker.batch.size": len(events), "pattern_tracker.sink": self.sink.name}):
+            # A re-attempt: a retry span around its deliver span (retry → deliver → HTTP client spans).
+            with self._s["retry"].span(sampled=earlier > 0, **{"pattern_tracker.events": len(events),
+                                                                "pattern_tracker.attempt": earlier + 1}), \
+                    self._s["deliver"].span(**{"pattern_tracker.batch.size": len(events), "pattern_tracker.sink": self.sink.name,
+                                               "pattern_tracker.attempt": earlier + 1}):
                 try:
                     outcomes = await self.sink.deliver(events)
                 except Exception as exc:  # noqa: BLE001 - a sink bug must not lose events
@@ -289,6 +321,7 @@ class Pipeline:
         else:
             metrics.bump(m, "requests.succeeded")
         metrics.observe(m, "delivery", [elapsed])
+        self._m.delivery(elapsed)
 
     def _take_metrics(self) -> dict[str, int]:
         taken, self._metrics = self._metrics, {}
@@ -334,8 +367,11 @@ class Pipeline:
         metrics.bump(m, "events.delivered", sum(1 for o in step.outcomes if o.status == "delivered"))
         metrics.bump(m, "events.already_existed", sum(1 for o in step.outcomes if o.status == "already_exists"))
         metrics.bump(m, "events.dead_lettered", len(letters))
-        metrics.observe(m, "e2e", [now - ev.occurred_at for ev, o in zip(step.events, step.outcomes)
-                                   if o.acknowledged and ev.occurred_at > 0])
+        # End-to-end latency of live edits (an archive replayed today would only measure its age).
+        e2e = [now - ev.occurred_at for ev, o in zip(step.events, step.outcomes)
+               if o.acknowledged and ev.occurred_at > 0 and ev.source != "replay"]
+        metrics.observe(m, "e2e", e2e)
+        self._m.end_to_end(e2e)
         self._s["deliver"].count(len(step.events), len(acked), errors=retryable + len(letters))
         if acked:
             self.last_delivery_at = now
@@ -345,10 +381,13 @@ class Pipeline:
         if letters:
             self.summary.dead_lettered += len(letters)
             self._s["dead_letter"].count(len(letters), len(letters))
+            self._m.dead_lettered("deliver", (letter.error_class for letter in letters))
+            self._s["dead_letter"].mark(len(letters), **{"pattern_tracker.from_stage": "deliver"})
             for letter in letters:
                 log.warning("event %s dead-lettered (HTTP %s): %s", letter.event.event_id, letter.http_status, letter.reason)
 
         counts = {**self._take_metrics(), "spool.acked": len(acked), "spool.replayed_ok": replayed_ok}
+        self._m.add_counts(counts)  # the same counts, to the OTel counters
 
         def txn_fn(txn: Any) -> None:
             self.spool.remove(txn, done)
@@ -358,7 +397,7 @@ class Pipeline:
             if acked:
                 txn.put(metrics.LAST_DELIVERY_KEY, str(now).encode(), db=self.store.db("state"))
 
-        self._background(self.store.write, txn_fn)
+        self._background(self.store.write, txn_fn, leaving=done)
 
     def _emit_recorded_stages(self, events: list[PatternEvent], outcomes: list[Outcome]) -> None:
         """Spans of stages that ran in another process (the hook) and recorded their times."""
@@ -379,6 +418,8 @@ class Pipeline:
         self._credits.release(len(events))
         self.summary.spilled += len(events)
         self._s["spill"].count(len(events), len(events))
+        self._s["spill"].mark(len(events), **{"pattern_tracker.reason": reason})
+        self._m.spilled(reason, len(events))
         self._backlog = self._spilling = True
         self.wake_replay()
         if reason != "circuit_open":
@@ -389,6 +430,7 @@ class Pipeline:
             metrics.bump(counts, "retry.failed_with_retry", len(events))
         elif reason == "not_retryable":
             metrics.bump(counts, "retry.failed_without_retry", len(events))
+        self._m.add_counts(counts)  # the same counts, to the OTel counters
 
         def txn_fn(txn: Any) -> None:
             self.spool.mark_spilled(txn, events, reason, now)
@@ -398,6 +440,7 @@ class Pipeline:
 
     def _on_rejected(self, events: list[PatternEvent]) -> None:
         self._s["circuit_gate"].count(len(events), 0, errors=len(events))
+        self._s["circuit_gate"].mark(len(events), error="circuit open")
         self._spill(events, "circuit_open")
 
     def _graph(self, loop: asyncio.AbstractEventLoop, done: asyncio.Future[None]) -> None:
@@ -467,6 +510,7 @@ class Pipeline:
                 if expired:
                     self._forget(expired)
                     self.summary.expired += len(expired)
+                    self._m.expired_events(len(expired))
             state = self.breaker.state()
             due = self.breaker.retry_at()
             if state.state == "forced_open" or (due is not None and now < due):
@@ -501,7 +545,7 @@ class Pipeline:
 
     async def _pending_entries(self) -> bool:
         entries = await self.io(self.spool.read_batch, 0, self.settings.batch_size * 4)
-        return any(e.event.event_id not in self._inflight for _, e in entries)
+        return any(not self._busy(e.event.event_id) for _, e in entries)
 
     async def _replay_pass(self, chunk: int, stop: asyncio.Event, half_open: bool) -> tuple[int, Callable[[], bool]]:
         """Push every spooled event not already in flight; returns (pushed, did-anything-get-acked)."""
@@ -513,19 +557,22 @@ class Pipeline:
             if not entries:
                 break
             cursor = entries[-1][0]
-            events = [e.event for _, e in entries if e.event.event_id not in self._inflight]
+            events = [e.event for _, e in entries if not self._busy(e.event.event_id)]
             if not events:
                 continue
             wanted = len(events)
             await self._credits.acquire(wanted)
-            events = [ev for ev in events if ev.event_id not in self._inflight]  # changed while we waited
+            events = [ev for ev in events if not self._busy(ev.event_id)]  # changed while we waited
             self._credits.release(wanted - len(events))
             if not events:
                 continue
             self._from_replay.update(ev.event_id for ev in events)
             self.summary.replayed += len(events)
             self._s["replay"].count(len(events), len(events))
-            self._background(self.spool.counters.bump, {"spool.replayed": len(events)}, time.time())
+            self._s["replay"].mark(len(events))
+            replayed = {"spool.replayed": len(events)}
+            self._m.add_counts(replayed)
+            self._background(self.spool.counters.bump, replayed, time.time())
             self._push(events)
             pushed += len(events)
             if half_open:
@@ -597,6 +644,7 @@ class Pipeline:
         await self.sink.close()
         leftover = self._take_metrics()
         if leftover:
+            self._m.add_counts(leftover)
             await self.io(self.spool.counters.bump, leftover, time.time())
         self.summary.left_in_spool = await self.io(self.spool.size)
         self.summary.seconds = time.monotonic() - self._started

@@ -23,10 +23,10 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lmdb
 import msgspec
@@ -37,6 +37,9 @@ from pipeline.events import TrackRequest
 from pipeline.store import StoreError
 from sinks.lineage_store import LineageStore, LineageValidationError, PatternNotFound, operation_for
 
+if TYPE_CHECKING:  # pipeline.chaos imports this module
+    from pipeline.chaos import Chaos
+
 __all__ = ["build_app", "run_server", "PREFIX", "FaultHook", "DEFAULT_MAX_REQUEST_BYTES"]
 
 log = logging.getLogger("pattern_tracker.serve")
@@ -44,6 +47,7 @@ log = logging.getLogger("pattern_tracker.serve")
 PREFIX = "/api/pattern-traceability"
 DEFAULT_MAX_REQUEST_BYTES = 10 * 1024 * 1024
 FaultHook = Callable[[web.Request], Awaitable[web.StreamResponse | None]]
+Middleware = Callable[[web.Request, Callable[[web.Request], Awaitable[web.StreamResponse]]], Awaitable[web.StreamResponse]]
 
 _TRACK_TIMEOUT = 30.0
 
@@ -60,12 +64,13 @@ class _BatchIn(msgspec.Struct, kw_only=True):
 
 class _State:
     def __init__(self, lineage: LineageStore, token: str | None, max_request_bytes: int, rate_limit: int,
-                 fault_hook: FaultHook | None) -> None:
+                 fault_hook: FaultHook | None, chaos: Chaos | None = None) -> None:
         self.lineage = lineage
         self.token = token.encode() if token else None
         self.max_request_bytes = max_request_bytes
         self.rate_limit = rate_limit
         self.fault_hook = fault_hook
+        self.chaos = chaos
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lineage-store")
         self.started = time.monotonic()
         self.window: collections.deque[float] = collections.deque()
@@ -334,6 +339,8 @@ async def query(request: web.Request) -> web.Response:
 
 
 def _store_status(st: _State) -> str:
+    if st.chaos is not None and st.chaos.degraded():
+        return "database_unavailable"
     try:
         st.lineage.count()
         return "operational"
@@ -344,7 +351,9 @@ def _store_status(st: _State) -> str:
 async def root_health(request: web.Request) -> web.Response:
     st = request.app[STATE]
     component = _store_status(st)
-    return _json({"status": "healthy" if component == "operational" else "unhealthy",
+    status = "healthy" if component == "operational" else "degraded" if component == "database_unavailable" \
+        else "unhealthy"
+    return _json({"status": status,
                   "service": "pattern-tracker",
                   "service_version": __version__,
                   "uptime_seconds": round(time.monotonic() - st.started, 3),
@@ -431,11 +440,19 @@ def build_app(
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     rate_limit_per_minute: int = 0,
     fault_hook: FaultHook | None = None,
+    middlewares: Sequence[Middleware] = (),
+    chaos: Chaos | None = None,
 ) -> web.Application:
     """The Phase 4 API over ``lineage``. ``rate_limit_per_minute=0`` means unlimited; ``fault_hook``
-    (an async ``request -> response | None``) is consulted first on every /api request."""
-    app = web.Application(middlewares=[_errors, _faults, _auth, _rate_limit], client_max_size=max_request_bytes)
-    state = _State(lineage, token, max_request_bytes, rate_limit_per_minute, fault_hook)
+    (an async ``request -> response | None``) is consulted first on every /api request.
+    ``middlewares`` (aiohttp middlewares) run after the fault hook, before authentication;
+    ``chaos`` (pipeline.chaos.Chaos) adds its middleware there too, reports the health endpoints
+    degraded during its error and outage phases, and is started and stopped with the app."""
+    extra = list(middlewares)
+    if chaos is not None:
+        extra.append(chaos.middleware)
+    app = web.Application(middlewares=[_errors, _faults, *extra, _auth, _rate_limit], client_max_size=max_request_bytes)
+    state = _State(lineage, token, max_request_bytes, rate_limit_per_minute, fault_hook, chaos)
     app[STATE] = state
     app.router.add_get("/health", root_health)
     app.router.add_get(PREFIX + "/health", api_health)
@@ -448,6 +465,15 @@ def build_app(
         state.executor.shutdown(wait=True)
 
     app.on_cleanup.append(_shutdown)
+    if chaos is not None:
+        async def _chaos_start(_app: web.Application) -> None:
+            await chaos.start()
+
+        async def _chaos_stop(_app: web.Application) -> None:
+            await chaos.close()
+
+        app.on_startup.append(_chaos_start)
+        app.on_shutdown.append(_chaos_stop)
     return app
 
 
@@ -460,13 +486,18 @@ async def run_server(
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     rate_limit_per_minute: int = 0,
     fault_hook: FaultHook | None = None,
+    middlewares: Sequence[Middleware] = (),
+    chaos: Chaos | None = None,
     access_log: bool = False,
     ready: Callable[[str], None] | None = None,
 ) -> None:
     """Serve until cancelled, SIGTERM or SIGINT. Prints ``serving Phase 4 API on http://HOST:PORT``
-    to stderr (the bound port when ``port`` is 0); ``ready(url)`` is called once listening."""
+    to stderr (the bound port when ``port`` is 0); ``ready(url)`` is called once listening.
+    With ``chaos``, a refused outage closes the listening socket for its phase and listens again
+    on the same (bound) port afterwards."""
     app = build_app(lineage, token=token, max_request_bytes=max_request_bytes,
-                    rate_limit_per_minute=rate_limit_per_minute, fault_hook=fault_hook)
+                    rate_limit_per_minute=rate_limit_per_minute, fault_hook=fault_hook,
+                    middlewares=middlewares, chaos=chaos)
     runner = web.AppRunner(app, access_log=log if access_log else None, handle_signals=False)
     await runner.setup()
     stop = asyncio.Event()
@@ -479,6 +510,10 @@ async def run_server(
         bound_host, bound_port = (bound[0], bound[1]) if isinstance(bound, tuple) else (host, port)
         shown = f"[{bound_host}]" if ":" in str(bound_host) else bound_host
         url = f"http://{shown}:{bound_port}"
+        if chaos is not None:
+            from pipeline.chaos import SiteListener
+
+            await chaos.attach_listener(SiteListener(runner, site, host, int(bound_port)))
         for sig in (signal.SIGTERM, signal.SIGINT):
             try:
                 loop.add_signal_handler(sig, stop.set)

@@ -64,8 +64,12 @@ def _encode_head(head: Head) -> bytes:
     return json.dumps(list(head), separators=(",", ":")).encode()
 
 
-def _decode_head(raw: bytes) -> Head:
-    return Head(*json.loads(raw))
+def _decode_head(raw: bytes) -> Head | None:
+    """None for an unreadable record (an older format): the file's chain restarts at its next change."""
+    try:
+        return Head(*json.loads(raw))
+    except (ValueError, TypeError):
+        return None
 
 
 def default_data_dir() -> str:

@@ -1,0 +1,627 @@
+"""``pipeline.PatternTracker``: the resilience guide's Python API, for programs that embed the tracker.
+
+    from pipeline import PatternTracker
+
+    with PatternTracker("my.yaml") as tracker:
+        result = tracker.track_pattern_creation(code, {"file_path": "src/app.py", "session_id": "s1"})
+        tracker.get_health_summary()      # from the store: circuit, spool, dead letters, last delivery
+        tracker.get_error_metrics()       # from the shared counters (pipeline/metrics.py names)
+        tracker.circuit_breaker.reset()   # the breaker shared by every process on the data directory
+        tracker.pattern_cache.cleanup()   # the spool (the guide's "pattern cache")
+        tracker.service_monitor.get_service_status()
+        tracker.record_metric("reviews", 1, {"team": "core"})
+
+A tracked change goes the way a hook's does: screened (deny globs, secret redaction), versioned
+and queued in the spool in one write transaction — nothing here waits for the network — and
+then delivered by a drainer: the running ``pattern-tracker run``, or a detached
+``pattern-tracker drain`` started like the hook starts one (nobody holds the drain lease, the
+circuit is not open, ``hook.spawn_drainer`` is on). ``deliver="inline"`` drains in this process
+instead (``Pipeline.run(drain=True)``), ``deliver="none"`` only queues.
+
+Importing this module costs nothing beyond the standard library: configuration, the store and
+the pipeline are loaded when first used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any, Literal
+
+Delivery = Literal["background", "inline", "none"]
+
+_CONTEXT_STR_KEYS = ("session_id", "tool_name", "tool_use_id", "reason", "language")
+_METRIC_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
+_STORE_REFS: dict[str, int] = {}  # Store handles are per process and per path: close the last user's only
+_STORE_LOCK = threading.Lock()
+
+
+def _run_coro(coro: Any) -> Any:
+    """``asyncio.run`` — in a helper thread when this thread already runs an event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = asyncio.run(coro)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            box["error"] = exc
+
+    t = threading.Thread(target=target, name="pattern-tracker-facade")
+    t.start()
+    t.join()
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+def metric_name(name: str, tags: Mapping[str, Any] | None = None) -> str:
+    """``custom.<name>[.<key>_<value>…]``: only ``[A-Za-z0-9_.-]``, no empty parts, ≤ 120 chars."""
+
+    def clean(part: str) -> str:
+        part = _METRIC_CHARS.sub("_", str(part)).strip("._-")
+        return re.sub(r"\.{2,}", ".", part)
+
+    base = clean(name)
+    if not base:
+        raise ValueError(f"metric name {name!r} has no usable characters (letters, digits, _ . -)")
+    parts = [base] + [f"{clean(k).replace('.', '_')}_{clean(v).replace('.', '_')}" for k, v in sorted((tags or {}).items())]
+    return ("custom." + ".".join(p for p in parts if p))[:120]
+
+
+class CircuitBreakerView:
+    """The shared circuit breaker (``pipeline.circuit_store.SharedBreaker``); every read is fresh."""
+
+    def __init__(self, tracker: PatternTracker) -> None:
+        self._t = tracker
+
+    @property
+    def _breaker(self) -> Any:
+        from pipeline.assembly import breaker_for
+
+        return breaker_for(self._t.config, self._t.store)
+
+    @property
+    def state(self) -> str:
+        """closed | open | half_open | forced_open | disabled"""
+        return str(self._breaker.state().state)
+
+    @property
+    def failure_count(self) -> int:
+        return int(self._breaker.state().failure_count)
+
+    @property
+    def last_failure_time(self) -> float | None:
+        return self._breaker.state().last_failure_time
+
+    @property
+    def trip_count(self) -> int:
+        return int(self._breaker.state().trip_count)
+
+    @property
+    def retry_at(self) -> float | None:
+        """When the next trial call is admitted (None: calls flow, or forced open)."""
+        return self._breaker.retry_at()
+
+    def reset(self) -> str:
+        """Close the circuit and clear its counts (like ``pattern-tracker circuit reset``)."""
+        return str(self._breaker.reset().state)
+
+    def force_open(self) -> str:
+        return str(self._breaker.force_open().state)
+
+    def disable(self) -> str:
+        return str(self._breaker.disable().state)
+
+    def __repr__(self) -> str:
+        return f"<CircuitBreaker state={self.state} failures={self.failure_count}>"
+
+
+class PatternCacheView:
+    """The spool of undelivered events (``pipeline.spool.Spool``), the guide's pattern cache."""
+
+    def __init__(self, tracker: PatternTracker) -> None:
+        self._t = tracker
+
+    @property
+    def _spool(self) -> Any:
+        from pipeline.assembly import spool_for
+
+        return spool_for(self._t.config, self._t.store)
+
+    @property
+    def size(self) -> int:
+        return int(self._spool.size())
+
+    @property
+    def bound(self) -> int:
+        return int(self._t.config.pattern_tracking.cache_size)
+
+    @property
+    def hit_rate(self) -> float | None:
+        """Spilled events later delivered by replay / spilled events (None before any spill)."""
+        return self._spool.stats(time.time()).hit_rate
+
+    @property
+    def oldest_age(self) -> float | None:
+        return self._spool.stats(time.time()).oldest_age
+
+    def stats(self) -> dict[str, Any]:
+        import msgspec
+
+        return msgspec.to_builtins(self._spool.stats(time.time()))  # type: ignore[no-any-return]
+
+    def cleanup(self) -> int:
+        """Expire the entries older than ``cache_ttl`` now; returns how many."""
+        return len(self._spool.expire(time.time()))
+
+    def clear(self) -> int:
+        """Drop every queued event (they are not delivered); returns how many."""
+        return int(self._spool.clear(time.time()))
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __repr__(self) -> str:
+        return f"<PatternCache size={self.size}/{self.bound}>"
+
+
+class ServiceMonitor:
+    """The configured sink's health: the Phase 4 service, or the embedded lineage store."""
+
+    def __init__(self, tracker: PatternTracker, timeout: float | None = None) -> None:
+        self._t = tracker
+        self.timeout = timeout
+
+    async def aget_service_status(self) -> dict[str, Any]:
+        from pipeline.assembly import build_sink
+
+        cfg = self._t.config
+        target = "http" if cfg.api.url else "embedded"
+        timeout = self.timeout or cfg.api.timeouts.total
+        started = time.perf_counter()
+        out: dict[str, Any] = {"available": False, "status": "unreachable", "detail": "", "components": {},
+                               "sink": target}
+        sink = None
+        try:
+            sink = build_sink(cfg, self._t.store)
+            await sink.start()
+            health = await asyncio.wait_for(sink.health(), timeout=timeout)
+            out.update(available=bool(health.available), status=health.status, detail=health.detail,
+                       components=dict(health.components))
+        except TimeoutError:
+            out["detail"] = f"no answer within {timeout:g}s"
+        except Exception as exc:  # noqa: BLE001 - never raises: unreachable is an answer
+            out["detail"] = f"{type(exc).__name__}: {exc}"
+        finally:
+            if sink is not None:
+                try:
+                    await sink.close()
+                except Exception:  # noqa: BLE001
+                    pass
+        out["response_time_ms"] = round((time.perf_counter() - started) * 1000, 1)
+        out["checked_at"] = time.time()
+        return out
+
+    def get_service_status(self) -> dict[str, Any]:
+        """``{"available", "status", "detail", "components", "sink", "response_time_ms", "checked_at"}``.
+
+        Never raises: an unreachable service is ``available: False, status: "unreachable"``.
+        """
+        try:
+            return _run_coro(self.aget_service_status())  # type: ignore[no-any-return]
+        except Exception as exc:  # noqa: BLE001
+            return {"available": False, "status": "unreachable", "detail": f"{type(exc).__name__}: {exc}",
+                    "components": {}, "sink": "http" if self._t.config.api.url else "embedded",
+                    "checked_at": time.time()}
+
+
+class PatternTracker:
+    """Track code changes from Python; see the module docstring.
+
+    ``PatternTracker(config_path=None, debug=False)`` loads the configuration at once
+    (``config/default.yaml`` → ``config_path`` → environment; a bad value raises
+    ``pipeline.config.ConfigError``) and opens the store on first use. Thread-safe for the
+    store calls it makes (LMDB serialises writers); one ``inline`` drain runs at a time.
+    """
+
+    def __init__(self, config_path: str | os.PathLike[str] | None = None, debug: bool = False) -> None:
+        from pipeline.config import load_config
+
+        self.config_path = os.path.abspath(os.fspath(config_path)) if config_path else None
+        self.loaded = load_config(self.config_path)
+        self.config = self.loaded.config
+        self.debug = debug
+        from pipeline.logs import add_secret
+
+        add_secret(self.config.api.token)  # never in a log line, whatever logs it
+        add_secret(self.config.serve.token)
+        if debug:
+            from pipeline.logs import setup_logging
+
+            lg = self.config.logging
+            setup_logging(lg.level, lg.format, lg.file, debug=True)
+        self._store: Any = None
+        self._store_key: str | None = None
+        self._lock = threading.Lock()
+        self._drain_lock = threading.Lock()
+        self._telemetry: Any = None
+        self._closed = False
+        self.circuit_breaker = CircuitBreakerView(self)
+        self.pattern_cache = PatternCacheView(self)
+        self.service_monitor = ServiceMonitor(self)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    @property
+    def store(self) -> Any:
+        """The data directory's LMDB store, opened on first use."""
+        if self._closed:
+            raise RuntimeError("this PatternTracker is closed")
+        if self._store is None:
+            with self._lock:
+                if self._store is None:
+                    from pipeline.assembly import open_store
+
+                    store = open_store(self.config)
+                    with _STORE_LOCK:
+                        _STORE_REFS[store.path] = _STORE_REFS.get(store.path, 0) + 1
+                    self._store_key = store.path
+                    self._store = store
+        return self._store
+
+    def close(self) -> None:
+        """Close the store (when no other tracker of this process uses it). Idempotent."""
+        with self._lock:
+            store, self._store = self._store, None
+            self._closed = True
+            if store is not None and self._store_key is not None:
+                with _STORE_LOCK:
+                    left = _STORE_REFS.get(self._store_key, 1) - 1
+                    if left <= 0:
+                        _STORE_REFS.pop(self._store_key, None)
+                        store.close()
+                    else:
+                        _STORE_REFS[self._store_key] = left
+            if self._telemetry is not None:
+                try:
+                    self._telemetry.flush()
+                except Exception:  # noqa: BLE001
+                    pass
+
+    def __enter__(self) -> PatternTracker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> PatternTracker:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<PatternTracker data_dir={str(self.config.storage.data_dir_path)!r}>"
+
+    # -- tracking ------------------------------------------------------------------------------
+
+    def _change(self, code: str, context: Mapping[str, Any]) -> Any:
+        from pipeline.hook_payload import Change
+
+        if not isinstance(code, str):
+            raise TypeError(f"code must be a str, got {type(code).__name__}")
+        if not isinstance(context, Mapping):
+            raise TypeError(f"context must be a dict, got {type(context).__name__}")
+        path = context.get("file_path")
+        if not isinstance(path, str) or not path.strip():
+            raise ValueError("context['file_path'] is required (a non-empty str)")
+        for key in _CONTEXT_STR_KEYS:
+            value = context.get(key)
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"context[{key!r}] must be a str, got {type(value).__name__}")
+        language = context.get("language")
+        if language is not None and not 0 < len(language) <= 50:
+            raise ValueError("context['language'] must be 1 to 50 characters")
+        occurred_at = context.get("occurred_at")
+        if occurred_at is not None and (isinstance(occurred_at, bool) or not isinstance(occurred_at, (int, float))):
+            raise TypeError("context['occurred_at'] must be epoch seconds (a number)")
+        return Change(path=path, code=code, occurred_at=float(occurred_at) if occurred_at is not None else time.time(),
+                      tool_name=context.get("tool_name"), tool_use_id=context.get("tool_use_id"),
+                      session_id=context.get("session_id"), reason=context.get("reason"))
+
+    def _ingest(self, change: Any, language: str | None) -> dict[str, Any]:
+        """Screen, version and spool one change (one write transaction); the result dict."""
+        from pipeline.identity import normalise_path
+        from pipeline.ingest import Ingest
+        from pipeline.redact import Redactor
+        from pipeline.spool import Spool, SpoolFull, SpoolLimits
+
+        cfg = self.config
+        store = self.store
+        pt = cfg.pattern_tracking
+        # Like the hook: `block` would make the caller wait for a drainer; drop the newest instead.
+        policy = "drop_newest" if pt.overflow_policy == "block" else pt.overflow_policy
+
+        class _Spool(Spool):
+            def append(self, txn: Any, ev: Any, now: float) -> None:
+                if language and isinstance(ev, dict):
+                    ev["language"] = language  # the caller knows better than the file extension
+                super().append(txn, ev, now)
+
+        spool = _Spool(store, SpoolLimits(bound=pt.cache_size, policy=policy, ttl=pt.cache_ttl))
+        ingest = Ingest(store, spool, redactor=Redactor(list(cfg.redaction.extra_patterns), enabled=cfg.redaction.enabled),
+                        deny_globs=list(cfg.redaction.deny_globs))
+        result: dict[str, Any] = {"event_id": None, "pattern_id": None, "pattern_version": None, "event_type": None,
+                                  "queued": False, "file_path": normalise_path(change.path)}
+        try:
+            events = ingest.accept_changes([change], "api", time.time())
+        except SpoolFull:
+            events = []
+        if events:
+            ev = events[0]
+            result.update(event_id=ev.event_id, pattern_id=ev.pattern_id, pattern_version=ev.pattern_version,
+                          event_type=ev.event_type, parent_pattern_ids=list(ev.parent_pattern_ids), queued=True)
+            return result
+        if ingest.denied:
+            result["reason"] = "denied: the file matches redaction.deny_globs"
+        elif ingest.unchanged:
+            head = store.head(change.path)
+            result["reason"] = "unchanged: the content equals the latest version"
+            if head is not None:
+                result.update(pattern_id=head.pattern_id, pattern_version=str(head.version))
+        else:
+            result["reason"] = f"spool full: dropped (cache_size {pt.cache_size}, overflow_policy {pt.overflow_policy})"
+        return result
+
+    def _disabled(self) -> dict[str, Any]:
+        return {"event_id": None, "pattern_id": None, "pattern_version": None, "event_type": None, "queued": False,
+                "reason": "disabled: pattern_tracking.enabled is false"}
+
+    def _start_drainer(self) -> str:
+        """Start a detached ``pattern-tracker drain`` when the hook would; returns what happened."""
+        from pipeline.hook import _circuit_blocks, _spawn_drainer
+        from pipeline.lease import DrainLease
+
+        cfg = self.config
+        if not cfg.hook.spawn_drainer:
+            return "queued (hook.spawn_drainer is off: `run` or `drain` delivers it)"
+        now = time.time()
+        holder = DrainLease(self.store).holder(now)
+        if holder is not None:
+            return f"queued: a drainer is running (pid {holder.pid})"
+        if _circuit_blocks(self.store, cfg.resilience.circuit_breaker.recovery_timeout, now):
+            return "queued: the circuit is open (delivered once it lets calls through)"
+        _spawn_drainer(self.config_path, str(cfg.storage.data_dir_path))
+        return "drainer started"
+
+    def _deliver_sync(self, result: dict[str, Any], deliver: Delivery) -> dict[str, Any]:
+        if deliver == "inline":
+            result["drain"] = self.drain()
+            result["delivery"] = self._settled(result["event_id"])
+        elif deliver == "background":
+            result["delivery"] = self._start_drainer()
+        else:
+            result["delivery"] = "queued"
+        return result
+
+    def _settled(self, event_id: str) -> str:
+        from pipeline.spool import Spool
+
+        spool = Spool(self.store)
+        queued = self.store.read(lambda txn: spool.queued(txn, event_id))
+        return "pending: still in the spool" if queued else "settled: acknowledged or dead-lettered"
+
+    def track_pattern_creation(self, code: str, context: Mapping[str, Any], deliver: Delivery = "background") -> dict[str, Any]:
+        """Record one new content of ``context["file_path"]``; returns what was queued.
+
+        ``context``: ``file_path`` (required), ``session_id``, ``tool_name``, ``tool_use_id``,
+        ``reason``, ``language`` (else detected from the extension), ``occurred_at`` (epoch s).
+        Returns ``{"event_id", "pattern_id", "pattern_version", "event_type", "queued",
+        "parent_pattern_ids", "file_path", "delivery"}``, plus ``"reason"`` when nothing was
+        queued (unchanged content, a deny-listed file, a full spool, tracking disabled) and
+        ``"drain"`` (the drain's summary) with ``deliver="inline"``.
+        """
+        if deliver not in ("background", "inline", "none"):
+            raise ValueError(f"deliver must be 'background', 'inline' or 'none', got {deliver!r}")
+        change = self._change(code, context)
+        if not self.config.pattern_tracking.enabled:
+            return self._disabled()
+        result = self._ingest(change, context.get("language"))
+        if not result["queued"]:
+            return result
+        return self._deliver_sync(result, deliver)
+
+    async def atrack_pattern_creation(self, code: str, context: Mapping[str, Any],
+                                      deliver: Delivery = "background") -> dict[str, Any]:
+        """``track_pattern_creation`` for asyncio code: the store write runs off the event loop;
+        ``deliver="inline"`` awaits the drain on this loop."""
+        if deliver not in ("background", "inline", "none"):
+            raise ValueError(f"deliver must be 'background', 'inline' or 'none', got {deliver!r}")
+        change = self._change(code, context)
+        if not self.config.pattern_tracking.enabled:
+            return self._disabled()
+        result = await asyncio.to_thread(self._ingest, change, context.get("language"))
+        if not result["queued"]:
+            return result
+        if deliver == "inline":
+            result["drain"] = await self.adrain()
+            result["delivery"] = await asyncio.to_thread(self._settled, result["event_id"])
+        elif deliver == "background":
+            result["delivery"] = await asyncio.to_thread(self._start_drainer)
+        else:
+            result["delivery"] = "queued"
+        return result
+
+    # -- delivery ------------------------------------------------------------------------------
+
+    async def adrain(self, until_empty: bool = False) -> dict[str, Any]:
+        """Deliver the spool now in this process (``pattern-tracker drain``); the run's summary.
+
+        When another process holds the drain lease it delivers them: ``status: "busy"``.
+        """
+        import msgspec
+
+        from pipeline.assembly import build_pipeline, build_telemetry
+        from pipeline.lease import DrainLease
+
+        store = self.store
+        holder = DrainLease(store).holder(time.time())
+        if holder is not None and holder.pid != os.getpid():
+            return {"status": "busy", "holder_pid": holder.pid, "holder_host": holder.host}
+        if self._telemetry is None:
+            self._telemetry = build_telemetry(self.config)
+        pipeline = build_pipeline(self.config, store, telemetry=self._telemetry)
+        summary = await pipeline.run([], asyncio.Event(), drain=True, until_empty=until_empty)
+        out: dict[str, Any] = msgspec.to_builtins(summary)
+        out["status"] = "empty" if summary.left_in_spool == 0 else "pending"
+        return out
+
+    def drain(self, until_empty: bool = False) -> dict[str, Any]:
+        """``adrain`` from synchronous code (one at a time per tracker)."""
+        with self._drain_lock:
+            return _run_coro(self.adrain(until_empty))  # type: ignore[no-any-return]
+
+    # -- health and metrics ----------------------------------------------------------------------
+
+    def get_health_summary(self, check_service: bool = False) -> dict[str, Any]:
+        """Health from the store (no network unless ``check_service``): the monitoring module's
+        snapshot and rules (pipeline/monitoring.py, the same as ``pattern-tracker health``), plus
+        the guide's flat keys: ``status``, ``api_available``, ``circuit_state``, ``cache_size``,
+        ``oldest_age``, ``dead_letters``, ``last_delivery_at`` (epoch seconds) …
+
+        ``api_available`` is the service's own answer with ``check_service=True``; otherwise the
+        circuit's view (not open, half-open or forced open).
+        """
+        try:
+            from pipeline import monitoring as mon
+
+            read_snapshot, assess, rules_for, document = (mon.read_snapshot, mon.assess, mon.rules_for,
+                                                          mon.health_document)
+        except (ImportError, AttributeError):  # monitoring not available: our own simple summary
+            return self._simple_health(check_service)
+        import msgspec
+
+        snap = read_snapshot(self.config, self.store)
+        service = None
+        if check_service:
+            service = self.service_monitor.get_service_status()
+            snap = msgspec.structs.replace(snap, api_available=bool(service["available"]),
+                                           api_status=str(service["status"]), api_detail=str(service["detail"]))
+        health = assess(snap, rules_for(self.config))
+        out: dict[str, Any] = dict(document(snap, health))
+        out.update(
+            api_available=snap.api_available if check_service else snap.circuit not in ("open", "half_open", "forced_open"),
+            api_available_from="service" if check_service else "circuit",
+            circuit_state=snap.circuit,
+            cache_size=snap.spool_size,
+            cache_bound=snap.spool_bound,
+            oldest_age=snap.spool_oldest_age,
+            last_delivery_at=snap.last_delivery_at,
+            last_delivery_iso=mon.iso(snap.last_delivery_at),
+            checked_at=snap.now,
+            success_rate=snap.success_rate,
+        )
+        if service is not None:
+            out["service"] = service
+        return out
+
+    def _simple_health(self, check_service: bool) -> dict[str, Any]:
+        """A summary from pipeline/status_cli.collect when pipeline/monitoring.py is absent."""
+        from pipeline.status_cli import collect
+
+        data = collect(self.config, self.store)
+        circuit = data["circuit"]["state"]
+        spool = data["spool"]
+        reasons: list[str] = []
+        if circuit in ("open", "half_open", "forced_open"):
+            reasons.append(f"circuit {circuit}")
+        if spool["fill"] is not None and spool["fill"] >= 0.8:
+            reasons.append(f"spool {spool['fill']:.0%} full")
+        if data["dead_letters"]:
+            reasons.append(f"{data['dead_letters']} dead letter(s)")
+        status = ("unhealthy" if circuit == "forced_open" or spool["size"] >= spool["bound"]
+                  else "degraded" if reasons else "healthy")
+        out: dict[str, Any] = {
+            "status": status, "reasons": reasons, "api_available": circuit not in ("open", "half_open", "forced_open"),
+            "api_available_from": "circuit", "circuit_state": circuit, "cache_size": spool["size"],
+            "cache_bound": spool["bound"], "oldest_age": spool["oldest_age"], "dead_letters": data["dead_letters"],
+            "last_delivery_at": data["last_delivery_at"], "checked_at": data["now"], "data_dir": data["data_dir"],
+        }
+        if check_service:
+            out["service"] = self.service_monitor.get_service_status()
+            out["api_available"] = bool(out["service"]["available"])
+            out["api_available_from"] = "service"
+        return out
+
+    def get_error_metrics(self, window: float | None = None) -> dict[str, Any]:
+        """The guide's error metrics from the store's shared counters (every process): the
+        monitoring module's ``error_metrics`` (``pattern-tracker metrics``) over ``window``
+        seconds (default ``monitoring.metrics_retention``), plus flat keys and ``custom_metrics``
+        (see :meth:`record_metric`). ``success_rate`` is None when no delivery call was made."""
+        from pipeline import metrics
+        from pipeline.counters import Counters
+
+        store = self.store
+        now = time.time()
+        span = float(self.config.monitoring.metrics_retention if window is None else window)
+        c = Counters(store).totals(now - span)
+        try:
+            from pipeline.monitoring import error_metrics
+
+            out: dict[str, Any] = dict(error_metrics(self.config, store, now=now, since_seconds=span))
+        except (ImportError, AttributeError):
+            from pipeline.assembly import breaker_for
+
+            total, ok = c.get("requests.total", 0), c.get("requests.succeeded", 0)
+            out = {
+                "total_requests": total,
+                "successful_requests": ok,
+                "failed_requests": sum(v for k, v in c.items() if k.startswith("requests.failed.")),
+                "success_rate": round(ok / total, 4) if total else None,
+                "circuit_breaker_trips": breaker_for(self.config, store).state().trip_count,
+                "cached_events": self.pattern_cache.size,
+                "retry_attempts": c.get("retry.attempts", 0),
+                "average_response_time_ms": metrics.histogram(c, "delivery")["mean_ms"],
+            }
+        delivery = metrics.histogram(c, "delivery")
+        custom: dict[str, dict[str, float]] = {}
+        for key, value in sorted(c.items()):
+            if key.startswith("custom.") and key.endswith(".count") and value:
+                name = key[: -len(".count")]
+                total_milli = c.get(f"{name}.sum_milli", 0)
+                custom[name] = {"count": value, "sum": total_milli / 1000, "mean": total_milli / 1000 / value}
+        out.update(
+            failed_by_class={k.removeprefix("requests.failed."): v for k, v in sorted(c.items())
+                             if k.startswith("requests.failed.")},
+            events_delivered=c.get("events.delivered", 0),
+            events_already_existed=c.get("events.already_existed", 0),
+            events_dead_lettered=c.get("events.dead_lettered", 0),
+            response_time_p50_ms=delivery["p50_ms"],
+            response_time_p95_ms=delivery["p95_ms"],
+            response_time_p99_ms=delivery["p99_ms"],
+            custom_metrics=custom,
+            window_seconds=span,
+        )
+        return out
+
+    def record_metric(self, name: str, value: float, tags: Mapping[str, Any] | None = None) -> str:
+        """Add one observation to the shared counters: ``custom.<name>[.<tag>_<value>…].count`` (+1)
+        and ``….sum_milli`` (+value × 1000). Counters only grow: ``value`` must be ≥ 0.
+        Returns the counter's base name (shown by ``get_error_metrics()["custom_metrics"]``)."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value < 0:
+            raise ValueError(f"metric value must be a finite number >= 0, got {value!r}")
+        if value == float("inf"):
+            raise ValueError("metric value must be finite")
+        base = metric_name(name, tags)
+        from pipeline.counters import Counters
+
+        Counters(self.store).bump({f"{base}.count": 1, f"{base}.sum_milli": int(round(value * 1000))}, time.time())
+        return base

@@ -1,0 +1,281 @@
+"""``pattern-tracker status [--watch] [--interval S] [--json]``: the data directory on one screen.
+
+    circuit state (and when the next trial call is admitted), throughput (events acknowledged
+    per second over the last minute and the last 5 minutes), spool size/bound and oldest age,
+    dead letters, errors (failed delivery calls over the last 5 minutes, by class), delivery
+    latency p50/p95/p99, the last delivery and who holds the drain lease.
+
+Everything is read from the store (the per-minute counters of pipeline/counters.py, the shared
+circuit state, the spool), so it works while ``run`` or a ``drain`` is going in another process
+and never talks to the service. ``--watch`` redraws every ``--interval`` seconds (default 1) in
+place on a terminal (ANSI clear + home; the cursor is hidden and restored), or prints one block
+after another when stdout is not a terminal; Ctrl-C (or SIGTERM) ends it with exit code 0.
+``--json`` prints the same data as one JSON object (with ``--watch``: one compact object per line).
+
+Counters live in one-minute buckets: "the last minute" is the buckets that overlap it, and the
+rate divides by the time those buckets cover (``window_seconds``), so it is never overstated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import socket
+import sys
+import time
+from typing import Any
+
+THROUGHPUT_WINDOWS = (60, 300)
+ERROR_WINDOW = 300
+LATENCY_WINDOW = 300
+
+CLEAR_HOME = "\x1b[H\x1b[2J"
+HIDE_CURSOR = "\x1b[?25l"
+SHOW_CURSOR = "\x1b[?25h"
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Add ``status`` to the ``pattern-tracker`` subparsers."""
+    from pipeline.ops_cli import _one_line_errors
+
+    help = "one screen of live status read from the data directory (circuit, throughput, spool, errors, latency)"
+    p = _one_line_errors(sub.add_parser("status", parents=[common], help=help, description=help + ". "
+                                        "Reads only the store: works while `run` is going, never calls the service."))
+    p.add_argument("--watch", action="store_true", help="refresh until Ctrl-C (in place on a terminal)")
+    p.add_argument("--interval", type=float, default=1.0, metavar="S", help="seconds between refreshes (default 1)")
+    p.add_argument("--json", action="store_true", help="print JSON (one object per refresh with --watch)")
+    p.set_defaults(func=cmd_status)
+
+
+# ---------------------------------------------------------------------------------------
+# Data
+
+
+def _bucket_start(ts: float) -> float:
+    from pipeline.counters import BUCKET_SECONDS
+
+    return float(int(ts) // BUCKET_SECONDS * BUCKET_SECONDS)
+
+
+def _windowed(counters: Any, now: float, seconds: float, prefix: str) -> tuple[dict[str, int], float]:
+    """Counter sums over the buckets overlapping the last ``seconds``, and the time they cover."""
+    since = now - seconds
+    return counters.totals(since, prefix=prefix), max(1.0, now - _bucket_start(since))
+
+
+def _target(cfg: Any) -> str:
+    if not cfg.api.url:
+        return "embedded lineage store"
+    from urllib.parse import urlsplit
+
+    try:
+        u = urlsplit(cfg.api.url)
+        host = u.hostname or "?"
+        port = f":{u.port}" if u.port else ""
+    except ValueError:
+        return "Phase 4 API (unparsable URL)"
+    return f"Phase 4 API {u.scheme}://{host}{port}"  # never credentials, path or query
+
+
+def collect(cfg: Any, store: Any, now: float | None = None) -> dict[str, Any]:
+    """Everything ``status`` shows, as plain data (also used by the Python facade)."""
+    from pipeline import metrics
+    from pipeline.assembly import breaker_for, spool_for
+    from pipeline.counters import Counters
+    from pipeline.dead_letter import DeadLetters
+    from pipeline.lease import DrainLease
+    from pipeline.ops_cli import _circuit_view, _iso
+
+    now = time.time() if now is None else now
+    counters = Counters(store)
+
+    view = _circuit_view(breaker_for(cfg, store), now)
+    circuit = {k: view[k] for k in ("state", "failure_count", "trip_count", "calls_not_permitted", "opened_at",
+                                    "last_failure_time", "retry_at", "next_trial")}
+    circuit["recovery_timeout"] = view["settings"]["recovery_timeout"]
+
+    throughput: dict[str, Any] = {}
+    for seconds in THROUGHPUT_WINDOWS:
+        c, span = _windowed(counters, now, seconds, "events.")
+        acked = c.get("events.delivered", 0) + c.get("events.already_existed", 0)
+        throughput[f"last_{seconds // 60}m"] = {
+            "events_per_second": round(acked / span, 3),
+            "delivered": c.get("events.delivered", 0),
+            "already_existed": c.get("events.already_existed", 0),
+            "dead_lettered": c.get("events.dead_lettered", 0),
+            "window_seconds": round(span, 1),
+        }
+
+    stats = spool_for(cfg, store).stats(now)
+    spool = {
+        "size": stats.size,
+        "bound": stats.bound,
+        "fill": round(stats.size / stats.bound, 4) if stats.bound else None,
+        "oldest_age": None if stats.oldest_age is None else round(stats.oldest_age, 1),
+        "overflow_policy": cfg.pattern_tracking.overflow_policy,
+        "dropped": stats.dropped,
+        "expired": stats.expired,
+    }
+
+    req, span = _windowed(counters, now, ERROR_WINDOW, "requests.")
+    by_class = {k.removeprefix("requests.failed."): v for k, v in sorted(req.items()) if k.startswith("requests.failed.")}
+    failed = sum(by_class.values())
+    total = req.get("requests.total", 0)
+    errors = {
+        "window_seconds": round(span, 1),
+        "requests": total,
+        "failed": failed,
+        "error_rate": round(failed / total, 4) if total else None,
+        "by_class": by_class,
+    }
+
+    hist, span = _windowed(counters, now, LATENCY_WINDOW, "hist.delivery.")
+    latency: dict[str, Any] = {"window_seconds": round(span, 1), **metrics.histogram(hist, "delivery")}
+    if latency["mean_ms"] is not None:
+        latency["mean_ms"] = round(latency["mean_ms"], 1)
+
+    raw = store.read(lambda txn: txn.get(metrics.LAST_DELIVERY_KEY, db=store.db("state")))
+    try:
+        last = float(raw) if raw else None
+    except ValueError:
+        last = None
+
+    holder = DrainLease(store).holder(now)
+    drainer = None if holder is None else {"pid": holder.pid, "host": holder.host,
+                                           "this_host": holder.host == socket.gethostname()}
+    return {
+        "now": now,
+        "now_iso": _iso(now),
+        "data_dir": str(cfg.storage.data_dir_path),
+        "target": _target(cfg),
+        "circuit": circuit,
+        "throughput": throughput,
+        "spool": spool,
+        "dead_letters": DeadLetters(store).size(),
+        "errors": errors,
+        "latency": latency,
+        "last_delivery_at": last,
+        "last_delivery_iso": _iso(last),
+        "last_delivery_age": None if last is None else round(max(0.0, now - last), 1),
+        "drainer": drainer,
+    }
+
+
+# ---------------------------------------------------------------------------------------
+# Text
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:g} ms" if value < 1000 else f"{value / 1000:g} s"
+
+
+def render(data: dict[str, Any]) -> str:
+    from pipeline.ops_cli import _clean, _duration, _when
+
+    now = data["now"]
+    c = data["circuit"]
+    circuit = f"{c['state']} (failures {c['failure_count']}, trips {c['trip_count']})"
+    if c["state"] not in ("closed", "disabled"):
+        circuit += f"; next trial: {c['next_trial']}"
+
+    t1, t5 = data["throughput"]["last_1m"], data["throughput"]["last_5m"]
+    throughput = (f"{t1['events_per_second']:.2f} ev/s last 1m, {t5['events_per_second']:.2f} ev/s last 5m "
+                  f"({t5['delivered']} delivered, {t5['already_existed']} already there in 5m)")
+
+    s = data["spool"]
+    fill = f" ({s['fill']:.0%} full)" if s["fill"] is not None else ""
+    oldest = "-" if s["oldest_age"] is None else f"{_duration(s['oldest_age'])} old"
+    spool = f"{s['size']} / {s['bound']} events{fill}, oldest {oldest}"
+
+    e = data["errors"]
+    if e["requests"] == 0 and e["failed"] == 0:
+        errors = "none (no delivery calls in 5m)"
+    else:
+        classes = ", ".join(f"{k} {v}" for k, v in e["by_class"].items())
+        errors = f"{e['failed']} of {e['requests']} calls failed in 5m" + (f" ({classes})" if classes else "")
+
+    lat = data["latency"]
+    latency = ("- (no delivery calls in 5m)" if not lat["count"] else
+               f"p50 {_ms(lat['p50_ms'])}, p95 {_ms(lat['p95_ms'])}, p99 {_ms(lat['p99_ms'])} "
+               f"({lat['count']} calls in 5m, mean {_ms(lat['mean_ms'])})")
+
+    d = data["drainer"]
+    drainer = "none (the next hook or `drain` starts one)" if d is None else (
+        f"pid {d['pid']}" + ("" if d["this_host"] else f" on {_clean(d['host'])}"))
+    rows = [
+        ("delivering to", data["target"]),
+        ("circuit", circuit),
+        ("throughput", throughput),
+        ("spool", spool),
+        ("dead letters", f"{data['dead_letters']} letter(s)" + (" (see `pattern-tracker dlq list`)" if data["dead_letters"] else "")),
+        ("errors", errors),
+        ("latency", latency),
+        ("last delivery", _when(data["last_delivery_at"], now) if data["last_delivery_at"] else "never"),
+        ("drainer", drainer),
+    ]
+    lines = [f"pattern-tracker status  {_clean(data['data_dir'])}  {data['now_iso']}"]
+    lines += [f"  {key + ':':<15} {_clean(value)}" for key, value in rows]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------
+# Command
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from pipeline.commands import EXIT_OK, EXIT_USAGE, CliError
+    from pipeline.ops_cli import _open
+
+    if not args.interval > 0 or args.interval > 3600:
+        raise CliError(f"--interval must be between 0 and 3600 seconds, got {args.interval:g}", EXIT_USAGE)
+    cfg, store = _open(args)
+    if not args.watch:
+        data = collect(cfg, store)
+        print(json.dumps(data, indent=2, ensure_ascii=False) if args.json else render(data))
+        return EXIT_OK
+    return _watch(cfg, store, args.interval, args.json)
+
+
+def _watch(cfg: Any, store: Any, interval: float, as_json: bool) -> int:
+    """Redraw until Ctrl-C/SIGTERM; exit 0 with the terminal as it was."""
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    out = sys.stdout
+    tty = out.isatty() and not as_json
+    try:
+        if tty:
+            out.write(HIDE_CURSOR)
+        while True:
+            data = collect(cfg, store)
+            if as_json:
+                out.write(json.dumps(data, ensure_ascii=False) + "\n")
+            elif tty:
+                out.write(CLEAR_HOME + render(data) + "\n\n(refresh every "
+                          f"{interval:g}s, Ctrl-C to quit)\n")
+            else:
+                out.write(render(data) + "\n\n")
+            out.flush()
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        pass
+    except BrokenPipeError:  # `status --watch | head`: the reader left
+        try:
+            sys.stdout = open("/dev/null", "w")  # noqa: SIM115 - silence the interpreter's final flush
+        except OSError:
+            pass
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if tty:
+            try:
+                out.write(SHOW_CURSOR)
+                out.flush()
+            except OSError:
+                pass
+    return 0
