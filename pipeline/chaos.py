@@ -668,7 +668,7 @@ class Chaos:
         self._closing = asyncio.Event()
         self._t0 = self.clock()
         sched = self.schedule
-        how = "given" if self.seed_given else "random; pass --seed to replay"
+        how = "given" if self.seed_given else f"random; --seed {self.seed} replays it"
         log.info("chaos: schedule %s: %d phase(s), %gs%s; seed %d (%s)", self.source or "(in memory)",
                  len(sched.phases), sched.total, ", repeating" if sched.repeat else "", self.seed, how)
         self._task = asyncio.create_task(self._run(), name="chaos-controller")
@@ -715,11 +715,7 @@ class Chaos:
             return
         self._down = want_down
         listener = self._listener
-        if listener is None:
-            if want_down and not self._warned_no_listener:
-                self._warned_no_listener = True
-                log.warning("chaos: no control of the listening socket (app not started by run_server): "
-                            "a refused outage drops connections instead")
+        if listener is None:  # not (yet) attached: attach_listener applies the state
             return
         try:
             await (listener.pause() if want_down else listener.resume())
@@ -764,7 +760,11 @@ class Chaos:
                      handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
         d = self.decide()
         self.counts[f"http_{d.status}" if d.status else d.action] += 1
-        if d.action == "refused":  # a keep-alive connection opened before the socket was closed
+        if d.action == "refused":  # a connection the listener could not close (or no listener)
+            if self._listener is None and not self._warned_no_listener:
+                self._warned_no_listener = True
+                log.warning("chaos: no control of the listening socket (app not started by run_server): "
+                            "a refused outage drops each request's connection instead")
             return self._drop(request)
         if d.action == "hang":
             if not await self._wait((d.phase_end or 0.0) - self.elapsed()):

@@ -372,6 +372,26 @@ async def test_refused_outage_closes_the_port_and_reopens_it(lineage, chaos_log)
                       "chaos: phase 'again' (30s): no faults"]
 
 
+async def test_refused_without_run_server_drops_connections(serve_factory, lineage) -> None:
+    url = await serve_factory(chaos=Chaos(one_phase("{outage: refused}"), seed=1))
+    async with sink(url) as s:
+        [outcome] = await s.deliver([event()])
+    assert outcome.error_class == "connection" and lineage.count() == 0
+
+
+async def test_same_seed_same_answers_over_http(serve_factory) -> None:
+    schedule = one_phase("{errors: {500: 0.2, 503: 0.2}, rate_limit: {probability: 0.2, retry_after: 1}, garbage: 0.1}")
+
+    async def classes(seed: int) -> list[str | None]:
+        url = await serve_factory(chaos=Chaos(schedule, seed=seed))
+        async with sink(url) as s:
+            return [(await s.deliver([event()]))[0].error_class for _ in range(25)]
+
+    first = await classes(99)
+    assert await classes(99) == first and len(set(first)) >= 4
+    assert await classes(100) != first
+
+
 async def test_faults_leave_health_and_other_paths_alone(serve_factory) -> None:
     url = await serve_factory(chaos=Chaos(one_phase("{reset: 1}"), seed=1))
     root, api = await health(url)
