@@ -1,8 +1,11 @@
-"""``batch``: group items by count or linger time, whichever comes first.
+"""``batch``: regroup chunks of items into batches by count or linger time, whichever comes first.
 
-Unlike ``buffer_with_time_or_count`` the timer starts at the first item of a batch, so an idle
-stream emits nothing (no empty lists) and a lone item waits at most ``linger`` seconds.
-On completion the partial batch is flushed: graceful shutdown loses no item.
+The stream carries chunks (lists), not single items: a source hands over what it read in one go,
+and each operator pays its Rx overhead once per chunk rather than once per event (the per-event
+hops were most of the pipeline's cost). Unlike ``buffer_with_time_or_count`` the timer starts at
+the first item of a batch, so an idle stream emits nothing (no empty lists) and a lone item waits
+at most ``linger`` seconds. On completion the partial batch is flushed: graceful shutdown loses
+no item.
 """
 
 from __future__ import annotations
@@ -19,11 +22,11 @@ T = TypeVar("T")
 
 def batch(
     size: int, linger: float, scheduler: abc.SchedulerBase | None = None
-) -> Callable[[Observable[T]], Observable[list[T]]]:
+) -> Callable[[Observable[list[T]]], Observable[list[T]]]:
     """Emit lists of at most ``size`` items, each at most ``linger`` seconds after its first item.
 
     Examples:
-        >>> source.pipe(batch(100, 0.05))
+        >>> chunks.pipe(batch(100, 0.05))
 
     Args:
         size: maximum items per batch (>= 1).
@@ -31,12 +34,12 @@ def batch(
         scheduler: scheduler of the linger timer (default: the subscription's, else a timeout scheduler).
 
     Returns:
-        An operator function from a stream of items to a stream of non-empty lists.
+        An operator function from a stream of chunks (lists) to a stream of non-empty batches.
     """
     if size < 1:
         raise ValueError("batch size must be >= 1")
 
-    def _batch(source: Observable[T]) -> Observable[list[T]]:
+    def _batch(source: Observable[list[T]]) -> Observable[list[T]]:
         def subscribe(observer: abc.ObserverBase[list[T]], sub_scheduler: abc.SchedulerBase | None = None) -> abc.DisposableBase:
             sched = scheduler or sub_scheduler or TimeoutScheduler.singleton()
             lock = threading.RLock()
@@ -52,13 +55,19 @@ def batch(
                 generation += 1
                 observer.on_next(out)
 
-            def on_next(item: T) -> None:
+            def on_next(chunk: list[T]) -> None:
+                nonlocal buf, generation
+                if not chunk:
+                    return
                 with lock:
-                    buf.append(item)
-                    if len(buf) >= size:
-                        flush()
-                        return
-                    if len(buf) == 1:
+                    was_empty, before = not buf, generation
+                    buf.extend(chunk)
+                    while len(buf) >= size:
+                        out, buf = buf[:size], buf[size:]
+                        generation += 1
+                        observer.on_next(out)
+                    if buf and (was_empty or generation != before):
+                        # The partial batch left over began in this chunk: its linger starts now.
                         gen = generation
 
                         def fire(_: abc.SchedulerBase, __: Any = None) -> None:

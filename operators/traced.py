@@ -53,10 +53,12 @@ def traced(stage: Stage, operator: Callable[[Observable[A]], Observable[B]]) -> 
                 if opened:
                     started, wall = opened
                     opened.clear()
-                    if isinstance(item, list) or stage.sample():
-                        duration = time.perf_counter() - started
-                        stage.observe(duration)
-                        stage.emit_span(wall, wall + duration, **{"pattern_tracker.events": n})
+                else:  # one input gave several units (a large chunk split into batches)
+                    started, wall = time.perf_counter(), time.time()
+                if isinstance(item, list) or stage.sample():
+                    duration = time.perf_counter() - started
+                    stage.observe(duration)
+                    stage.emit_span(wall, wall + duration, **{"pattern_tracker.events": n})
 
             return source.pipe(ops.do_action(on_in), operator, ops.do_action(on_out)).subscribe(observer, scheduler=scheduler)
 

@@ -49,20 +49,24 @@ def validate_event(ev: PatternEvent) -> str | None:
     return None
 
 
-def validate(on_invalid: Callable[[PatternEvent, str], None]) -> Callable[[Observable[PatternEvent]], Observable[PatternEvent]]:
-    """Pass valid events on; hand each invalid one, with its reason, to ``on_invalid``.
+def validate(on_invalid: Callable[[PatternEvent, str], None]) -> Callable[[Observable[list[PatternEvent]]], Observable[list[PatternEvent]]]:
+    """Pass the valid events of each chunk on; hand each invalid one, with its reason, to ``on_invalid``.
 
     Args:
         on_invalid: receives (event, reason) for every rejected event; must not raise.
 
     Returns:
-        An operator function over PatternEvents.
+        An operator function over chunks (lists) of PatternEvents; a chunk left empty is dropped.
     """
 
-    def check(ev: PatternEvent) -> bool:
-        reason = validate_event(ev)
-        if reason is not None:
-            on_invalid(ev, reason)
-        return reason is None
+    def check(chunk: list[PatternEvent]) -> list[PatternEvent]:
+        valid = []
+        for ev in chunk:
+            reason = validate_event(ev)
+            if reason is None:
+                valid.append(ev)
+            else:
+                on_invalid(ev, reason)
+        return valid
 
-    return ops.filter(check)
+    return lambda source: source.pipe(ops.map(check), ops.filter(bool))

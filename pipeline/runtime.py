@@ -145,6 +145,7 @@ class Feed:
         p = self._p
         await p._credits.acquire(len(events))
         p.summary.read += len(events)
+        p._unspooled.update(ev.event_id for ev in events)
         p._push(events)
 
 
@@ -182,12 +183,15 @@ class Pipeline:
         self.summary = RunSummary()
         self.last_delivery_at: float | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pattern-tracker-store")
-        self._subject: Subject[PatternEvent] = Subject()
+        self._subject: Subject[list[PatternEvent]] = Subject()
         self._credits = Credits(settings.batch_size * (settings.max_in_flight_batches + 1))
         self._tasks: set[asyncio.Future[Any]] = set()
         self._metrics: dict[str, int] = {}  # cross-process counters waiting for the next store write
         self._inflight: set[str] = set()
         self._leaving: set[str] = set()
+        self._unspooled: set[str] = set()  # in the graph from a durable source: no spool entry
+        self._last_acked_at: float | None = None
+        self._flush_pending = False
         self._from_replay: set[str] = set()
         self._backlog = True  # until the replay source has looked at the spool
         self._spilling = False  # something could not be delivered since replay last caught up
@@ -248,10 +252,10 @@ class Pipeline:
         self._push(events)
 
     def _push(self, events: list[PatternEvent]) -> None:
+        """Into the graph as one chunk: operators pay their Rx overhead per chunk, not per event."""
         self._s["source"].count(len(events), len(events))
-        for ev in events:
-            self._inflight.add(ev.event_id)
-            self._subject.on_next(ev)
+        self._inflight.update(ev.event_id for ev in events)
+        self._subject.on_next(list(events))
 
     # -- the graph ---------------------------------------------------------------------------
 
@@ -313,7 +317,7 @@ class Pipeline:
         return rx.from_future(task)
 
     def _record_call(self, outcomes: list[Outcome], elapsed: float) -> None:
-        m = self._metrics
+        m: dict[str, int] = {}
         metrics.bump(m, "requests.total")
         if call_failed(outcomes):
             cls = next((o.error_class for o in outcomes if o.error_class), None) or "unknown"
@@ -322,6 +326,13 @@ class Pipeline:
             metrics.bump(m, "requests.succeeded")
         metrics.observe(m, "delivery", [elapsed])
         self._m.delivery(elapsed)
+        self._tally(m)
+
+    def _tally(self, counts: dict[str, int]) -> None:
+        """Counts of one step: to the OTel counters now, to the store with the next write."""
+        self._m.add_counts(counts)
+        for name, n in counts.items():
+            metrics.bump(self._metrics, name, n)
 
     def _take_metrics(self) -> dict[str, int]:
         taken, self._metrics = self._metrics, {}
@@ -356,7 +367,7 @@ class Pipeline:
         replayed_ok = self._forget(acked)
         self._forget([letter.event.event_id for letter in letters])
         self._credits.release(len(done))
-        m = self._metrics
+        m: dict[str, int] = {}
         retried = step.attempt > 1
         if retried:
             self.summary.retried += len(step.events)
@@ -386,18 +397,52 @@ class Pipeline:
             for letter in letters:
                 log.warning("event %s dead-lettered (HTTP %s): %s", letter.event.event_id, letter.http_status, letter.reason)
 
-        counts = {**self._take_metrics(), "spool.acked": len(acked), "spool.replayed_ok": replayed_ok}
-        self._m.add_counts(counts)  # the same counts, to the OTel counters
+        spooled = [eid for eid in done if eid not in self._unspooled]
+        self._unspooled.difference_update(done)
+        self._tally({**m, "spool.acked": len(spooled), "spool.replayed_ok": replayed_ok})
+        if acked:
+            self._last_acked_at = now
+        if not spooled and not letters:
+            # Events of a durable source (an archive) leave no spool entry: no write is needed now;
+            # the counters go to the store with the next write, or within a second.
+            self._flush_metrics_soon()
+            return
+        counts = self._take_metrics()
+        last = self._last_acked_at
+        self._last_acked_at = None
 
         def txn_fn(txn: Any) -> None:
-            self.spool.remove(txn, done)
+            self.spool.remove(txn, spooled)
             if letters:
                 self.dead_letters.put(txn, letters)
             self.spool.counters.add(txn, counts, now)
-            if acked:
-                txn.put(metrics.LAST_DELIVERY_KEY, str(now).encode(), db=self.store.db("state"))
+            if last is not None:
+                txn.put(metrics.LAST_DELIVERY_KEY, str(last).encode(), db=self.store.db("state"))
 
-        self._background(self.store.write, txn_fn, leaving=done)
+        self._background(self.store.write, txn_fn, leaving=spooled)
+
+    def _flush_metrics_soon(self) -> None:
+        if self._flush_pending:
+            return
+        self._flush_pending = True
+        asyncio.get_running_loop().call_later(1.0, self._flush_metrics)
+
+    def _flush_metrics(self) -> None:
+        """Counters (and the last delivery time) kept back by ``_settle``, to the store."""
+        self._flush_pending = False
+        counts, last = self._take_metrics(), self._last_acked_at
+        self._last_acked_at = None
+        if not counts and last is None:
+            return
+        now = time.time()
+
+        def txn_fn(txn: Any) -> None:
+            self.spool.counters.add(txn, counts, now)
+            if last is not None:
+                txn.put(metrics.LAST_DELIVERY_KEY, str(last).encode(), db=self.store.db("state"))
+
+        if not self._executor._shutdown:
+            self._background(self.store.write, txn_fn)
 
     def _emit_recorded_stages(self, events: list[PatternEvent], outcomes: list[Outcome]) -> None:
         """Spans of stages that ran in another process (the hook) and recorded their times."""
@@ -425,12 +470,11 @@ class Pipeline:
         if reason != "circuit_open":
             log.info("%d event(s) kept in the spool for later (%s)", len(events), reason)
 
-        counts = self._take_metrics()
         if reason == "retries_exhausted":
-            metrics.bump(counts, "retry.failed_with_retry", len(events))
+            self._tally({"retry.failed_with_retry": len(events)})
         elif reason == "not_retryable":
-            metrics.bump(counts, "retry.failed_without_retry", len(events))
-        self._m.add_counts(counts)  # the same counts, to the OTel counters
+            self._tally({"retry.failed_without_retry": len(events)})
+        counts = self._take_metrics()
 
         def txn_fn(txn: Any) -> None:
             self.spool.mark_spilled(txn, events, reason, now)
@@ -540,6 +584,10 @@ class Pipeline:
             if progressed():
                 idle_passes = 0
             else:
+                if finish.is_set() and not until_empty:
+                    # A whole pass delivered nothing (the service refuses, or the circuit keeps
+                    # re-opening): a drain stops here; what is left stays in the spool.
+                    return
                 idle_passes += 1
                 await self._wait(stop, self.policy.get_delay(idle_passes, None))
 
@@ -570,9 +618,8 @@ class Pipeline:
             self.summary.replayed += len(events)
             self._s["replay"].count(len(events), len(events))
             self._s["replay"].mark(len(events))
-            replayed = {"spool.replayed": len(events)}
-            self._m.add_counts(replayed)
-            self._background(self.spool.counters.bump, replayed, time.time())
+            self._tally({"spool.replayed": len(events)})
+            self._flush_metrics_soon()
             self._push(events)
             pushed += len(events)
             if half_open:
@@ -642,10 +689,14 @@ class Pipeline:
                 task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.sink.close()
-        leftover = self._take_metrics()
-        if leftover:
-            self._m.add_counts(leftover)
-            await self.io(self.spool.counters.bump, leftover, time.time())
+        leftover, last = self._take_metrics(), self._last_acked_at
+        if leftover or last is not None:
+            def txn_fn(txn: Any) -> None:
+                self.spool.counters.add(txn, leftover, time.time())
+                if last is not None:
+                    txn.put(metrics.LAST_DELIVERY_KEY, str(last).encode(), db=self.store.db("state"))
+
+            await self.io(self.store.write, txn_fn)
         self.summary.left_in_spool = await self.io(self.spool.size)
         self.summary.seconds = time.monotonic() - self._started
         await self.io(self.lease.release)

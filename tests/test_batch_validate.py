@@ -33,22 +33,31 @@ def run(messages, size: int, linger: float):
 
 
 def test_batch_by_count_and_by_linger_from_first_item() -> None:
-    # Virtual ticks are seconds for the scheduler's relative timers (TestScheduler: 1 tick = 1 s).
-    emitted, last = run([on_next(10, 1), on_next(11, 2), on_next(12, 3), on_next(20, 4), on_next(100, 5), on_completed(200)],
-                        size=3, linger=5)
+    # The stream carries chunks (lists). Virtual ticks are seconds (TestScheduler: 1 tick = 1 s).
+    emitted, last = run([on_next(10, [1]), on_next(11, [2]), on_next(12, [3]), on_next(20, [4]), on_next(100, [5]),
+                         on_completed(200)], size=3, linger=5)
     assert emitted == [(12, [1, 2, 3]), (25, [4]), (105, [5])]
     assert last.value.kind == "C"
 
 
+def test_batch_regroups_chunks_and_times_the_leftover_from_its_chunk() -> None:
+    # 7 items in one chunk: two full batches at once, the leftover waits its linger from t=10.
+    emitted, _ = run([on_next(10, list(range(7))), on_next(12, [7]), on_completed(100)], size=3, linger=5)
+    assert emitted == [(10, [0, 1, 2]), (10, [3, 4, 5]), (15, [6, 7])]
+    # A chunk that tops up an open batch does not restart its timer.
+    emitted, _ = run([on_next(10, [0]), on_next(13, [1]), on_completed(100)], size=5, linger=5)
+    assert emitted == [(15, [0, 1])]
+
+
 def test_batch_never_emits_empty_lists_and_flushes_on_completion() -> None:
-    emitted, last = run([on_next(10, "a"), on_completed(11)], size=10, linger=50)
+    emitted, last = run([on_next(10, ["a"]), on_next(10, []), on_completed(11)], size=10, linger=50)
     assert emitted == [(11, ["a"])]
     emitted, _ = run([on_completed(50)], size=10, linger=1)
     assert emitted == []
 
 
 def test_batch_timer_restarts_for_each_batch() -> None:
-    emitted, _ = run([on_next(1, "a"), on_next(2, "b"), on_next(3, "c"), on_next(4, "d"), on_completed(100)],
+    emitted, _ = run([on_next(1, ["a"]), on_next(2, ["b"]), on_next(3, ["c"]), on_next(4, ["d"]), on_completed(100)],
                      size=2, linger=10)
     assert emitted == [(2, ["a", "b"]), (4, ["c", "d"])]
 
@@ -92,7 +101,8 @@ def test_validate_operator_routes_invalid_events() -> None:
     scheduler = TestScheduler()
     good, bad = _ev(), _ev(parent_pattern_ids=[])
     rejected: list[tuple[str, str]] = []
-    xs = scheduler.create_hot_observable(on_next(5, good), on_next(6, bad), on_completed(7))
+    xs = scheduler.create_hot_observable(on_next(5, [good, bad]), on_next(6, [bad]), on_completed(7))
     results = scheduler.start(lambda: xs.pipe(validate(lambda e, r: rejected.append((e.event_id, r)))))
-    assert [m.value.value for m in results.messages if m.value.kind == "N"] == [good]
-    assert rejected == [(bad.event_id, "pattern_modified needs a parent pattern id")]
+    # The valid part of each chunk goes on; a chunk left empty is dropped.
+    assert [m.value.value for m in results.messages if m.value.kind == "N"] == [[good]]
+    assert rejected == [(bad.event_id, "pattern_modified needs a parent pattern id")] * 2

@@ -57,7 +57,9 @@ async def test_each_stage_emits_spans_and_counts(store: Store) -> None:
     assert summary.replayed == 0 and summary.already_existed == 0
     passes = 25
     names = [s.name for s in spans.get_finished_spans()]
-    assert names.count("pattern_tracker.validate") == passes  # sampled at 1.0: one per valid event out
+    # The graph carries chunks: one validate span per chunk that had valid events.
+    validated = [s for s in spans.get_finished_spans() if s.name == "pattern_tracker.validate"]
+    assert len(validated) >= 1 and sum(s.attributes["pattern_tracker.events"] for s in validated) == passes
     assert names.count("pattern_tracker.batch") == names.count("pattern_tracker.deliver") >= 3
     deliver = [s for s in spans.get_finished_spans() if s.name == "pattern_tracker.deliver"]
     assert sum(s.attributes["pattern_tracker.batch.size"] for s in deliver) == passes
