@@ -198,6 +198,7 @@ class Pipeline:
         self._wake = asyncio.Event()
         self._acked_since_wake = 0
         self._started = time.monotonic()
+        self._stop: asyncio.Event | None = None
         self._s = {name: telemetry.stage(name) for name in
                    ("source", "validate", "batch", "circuit_gate", "retry", "deliver", "spill", "replay", "dead_letter", "hook")}
         self._m = telemetry.pipeline
@@ -496,6 +497,11 @@ class Pipeline:
             log.error("pipeline graph failed: %s: %s", type(exc).__name__, exc)
             if not done.done():
                 done.set_exception(exc)
+            # Nothing can flow any more: stop the sources (what they read is in the spool) and
+            # release anyone waiting for credits, so the run ends instead of hanging.
+            if self._stop is not None:
+                self._stop.set()
+            self._credits.release(self._credits.limit)
 
         def on_completed() -> None:
             if not done.done():
@@ -578,8 +584,9 @@ class Pipeline:
                     return
                 await self._wait(stop, self.settings.replay_poll)
                 continue
-            # Wait for this pass to settle before the next one.
-            while self._inflight and not stop.is_set():
+            # Wait for this pass's own events to settle (not for live traffic, which may never
+            # pause) before the next one.
+            while self._from_replay and not stop.is_set():
                 await self._wait(stop, self.settings.replay_poll)
             if progressed():
                 idle_passes = 0
@@ -636,6 +643,7 @@ class Pipeline:
         """
         loop = asyncio.get_running_loop()
         self._started = time.monotonic()
+        self._stop = stop
         done: asyncio.Future[None] = loop.create_future()
         self._graph(loop, done)
         await self.sink.start()
