@@ -21,7 +21,13 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 
+# The long reliability suite (README "Reliability suite"): 100k-event crash/restart, 20k events
+# through every chaos fault, long fuzzing, disk pressure. Not part of `make test`.
+soak: $(STAMP)
+	$(BIN)/python -m pytest -q tests/soak -o python_files='soak_*.py' --durations=0
+
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]' --config-settings editable_mode=compat
 	$(BIN)/python -m benchmarks.run_all
 
 clean:

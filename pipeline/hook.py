@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from typing import Any
 
 LOG_MAX_BYTES = 1024 * 1024
+# Control characters (and the other line breaks) of a message, escaped: one problem, one line.
+_ONE_LINE = {i: f"\\x{i:02x}" for i in (*range(32), 0x7F, 0x85)} | {0x2028: "\\u2028", 0x2029: "\\u2029"}
 
 
 class HookLog:
@@ -34,6 +36,7 @@ class HookLog:
         self.path = path
 
     def write(self, level: str, message: str) -> None:
+        message = message.translate(_ONE_LINE)  # paths and tool names come from the payload
         line = f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {level} hook[{os.getpid()}]: {message}\n"
         try:
             os.makedirs(os.path.dirname(self.path) or ".", mode=0o700, exist_ok=True)
@@ -135,6 +138,9 @@ def run_hook(payload_bytes: bytes, settings: dict[str, Any], log: HookLog, start
         payload = json.loads(payload_bytes)
     except UnicodeDecodeError:
         log.error("payload is not UTF-8 JSON")
+        return result
+    except RecursionError:
+        log.error("malformed JSON payload: nested too deeply")
         return result
     except ValueError as exc:
         log.error(_describe_json_error(exc))

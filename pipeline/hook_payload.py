@@ -78,6 +78,22 @@ def _apply_edit(text: str, old: str, new: str, replace_all: bool, where: str) ->
 
 def changes_from_payload(payload: Any, now: float, read_text: ReadText) -> list[Change]:
     """The changes a payload describes; [] for tools we do not track. Raises PayloadError."""
+    changes = _changes_from_payload(payload, now, read_text)
+    # JSON may carry a lone surrogate ("\\ud800"): not Unicode, it cannot be stored or sent as
+    # UTF-8 (a spooled one would stop every later drain). Refuse the payload instead.
+    for ch in changes:
+        for name in ("path", "code", "tool_name", "tool_use_id", "session_id"):
+            value = getattr(ch, name)
+            if value is not None:
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise PayloadError(f"{'file path' if name == 'path' else name} is not valid Unicode "
+                                       "(a lone surrogate escape)") from None
+    return changes
+
+
+def _changes_from_payload(payload: Any, now: float, read_text: ReadText) -> list[Change]:
     if not isinstance(payload, dict):
         raise PayloadError(f"payload must be a JSON object, got {type(payload).__name__}")
     tool = payload.get("tool_name")

@@ -133,7 +133,9 @@ def _is_json(content_type: str) -> bool:
 
 
 class _TrackResponse(msgspec.Struct):
-    success: bool = True
+    # Required: a 2xx answer that does not say "success" (``{}``, another service's JSON) is not
+    # an acknowledgement — it is a bad_response, retried, never removed from the spool.
+    success: bool
     data: dict[str, Any] | None = None
     error: str | None = None
 

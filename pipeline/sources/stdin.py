@@ -42,8 +42,15 @@ class PlainChange(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     occurred_at: float | None = None
 
 
+_ONE_LINE = {i: f"\\x{i:02x}" for i in (*range(32), 0x7F, 0x85)} | {0x2028: "\\u2028", 0x2029: "\\u2029"}
+
+
 class RecordError(ValueError):
     """One input record cannot be used; the message says why (never its contents)."""
+
+    def __init__(self, message: str) -> None:
+        # Key names and paths come from the input: control characters escaped, one line.
+        super().__init__(message.translate(_ONE_LINE))
 
 
 class StdinStats(msgspec.Struct):
@@ -164,7 +171,7 @@ def _reader(fd: int, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[Any],
                 doc = line + b"".join(rest)
                 try:
                     msgspec.json.decode(doc)
-                except msgspec.DecodeError:
+                except (msgspec.DecodeError, RecursionError):
                     pass
                 else:
                     put((lineno, doc, None))
@@ -193,6 +200,8 @@ def _starts_document(line: bytes) -> bool:
         msgspec.json.decode(stripped)
     except msgspec.DecodeError:
         return not stripped.endswith(b"}")
+    except RecursionError:
+        return False  # nested too deeply: a bad line of its own (reported by the source)
     return False
 
 
@@ -243,6 +252,9 @@ def stdin_source(
                         parsed = parse_record(msgspec.json.decode(raw), now, read_text)
                     except msgspec.DecodeError as exc:
                         reject(lineno, f"malformed JSON: {str(exc).removeprefix('JSON is malformed: ')}")
+                        continue
+                    except RecursionError:
+                        reject(lineno, "malformed JSON: nested too deeply")
                         continue
                     except RecordError as exc:
                         reject(lineno, str(exc))

@@ -1,0 +1,396 @@
+"""Replay throughput: the full pipeline next to a hand-written ceiling, a per-event client and the
+null sink — all measured in one run, side by side, against `serve` in another process.
+
+    python -m benchmarks.replay_throughput [--events N] [--rss-events M] [--per-event K]
+
+* (full) `pattern-tracker replay ARCHIVE --json` to `serve` (subprocess; events/s from its JSON
+  and from our own clock).
+* (a) ceiling: a minimal asyncio loop reading the same archive, posting the same batch bodies
+  (`to_batch_request` + msgspec, pattern_tracking.batch_size events, api.max_concurrency
+  requests in flight) over ONE aiohttp ClientSession, no retries (subprocess).
+* (b) status quo: one POST per event to /lineage/track, stdlib `json.dumps` per event, a retry
+  loop (3 attempts, exponential backoff), one request at a time — on the first K events.
+* (c) `pattern-tracker replay ARCHIVE --sink null --json`: the pipeline's own ceiling.
+* peak RSS of `replay --sink null` over an archive of M events: ru_maxrss (wait4) and the peak
+  of RssAnon / RssFile sampled from /proc/PID/status.
+
+Archives are generated once per (events, files, seed) into $TMPDIR/pt-bench-archives and reused
+(they are large: ~8.6 KB of code per event on average; `--drop-archives` deletes them at the end).
+Every measurement gets a fresh data directory and a fresh `serve`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks._common import BIN, machine, serve, write_result
+
+ARCHIVES = Path(tempfile.gettempdir()) / "pt-bench-archives"
+PREFIX = "/api/pattern-traceability"
+TARGETS = {"full_over_ceiling": 0.85, "full_over_per_event": 20.0, "null_events_per_s": 200_000}
+
+
+# -- shared helpers (also used by benchmarks.outage_recovery) -----------------------------------
+
+def archive_for(events: int, files: int = 500, seed: int = 1) -> Path:
+    """A deterministic archive of ``events`` events, generated once and reused."""
+    path = ARCHIVES / f"events-{events}-files-{files}-seed-{seed}"
+    if (path / ".complete").exists():
+        print(f"   reusing archive {path}", flush=True)
+        return path
+    shutil.rmtree(path, ignore_errors=True)
+    tmp = path.with_name(path.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    ARCHIVES.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    subprocess.run([str(BIN), "archive", "generate", "--events", str(events), "--files", str(files), "--seed", str(seed),
+                    str(tmp)], check=True, stdout=subprocess.DEVNULL)
+    tmp.rename(path)
+    (path / ".complete").touch()
+    print(f"   generated archive {path} ({time.perf_counter() - t0:.1f}s, {dir_size(path) / 2**20:,.0f} MiB)", flush=True)
+    return path
+
+
+def dir_size(path: Path) -> int:
+    return sum(os.stat(p).st_blocks * 512 for p in path.iterdir() if p.is_file())
+
+
+def proc_status(pid: int) -> dict[str, int]:
+    """VmRSS / RssAnon / RssFile / RssShmem of ``pid`` in KiB ({} once it is gone)."""
+    out: dict[str, int] = {}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                key, _, rest = line.partition(":")
+                if key in ("VmRSS", "RssAnon", "RssFile", "RssShmem", "VmHWM"):
+                    out[key] = int(rest.split()[0])
+    except (OSError, ValueError):
+        pass
+    return out
+
+
+class Child:
+    """A finished subprocess: exit code, stdout, wall seconds, ru_maxrss and /proc peaks (KiB)."""
+
+    def __init__(self, rc: int, stdout: str, stderr: str, wall: float, maxrss_kb: int, peaks: dict[str, int]) -> None:
+        self.rc, self.stdout, self.stderr, self.wall, self.maxrss_kb, self.peaks = rc, stdout, stderr, wall, maxrss_kb, peaks
+
+    def json(self) -> dict[str, Any]:
+        lines = [ln for ln in self.stdout.splitlines() if ln.startswith("{")]
+        if self.rc != 0 or not lines:
+            raise RuntimeError(f"child failed (exit {self.rc}):\n{self.stdout[-2000:]}\n{self.stderr[-4000:]}")
+        return json.loads(lines[-1])
+
+
+def run_child(cmd: list[str], env: dict[str, str] | None = None, timeout: float = 1800, sample: float = 0.05) -> Child:
+    """Run ``cmd``, sampling /proc/PID/status; reap it with wait4 for its own ru_maxrss."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+        peaks: dict[str, int] = {}
+        deadline = time.monotonic() + timeout
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            for k, v in proc_status(proc.pid).items():
+                peaks[k] = max(peaks.get(k, 0), v)
+            if time.monotonic() > deadline:
+                proc.send_signal(signal.SIGKILL)
+                _, status, usage = os.wait4(proc.pid, 0)
+                proc.returncode = -9
+                raise RuntimeError(f"timed out after {timeout:.0f}s: {' '.join(cmd)}")
+            time.sleep(sample)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return Child(proc.returncode, out.read().decode(errors="replace"), err.read().decode(errors="replace"), wall,
+                     int(usage.ru_maxrss), peaks)
+
+
+def child_env(data_dir: Path, url: str | None = None, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PATTERN_TRACKER__")}
+    env.update({"PATTERN_TRACKER_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1", **extra})
+    env.pop("PATTERN_TRACKING_API_URL", None)
+    env.pop("INTELLIGENCE_SERVICE_URL", None)
+    if url:
+        env["PATTERN_TRACKING_API_URL"] = url
+    return env
+
+
+def pipeline_settings() -> tuple[int, int]:
+    """(pattern_tracking.batch_size, api.max_concurrency) of the configuration `replay` uses."""
+    from pipeline.config import load_config
+
+    cfg = load_config(None).config
+    return int(cfg.pattern_tracking.batch_size), int(cfg.api.max_concurrency)
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, int(round(q * (len(s) - 1)))))]
+
+
+# -- the two hand-written clients (run as `python -m benchmarks.replay_throughput --client ...`) --
+
+async def ceiling_client(archive_path: str, base: str, batch_size: int, concurrency: int) -> dict[str, Any]:
+    import aiohttp
+
+    from pipeline.archive import Archive
+    from pipeline.events import batch_response_decoder, json_encoder, to_batch_request
+
+    archive = Archive(archive_path)
+    url = f"{base}{PREFIX}/lineage/track/batch"
+    headers = {"Content-Type": "application/json"}
+    sem = asyncio.Semaphore(concurrency)
+    latencies: list[float] = []
+    counts = {"events": 0, "ok": 0, "failed": 0, "requests": 0, "http_errors": 0}
+    tasks: set[asyncio.Task[None]] = set()
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+        async def post(body: bytes, n: int) -> None:
+            try:
+                t = time.perf_counter()
+                async with session.post(url, data=body, headers=headers) as resp:
+                    raw = await resp.read()
+                    status = resp.status
+                latencies.append(time.perf_counter() - t)
+                counts["requests"] += 1
+                if status == 200:
+                    summary = batch_response_decoder.decode(raw).batch_summary
+                    counts["ok"] += summary.successful_events
+                    counts["failed"] += summary.failed_events
+                else:
+                    counts["http_errors"] += 1
+                    counts["failed"] += n
+            finally:
+                sem.release()
+
+        t0 = time.perf_counter()
+        for events in archive.chunks(batch_size):
+            body = json_encoder.encode(to_batch_request(events))
+            counts["events"] += len(events)
+            await sem.acquire()
+            task = asyncio.create_task(post(body, len(events)))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        await asyncio.gather(*tasks)
+        seconds = time.perf_counter() - t0
+    archive.close()
+    return {**counts, "seconds": seconds, "events_per_second": counts["ok"] / seconds,
+            "latency_p50_ms": 1000 * (percentile(latencies, 0.5) or 0), "latency_p99_ms": 1000 * (percentile(latencies, 0.99) or 0)}
+
+
+async def per_event_client(archive_path: str, base: str, limit: int) -> dict[str, Any]:
+    """The status quo: one request per event, stdlib json, 3 attempts with exponential backoff."""
+    import aiohttp
+    import msgspec
+
+    from pipeline.archive import Archive
+    from pipeline.events import to_track_request
+
+    archive = Archive(archive_path)
+    url = f"{base}{PREFIX}/lineage/track"
+    latencies: list[float] = []
+    counts = {"events": 0, "ok": 0, "failed": 0, "retries": 0}
+    t0 = time.perf_counter()
+    async with aiohttp.ClientSession() as session:
+        for events in archive.chunks(100):
+            for ev in events[: limit - counts["events"]]:
+                counts["events"] += 1
+                body = json.dumps(msgspec.structs.asdict(to_track_request(ev)))
+                t = time.perf_counter()
+                for attempt in range(3):
+                    try:
+                        async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as resp:
+                            await resp.read()
+                            if resp.status == 200:
+                                counts["ok"] += 1
+                                break
+                            if resp.status not in (429, 500, 502, 503, 504):
+                                counts["failed"] += 1
+                                break
+                    except (aiohttp.ClientError, TimeoutError):
+                        pass
+                    if attempt == 2:
+                        counts["failed"] += 1
+                        break
+                    counts["retries"] += 1
+                    await asyncio.sleep(0.1 * 2 ** attempt)
+                latencies.append(time.perf_counter() - t)
+            if counts["events"] >= limit:
+                break
+    seconds = time.perf_counter() - t0
+    archive.close()
+    return {**counts, "seconds": seconds, "events_per_second": counts["ok"] / seconds,
+            "latency_p50_ms": 1000 * (percentile(latencies, 0.5) or 0), "latency_p99_ms": 1000 * (percentile(latencies, 0.99) or 0)}
+
+
+# -- the benchmark ------------------------------------------------------------------------------
+
+def _metrics(data_dir: Path) -> dict[str, Any]:
+    out = subprocess.run([str(BIN), "metrics", "--json"], env=child_env(data_dir), capture_output=True, text=True,
+                         timeout=120, check=True)
+    return json.loads(out.stdout)
+
+
+def _mib(kb: int | None) -> str:
+    return "–" if not kb else f"{kb / 1024:,.0f}"
+
+
+def _ok(met: bool) -> str:
+    return "**met**" if met else "**not met**"
+
+
+def main(n: int, m: int, k: int, files: int, seed: int, drop: bool) -> tuple[str, dict[str, Any]]:
+    batch_size, concurrency = pipeline_settings()
+    print(f"-- archives ({n} and {m} events)", flush=True)
+    arch = archive_for(n, files, seed)
+    arch_m = archive_for(m, files, seed)
+    root = Path(tempfile.mkdtemp(prefix="pt-bench-replay-"))
+    r: dict[str, Any] = {"events": n, "rss_events": m, "per_event_events": min(k, n), "batch_size": batch_size,
+                         "concurrency": concurrency, "archive_mib": dir_size(arch) / 2**20, "machine": machine(),
+                         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    try:
+        print("-- (full) pattern-tracker replay → serve", flush=True)
+        with serve(root / "svc-full") as url:
+            c = run_child([str(BIN), "replay", str(arch), "--json"], child_env(root / "full", url))
+        out = c.json()
+        assert out["delivered"] + out["already_existed"] == n and out["left_in_spool"] == 0, out
+        met = _metrics(root / "full")
+        r["full"] = {"events_per_second": out["events_per_second"], "own_clock_events_per_second": n / c.wall,
+                     "seconds": out["seconds"], "wall": c.wall, "maxrss_kb": c.maxrss_kb, "peaks": c.peaks,
+                     "latency_p50_ms": met["response_time_ms"]["p50_ms"], "latency_p99_ms": met["response_time_ms"]["p99_ms"],
+                     "requests": met["total_requests"], "retry_attempts": met["retry_attempts"]}
+
+        print("-- (a) ceiling: hand-written asyncio loop → serve", flush=True)
+        with serve(root / "svc-ceiling") as url:
+            c = run_child([sys.executable, "-m", "benchmarks.replay_throughput", "--client", "ceiling", "--archive",
+                           str(arch), "--url", url, "--batch-size", str(batch_size), "--concurrency", str(concurrency)])
+        r["ceiling"] = {**c.json(), "wall": c.wall, "maxrss_kb": c.maxrss_kb, "peaks": c.peaks}
+
+        print(f"-- (b) per-event client → serve ({min(k, n)} events)", flush=True)
+        with serve(root / "svc-per-event") as url:
+            c = run_child([sys.executable, "-m", "benchmarks.replay_throughput", "--client", "per-event", "--archive",
+                           str(arch), "--url", url, "--limit", str(min(k, n))])
+        r["per_event"] = {**c.json(), "wall": c.wall, "maxrss_kb": c.maxrss_kb}
+
+        print("-- (c) pattern-tracker replay --sink null", flush=True)
+        c = run_child([str(BIN), "replay", str(arch), "--sink", "null", "--json"], child_env(root / "null"))
+        out = c.json()
+        assert out["delivered"] == n, out
+        r["null"] = {"events_per_second": out["events_per_second"], "own_clock_events_per_second": n / c.wall,
+                     "seconds": out["seconds"], "wall": c.wall, "maxrss_kb": c.maxrss_kb, "peaks": c.peaks}
+
+        print(f"-- peak RSS: pattern-tracker replay --sink null over {m} events", flush=True)
+        c = run_child([str(BIN), "replay", str(arch_m), "--sink", "null", "--json"], child_env(root / "rss"),
+                      sample=0.02)
+        out = c.json()
+        assert out["delivered"] == m, out
+        r["rss"] = {"events_per_second": out["events_per_second"], "seconds": out["seconds"], "maxrss_kb": c.maxrss_kb,
+                    "peaks": c.peaks, "archive_mib": dir_size(arch_m) / 2**20}
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+        if drop:
+            shutil.rmtree(arch, ignore_errors=True)
+            shutil.rmtree(arch_m, ignore_errors=True)
+
+    full, ceil, per, null, rss = r["full"], r["ceiling"], r["per_event"], r["null"], r["rss"]
+    r["ratios"] = {"full_over_ceiling": full["events_per_second"] / ceil["events_per_second"],
+                   "full_over_per_event": full["events_per_second"] / per["events_per_second"]}
+    return table(r), r
+
+
+def table(r: dict[str, Any]) -> str:
+    full, ceil, per, null, rss = r["full"], r["ceiling"], r["per_event"], r["null"], r["rss"]
+    fc, fp = r["ratios"]["full_over_ceiling"], r["ratios"]["full_over_per_event"]
+    null_rate = null["events_per_second"]
+    p = rss["peaks"]
+    return "\n".join([
+        f"### Replay throughput ({r['events']:,} archived events, {r['archive_mib']:,.0f} MiB, code 100 B–50 KB "
+        f"log-uniform over 500 files; batch {r['batch_size']}, {r['concurrency']} concurrent requests; "
+        f"`serve` in another process, fresh data directories)",
+        "",
+        "| variant | events | events/s | seconds | latency p50 / p99 ms | peak RSS MiB |",
+        "|---|---:|---:|---:|---:|---:|",
+        f"| (full) `pattern-tracker replay --json` → serve | {r['events']:,} | {full['events_per_second']:,.0f} "
+        f"(own clock, process start to exit: {full['own_clock_events_per_second']:,.0f}) | {full['seconds']:.2f} | "
+        f"{_fmt(full['latency_p50_ms'])} / {_fmt(full['latency_p99_ms'])} (per request, bucket bounds) | {_mib(full['maxrss_kb'])} |",
+        f"| (a) ceiling: asyncio loop, same batch bodies, one ClientSession, no retries | {ceil['events']:,} | "
+        f"{ceil['events_per_second']:,.0f} | {ceil['seconds']:.2f} | {ceil['latency_p50_ms']:.1f} / {ceil['latency_p99_ms']:.1f} "
+        f"(per request) | {_mib(ceil['maxrss_kb'])} |",
+        f"| (b) per-event client: 1 POST per event, stdlib json, 3 attempts | {per['events']:,} | "
+        f"{per['events_per_second']:,.0f} | {per['seconds']:.2f} | {per['latency_p50_ms']:.1f} / {per['latency_p99_ms']:.1f} "
+        f"(per event) | {_mib(per['maxrss_kb'])} |",
+        f"| (c) `pattern-tracker replay --sink null` | {r['events']:,} | {null_rate:,.0f} | {null['seconds']:.2f} | – | "
+        f"{_mib(null['maxrss_kb'])} |",
+        "",
+        "| target | measured | |",
+        "|---|---:|---|",
+        f"| full / (a) ≥ {TARGETS['full_over_ceiling']} | {fc:.2f} | {_ok(fc >= TARGETS['full_over_ceiling'])} |",
+        f"| full / (b) ≥ {TARGETS['full_over_per_event']:.0f}× | {fp:.1f}× | {_ok(fp >= TARGETS['full_over_per_event'])} |",
+        f"| null sink ≥ {TARGETS['null_events_per_s']:,} events/s | {null_rate:,.0f} | "
+        f"{_ok(null_rate >= TARGETS['null_events_per_s'])} |",
+        "",
+        f"(a) failures: {ceil['failed']} events failed in {ceil['http_errors']} HTTP errors + per-event failures "
+        f"(no retries). (b) retries: {per['retries']}, failures: {per['failed']}. (full) requests: {full['requests']}, "
+        f"events sent again: {full['retry_attempts']}.",
+        "",
+        f"Peak memory of `replay --sink null` over {r['rss_events']:,} events ({rss['archive_mib']:,.0f} MiB archive, "
+        f"{rss['events_per_second']:,.0f} events/s): ru_maxrss **{_mib(rss['maxrss_kb'])} MiB**; sampled from "
+        f"/proc/PID/status: VmRSS {_mib(p.get('VmRSS'))} MiB = RssAnon **{_mib(p.get('RssAnon'))} MiB** + RssFile "
+        f"{_mib(p.get('RssFile'))} MiB (+ RssShmem {_mib(p.get('RssShmem'))}; each a separate peak). RSS counts the "
+        f"archive's and the store's LMDB pages that the process has touched through its read-only mmap (file-backed, "
+        f"clean: the kernel drops them under pressure and they are shared with the page cache), so it grows with the "
+        f"archive; RssAnon is the process's own heap (Python objects, buffers) — the figure that has to stay bounded.",
+        "",
+        f"Machine: {r['machine']}.",
+    ])
+
+
+def _fmt(v: float | None) -> str:
+    return "–" if v is None else f"{v:g}"
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=200_000, help="archive size for throughput (default 200,000)")
+    ap.add_argument("--rss-events", type=int, default=1_000_000, help="archive size for peak RSS (default 1,000,000)")
+    ap.add_argument("--per-event", type=int, default=5_000, help="events sent by the per-event client (default 5,000)")
+    ap.add_argument("--files", type=int, default=500)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--drop-archives", action="store_true", help="delete the generated archives at the end")
+    ap.add_argument("--client", choices=["ceiling", "per-event"], help=argparse.SUPPRESS)
+    ap.add_argument("--archive", help=argparse.SUPPRESS)
+    ap.add_argument("--url", help=argparse.SUPPRESS)
+    ap.add_argument("--batch-size", type=int, default=100, help=argparse.SUPPRESS)
+    ap.add_argument("--concurrency", type=int, default=4, help=argparse.SUPPRESS)
+    ap.add_argument("--limit", type=int, default=5_000, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.client == "ceiling":
+        print(json.dumps(asyncio.run(ceiling_client(a.archive, a.url, a.batch_size, a.concurrency))))
+        sys.exit(0)
+    if a.client == "per-event":
+        print(json.dumps(asyncio.run(per_event_client(a.archive, a.url, a.limit))))
+        sys.exit(0)
+    md, results = main(a.events, a.rss_events, a.per_event, a.files, a.seed, a.drop_archives)
+    print(md)
+    print(f"written to {write_result('replay_throughput', md)}")
+    from benchmarks._common import RESULTS
+    (RESULTS / "replay_throughput.json").write_text(json.dumps(results, indent=2) + "\n")
+    from benchmarks.plot import plot_all
+    plot_all()

@@ -1,0 +1,6 @@
+"""The long reliability suite (`make soak`; README "Reliability suite").
+
+Its files are named ``soak_*.py``, so `make test` (pytest's default ``test_*.py``) never collects
+them; `make soak` runs ``pytest tests/soak -o python_files=soak_*.py``. The scenarios themselves
+live in tests/test_reliability.py, whose quick tests run them small.
+"""
