@@ -21,6 +21,9 @@ from typing import Any, Protocol
 from sinks.base import Outcome
 
 # Outcome classes worth trying again soon: the service or the network failed transiently.
+# Not "parent_missing": the parent is usually still in the spool behind it, and retrying in place
+# would block everything behind it; the event goes back to the spool and replay (in chain order)
+# brings it round after its parent.
 RETRYABLE_CLASSES = frozenset(
     {
         "connection",
@@ -34,7 +37,6 @@ RETRYABLE_CLASSES = frozenset(
         "server_error",
         "bad_response",
         "incomplete_response",
-        "parent_missing",
         "store",
         "internal",
     }

@@ -91,7 +91,10 @@ def retry(
                     exhausted = exhausted or policy.should_retry(out, 0)
             head: list[Attempted | Spill] = [step]
             if give_up:
-                head.append(Spill(give_up, "retries_exhausted" if exhausted else "not_retryable"))
+                missing = all(o.error_class == "parent_missing" for o in outcomes if o.status == "retryable"
+                              and not policy.should_retry(o, n))
+                reason = "retries_exhausted" if exhausted else "parent_missing" if missing else "not_retryable"
+                head.append(Spill(give_up, reason))
             if not again:
                 return rx.from_iterable(head)
             delay = policy.get_delay(n, _worst(again_outcomes))

@@ -56,6 +56,33 @@ log = logging.getLogger("pattern_tracker.runtime")
 T = TypeVar("T")
 
 
+# Replay reads this many batches of the spool at a time and puts each file's versions in order
+# within them (spills land in the spool in the order they failed, not in chain order).
+REPLAY_WINDOW = 20
+
+
+def chain_order(events: list[PatternEvent]) -> list[PatternEvent]:
+    """The same events, each file's versions ascending, every file keeping the slots it had.
+
+    A child spilled before its parent (it failed first) would otherwise reach the service
+    first and be refused with "parent not found" until the parent comes round.
+    """
+    slots: dict[str | None, list[int]] = {}
+    for i, ev in enumerate(events):
+        slots.setdefault(ev.file_path, []).append(i)
+    out = list(events)
+    for positions in slots.values():
+        if len(positions) > 1:
+            ordered = sorted((events[i] for i in positions), key=lambda ev: _version_key(ev.pattern_version))
+            for pos, ev in zip(positions, ordered):
+                out[pos] = ev
+    return out
+
+
+def _version_key(version: str) -> tuple[int, str]:
+    return (int(version), "") if version.isdigit() else (1 << 62, version)
+
+
 class RuntimeSettings(msgspec.Struct, kw_only=True, frozen=True):
     batch_size: int = 100
     batch_linger: float = 0.05
@@ -143,8 +170,14 @@ class Feed:
         """Push events from a durable source (an archive): no spool write on the way in — the
         archive is the record; only what cannot be delivered now is spooled (by the spill)."""
         p = self._p
-        await p._credits.acquire(len(events))
         p.summary.read += len(events)
+        if p._backlog:
+            # Older events wait in the spool: these queue behind them (replay keeps the order).
+            await p.io(p.store.write, lambda txn: p.spool.mark_spilled(txn, events, "backlog", time.time()))
+            p.summary.spilled += len(events)
+            p.wake_replay()
+            return
+        await p._credits.acquire(len(events))
         p._unspooled.update(ev.event_id for ev in events)
         p._push(events)
 
@@ -603,34 +636,37 @@ class Pipeline:
         return any(not self._busy(e.event.event_id) for _, e in entries)
 
     async def _replay_pass(self, chunk: int, stop: asyncio.Event, half_open: bool) -> tuple[int, Callable[[], bool]]:
-        """Push every spooled event not already in flight; returns (pushed, did-anything-get-acked)."""
+        """Push every spooled event not already in flight, in chain order; returns
+        (pushed, did-anything-get-acked)."""
         acked_before = self._acked_since_wake = 0
         cursor = 0
         pushed = 0
         while not stop.is_set():
-            entries = await self.io(self.spool.read_batch, cursor, chunk)
+            entries = await self.io(self.spool.read_batch, cursor, chunk * REPLAY_WINDOW)
             if not entries:
                 break
             cursor = entries[-1][0]
-            events = [e.event for _, e in entries if not self._busy(e.event.event_id)]
-            if not events:
-                continue
-            wanted = len(events)
-            await self._credits.acquire(wanted)
-            events = [ev for ev in events if not self._busy(ev.event_id)]  # changed while we waited
-            self._credits.release(wanted - len(events))
-            if not events:
-                continue
-            self._from_replay.update(ev.event_id for ev in events)
-            self.summary.replayed += len(events)
-            self._s["replay"].count(len(events), len(events))
-            self._s["replay"].mark(len(events))
-            self._tally({"spool.replayed": len(events)})
-            self._flush_metrics_soon()
-            self._push(events)
-            pushed += len(events)
+            window = chain_order([e.event for _, e in entries if not self._busy(e.event.event_id)])
+            for i in range(0, len(window), chunk):
+                events = window[i : i + chunk]
+                await self._credits.acquire(len(events))
+                wanted = len(events)
+                events = [ev for ev in events if not self._busy(ev.event_id)]  # changed while we waited
+                self._credits.release(wanted - len(events))
+                if not events:
+                    continue
+                self._from_replay.update(ev.event_id for ev in events)
+                self.summary.replayed += len(events)
+                self._s["replay"].count(len(events), len(events))
+                self._s["replay"].mark(len(events))
+                self._tally({"spool.replayed": len(events)})
+                self._flush_metrics_soon()
+                self._push(events)
+                pushed += len(events)
+                if half_open or stop.is_set():
+                    break  # trials: one batch at a time until the circuit closes
             if half_open:
-                break  # trials: one batch at a time until the circuit closes
+                break
         return pushed, lambda: self._acked_since_wake > acked_before
 
     # -- run ---------------------------------------------------------------------------------
