@@ -190,13 +190,18 @@ def _store_failure(exc: Exception) -> web.Response:
 # -- handlers ---------------------------------------------------------------------------------------
 
 
-async def track(request: web.Request) -> web.Response:
-    st = request.app[STATE]
-    start = time.perf_counter()
+async def _parse(request: web.Request, st: Any, type_: Any) -> Any:
+    """The request body decoded as ``type_``, or the error response (413 / 422) to send."""
     body = await _read_body(request, st)
     if isinstance(body, web.Response):
         return body
-    req = _decode(body, TrackRequest)
+    return _decode(body, type_)
+
+
+async def track(request: web.Request) -> web.Response:
+    st = request.app[STATE]
+    start = time.perf_counter()
+    req = await _parse(request, st, TrackRequest)
     if isinstance(req, web.Response):
         return req
     operation = operation_for(req.event_type)
@@ -222,10 +227,7 @@ async def track(request: web.Request) -> web.Response:
 async def track_batch(request: web.Request) -> web.Response:
     st = request.app[STATE]
     start = time.perf_counter()
-    body = await _read_body(request, st)
-    if isinstance(body, web.Response):
-        return body
-    batch = _decode(body, _BatchIn)
+    batch = await _parse(request, st, _BatchIn)
     if isinstance(batch, web.Response):
         return batch
     events = batch.events
