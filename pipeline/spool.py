@@ -15,6 +15,7 @@ The bound (``pattern_tracking.cache_size``) and overflow policy are applied per 
 from __future__ import annotations
 
 import json
+import time
 from collections import namedtuple
 
 import lmdb
@@ -226,9 +227,38 @@ class Spool:
 
     def read_batch(self, after_seq: int, limit: int, upto_seq: int | None = None) -> list[tuple[int, SpoolEntry]]:
         """Up to ``limit`` entries with after_seq < seq (≤ upto_seq), oldest first."""
+        import msgspec
+
         from pipeline.spool_codec import decoder
 
-        return [(seq, decoder.decode(raw)) for seq, raw in self.store.scan_seq("spool", after_seq, limit, upto_seq)]
+        out: list[tuple[int, SpoolEntry]] = []
+        for seq, raw in self.store.scan_seq("spool", after_seq, limit, upto_seq):
+            try:
+                out.append((seq, decoder.decode(raw)))
+            except msgspec.DecodeError as exc:
+                self._quarantine(seq, raw, str(exc))
+        return out
+
+    def _quarantine(self, seq: int, raw: bytes, why: str) -> None:
+        """An entry that cannot be decoded must not stop every drain: it moves, bytes intact, to the
+        ``quarantine`` database (counted, logged) and its id mapping is dropped."""
+        key = u64(seq)
+        quarantine = self.store.db("quarantine")
+
+        def txn_fn(txn: lmdb.Transaction) -> bool:
+            if txn.get(key, db=self._db) is None:
+                return False
+            txn.put(key, raw, db=quarantine)
+            txn.delete(key, db=self._db)
+            with txn.cursor(db=self._ids) as cur:
+                stale = [k for k, v in cur if v == key]
+            for k in stale:
+                txn.delete(k, db=self._ids)
+            self.counters.add(txn, {"spool.quarantined": 1}, time.time())
+            return True
+
+        if self.store.write(txn_fn):
+            self.warn(f"spool entry {seq} cannot be decoded ({why[:120]}): moved to the quarantine database")
 
     def size(self) -> int:
         return self.store.entries("spool")

@@ -33,6 +33,7 @@ DB_NAMES: tuple[str, ...] = (
     "lineage_children",  # parent node id \0 child node id -> edge
     "lineage_files",  # file_path \0 u64 node seq -> node key
     "archive",  # u64 seq -> recorded event
+    "quarantine",  # u64 seq -> raw spool entry that could not be decoded (kept, never lost)
 )
 
 MIB = 1024 * 1024

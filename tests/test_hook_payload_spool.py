@@ -11,7 +11,8 @@ from pipeline.events import build_event
 from pipeline.hook_payload import PayloadError, changes_from_payload
 from pipeline.ingest import Ingest
 from pipeline.spool import Spool, SpoolLimits
-from pipeline.store import Store
+from pipeline.store import Store, u64
+from pipeline.counters import Counters
 
 # A copy of shared/fixtures/hook_payloads.jsonl (the PostToolUse shapes Claude Code sends).
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "hook_payloads.jsonl"
@@ -187,3 +188,19 @@ def test_counters_sum_by_name_over_a_window_and_prune(store: Store) -> None:
     assert c.totals(since=t + 60) == {"spool.entered": 2, "other": 7}
     assert c.prune(older_than=t + 60) == 2
     assert c.totals() == {"spool.entered": 2, "other": 7}
+
+
+def test_an_undecodable_spool_entry_is_quarantined_not_blocking(store: Store) -> None:
+    spool = Spool(store)
+    evs = _events(3)
+    spool.enqueue(evs, time_now := 1_000_000.0)
+    seq = spool.read_batch(0, 10)[1][0]
+    store.write(lambda txn: txn.put(u64(seq), b"[1, {broken", db=store.db("spool")))
+    entries = spool.read_batch(0, 10)
+    assert [e.event.event_id for _, e in entries] == [evs[0].event_id, evs[2].event_id]
+    assert spool.size() == 2 and store.entries("quarantine") == 1
+    raw = store.read(lambda txn: txn.get(u64(seq), db=store.db("quarantine")))
+    assert raw == b"[1, {broken"
+    # The event's id no longer points at the moved entry: it can be queued again.
+    assert spool.enqueue([evs[1]], time_now) == [evs[1]]
+    assert Counters(store).totals()["spool.quarantined"] == 1
