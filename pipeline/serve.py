@@ -386,9 +386,13 @@ _HEALTH_PATHS = frozenset({"/health", PREFIX + "/health"})
 
 @web.middleware
 async def _errors(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-    """aiohttp's own 404/405/413 as FastAPI-like JSON ``{"detail": ...}``."""
+    """aiohttp's own 404/405/413 as FastAPI-like JSON ``{"detail": ...}``; a client gone while
+    its body was read (or its connection closed by a chaos outage) is not an error of ours."""
     try:
         return await handler(request)
+    except ConnectionResetError:
+        log.debug("client connection lost while handling %s %s", request.method, request.path)
+        return web.Response(status=400)  # nobody is there to read it
     except web.HTTPException as exc:
         if exc.status < 400 or exc.content_type == "application/json":
             raise
