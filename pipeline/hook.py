@@ -100,9 +100,17 @@ def _describe_json_error(exc: ValueError) -> str:
     return f"malformed JSON payload{where}: {getattr(exc, 'msg', 'cannot decode')}"
 
 
-def _circuit_blocks(store: Any, recovery_timeout: float, now: float) -> bool:
+# A drainer takes the lease only once it has started (~0.3 s of imports); hooks in between would
+# each start another one. The hook that starts one notes it (pipeline.lease.SPAWNED_KEY) in its
+# write transaction; the drainer clears it when it takes the lease. After SPAWN_GRACE seconds
+# without a lease (the drainer failed to start) the next hook starts another.
+SPAWN_GRACE = 5.0
+
+
+def _circuit_blocks(store: Any, recovery_timeout: float, now: float, txn: Any = None) -> bool:
     """Is the shared circuit open (a drain now would only find it open)?"""
-    raw = store.read(lambda txn: txn.get(b"circuit", db=store.db("state")))
+    raw = (txn.get(b"circuit", db=store.db("state")) if txn is not None
+           else store.read(lambda t: t.get(b"circuit", db=store.db("state"))))
     if not raw:
         return False
     try:
@@ -113,6 +121,24 @@ def _circuit_blocks(store: Any, recovery_timeout: float, now: float) -> bool:
         return True
     opened = state.get("opened_at")
     return state.get("state") == "open" and opened is not None and now < float(opened) + recovery_timeout
+
+
+def _claim_spawn(txn: Any, store: Any, lease: Any, settings: dict[str, Any], now: float) -> bool:
+    """Should this hook start a drainer? Not when one holds the lease, was just started by
+    another hook, or would only find the circuit open. Claims the start inside ``txn``."""
+    state = store.db("state")
+    if lease.holder(now, txn) is not None or _circuit_blocks(store, settings["recovery_timeout"], now, txn):
+        return False
+    from pipeline.lease import SPAWNED_KEY
+
+    raw = txn.get(SPAWNED_KEY, db=state)
+    try:
+        if raw is not None and now - float(raw) < SPAWN_GRACE:
+            return False
+    except ValueError:
+        pass
+    txn.put(SPAWNED_KEY, repr(now).encode(), db=state)
+    return True
 
 
 def _spawn_drainer(config_path: str | None, data_dir: str) -> None:
@@ -184,11 +210,16 @@ def run_hook(payload_bytes: bytes, settings: dict[str, Any], log: HookLog, start
         counts["hook.invocations"] = 1
         timings = {"hook": [started, time.time()]}
 
-        def txn_fn(txn: Any) -> tuple[list[Any], int]:
-            return ingest.accept_in(txn, kept, "hook", now, timings, counts)
+        from pipeline.lease import DrainLease
+
+        lease = DrainLease(store)
+
+        def txn_fn(txn: Any) -> tuple[list[Any], int, bool]:
+            events, unchanged = ingest.accept_in(txn, kept, "hook", now, timings, counts)
+            return events, unchanged, bool(events) and settings["spawn_drainer"] and _claim_spawn(txn, store, lease, settings, now)
 
         try:
-            events, unchanged = store.write(txn_fn)
+            events, unchanged, spawn = store.write(txn_fn)
         except SpoolFull:
             log.error("spool is full: event dropped")
             return result
@@ -198,9 +229,6 @@ def run_hook(payload_bytes: bytes, settings: dict[str, Any], log: HookLog, start
         if ingest.denied:
             log.warn(f"{ingest.denied} file(s) matched redaction.deny_globs and were not captured")
         if events and settings["spawn_drainer"]:
-            from pipeline.lease import DrainLease
-
-            spawn = DrainLease(store).holder(now) is None and not _circuit_blocks(store, settings["recovery_timeout"], now)
             result["drainer"] = spawn
     finally:
         store.close()  # before spawning: the drainer opens the store itself

@@ -18,6 +18,8 @@ TYPE_CHECKING = False  # no `typing` at run time: it costs the hook ~10 ms
 if TYPE_CHECKING:
     from typing import NamedTuple
 
+    import lmdb
+
     class Lease(NamedTuple):
         pid: int
         host: str
@@ -27,6 +29,8 @@ else:
     Lease = namedtuple("Lease", "pid host expires_at")
 
 KEY = b"drain_lease"
+# Set by the hook that starts a detached drainer, so that hooks do not start more before it runs.
+SPAWNED_KEY = b"drainer_spawned_at"
 
 
 def _encode(lease: Lease) -> bytes:
@@ -56,8 +60,9 @@ class DrainLease:
         self._db = store.db("state")
         self.me = Lease(pid=os.getpid(), host=os.uname().nodename, expires_at=0.0)
 
-    def holder(self, now: float) -> Lease | None:
-        raw = self.store.read(lambda txn: txn.get(KEY, db=self._db))
+    def holder(self, now: float, txn: lmdb.Transaction | None = None) -> Lease | None:
+        """The live holder, or None (read inside ``txn`` when given)."""
+        raw = txn.get(KEY, db=self._db) if txn is not None else self.store.read(lambda t: t.get(KEY, db=self._db))
         lease = _decode(raw) if raw else None
         if lease is None or lease.expires_at < now or not _alive(lease):
             return None
@@ -73,6 +78,7 @@ class DrainLease:
             if lease is not None and not mine and lease.expires_at >= now and _alive(lease):
                 return False
             txn.put(KEY, _encode(Lease(pid=self.me.pid, host=self.me.host, expires_at=now + self.ttl)), db=self._db)
+            txn.delete(SPAWNED_KEY, db=self._db)  # a started drainer now holds the lease (see pipeline/hook.py)
             return True
 
         return self.store.write(txn_fn)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 import urllib.request
 from pathlib import Path
 
@@ -230,3 +231,21 @@ def test_secrets_in_a_write_never_reach_the_spool_or_the_server(tmp_path: Path) 
         for secret in secrets:
             assert secret not in body
     assert not any(secret in "\n".join(hook_log(data)) for secret in secrets)
+
+
+def test_one_drainer_is_started_for_a_burst_and_another_after_it_finished(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with serve(tmp_path / "service") as url:
+        env = cli_env(data, PATTERN_TRACKING_API_URL=url)
+        doc = retarget(payloads()[0], tmp_path)
+
+        def write(i: int) -> dict:
+            doc["tool_input"]["content"] = f"v = {i}\n"
+            return json.loads(hook(env, json.dumps(doc).encode(), "--verbose").stdout)
+
+        first, second = write(1), write(2)
+        assert first["drainer"] is True and second["drainer"] is False  # the first one drains both
+        wait_for(lambda: (data / "drain.log").exists() and "left in spool 0" in (data / "drain.log").read_text(), timeout=30)
+        wait_for(lambda: spooled(data) == [], timeout=10)
+        time.sleep(0.2)  # the drainer releases the lease as it exits
+        assert write(3)["drainer"] is True  # the lease is free again: the next edit starts one
