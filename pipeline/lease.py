@@ -83,11 +83,19 @@ class DrainLease:
 
         return self.store.write(txn_fn)
 
-    def release(self) -> None:
-        def txn_fn(txn) -> None:  # type: ignore[no-untyped-def]
+    def release(self, only_if_empty: str | None = None) -> bool:
+        """Give the lease up. With ``only_if_empty`` (a database name, the spool), only when that
+        database is empty, checked in the same transaction: an event queued a moment before stays
+        this drainer's to deliver (returns False), one queued after finds no holder and its hook
+        starts a drainer. Nothing is left waiting for the next edit."""
+
+        def txn_fn(txn) -> bool:  # type: ignore[no-untyped-def]
+            if only_if_empty is not None and txn.stat(self.store.db(only_if_empty))["entries"]:
+                return False
             raw = txn.get(KEY, db=self._db)
             lease = _decode(raw) if raw else None
             if lease is not None and lease.pid == self.me.pid and lease.host == self.me.host:
                 txn.delete(KEY, db=self._db)
+            return True
 
-        self.store.write(txn_fn)
+        return bool(self.store.write(txn_fn))

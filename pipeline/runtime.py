@@ -255,7 +255,9 @@ class Pipeline:
 
     def _done_background(self, fut: asyncio.Future[Any], leaving: Sequence[str]) -> None:
         self._tasks.discard(fut)
-        self._leaving.difference_update(leaving)
+        if leaving:
+            self._leaving.difference_update(leaving)
+            self.wake_replay()  # their spool entries are gone: replay may find the spool empty now
         if not fut.cancelled() and fut.exception() is not None:
             log.error("store write failed: %s", fut.exception())
 
@@ -604,8 +606,8 @@ class Pipeline:
                 continue
             pushed, progressed = await self._replay_pass(chunk, stop, state.state == "half_open")
             if pushed == 0:
-                if finish.is_set() and not self._inflight and await self.io(self.spool.size) == 0:
-                    return
+                if finish.is_set() and not self._inflight and await self.io(self.lease.release, "spool"):
+                    return  # the spool is empty and the lease given up, atomically
                 if self._backlog and not self._inflight:
                     # Caught up: double-check that nothing arrived in between, then go live.
                     self._backlog = self._spilling = False
