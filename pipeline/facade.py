@@ -342,13 +342,11 @@ class PatternTracker:
         from pipeline.identity import normalise_path
         from pipeline.ingest import Ingest
         from pipeline.redact import Redactor
-        from pipeline.spool import Spool, SpoolFull, SpoolLimits
+        from pipeline.spool import Spool, SpoolFull, SpoolLimits, never_blocking
 
         cfg = self.config
         store = self.store
         pt = cfg.pattern_tracking
-        # Like the hook: `block` would make the caller wait for a drainer; drop the newest instead.
-        policy = "drop_newest" if pt.overflow_policy == "block" else pt.overflow_policy
 
         class _Spool(Spool):
             def append(self, txn: Any, ev: Any, now: float) -> None:
@@ -356,7 +354,8 @@ class PatternTracker:
                     ev["language"] = language  # the caller knows better than the file extension
                 super().append(txn, ev, now)
 
-        spool = _Spool(store, SpoolLimits(bound=pt.cache_size, policy=policy, ttl=pt.cache_ttl))
+        # Like the hook: `block` would make the caller wait for a drainer; drop the newest instead.
+        spool = _Spool(store, never_blocking(SpoolLimits(bound=pt.cache_size, policy=pt.overflow_policy, ttl=pt.cache_ttl)))
         ingest = Ingest(store, spool, redactor=Redactor(list(cfg.redaction.extra_patterns), enabled=cfg.redaction.enabled),
                         deny_globs=list(cfg.redaction.deny_globs))
         result: dict[str, Any] = {"event_id": None, "pattern_id": None, "pattern_version": None, "event_type": None,
@@ -387,19 +386,22 @@ class PatternTracker:
 
     def _start_drainer(self) -> str:
         """Start a detached ``pattern-tracker drain`` when the hook would; returns what happened."""
-        from pipeline.hook import _circuit_blocks, _spawn_drainer
+        from pipeline.hook import claim_drainer_start, spawn_drainer
         from pipeline.lease import DrainLease
 
         cfg = self.config
         if not cfg.hook.spawn_drainer:
             return "queued (hook.spawn_drainer is off: `run` or `drain` delivers it)"
         now = time.time()
-        holder = DrainLease(self.store).holder(now)
+        lease = DrainLease(self.store)
+        holder = lease.holder(now)
         if holder is not None:
             return f"queued: a drainer is running (pid {holder.pid})"
-        if _circuit_blocks(self.store, cfg.resilience.circuit_breaker.recovery_timeout, now):
-            return "queued: the circuit is open (delivered once it lets calls through)"
-        _spawn_drainer(self.config_path, str(cfg.storage.data_dir_path))
+        # The same claim as the hook's, so a burst of calls starts one drainer, not one each.
+        recovery = cfg.resilience.circuit_breaker.recovery_timeout
+        if not self.store.write(lambda txn: claim_drainer_start(txn, self.store, lease, recovery, now)):
+            return "queued: the circuit is open, or a drainer is starting (delivered once it lets calls through)"
+        spawn_drainer(self.config_path, str(cfg.storage.data_dir_path))
         return "drainer started"
 
     def _deliver_sync(self, result: dict[str, Any], deliver: Delivery) -> dict[str, Any]:

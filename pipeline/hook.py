@@ -123,11 +123,11 @@ def _circuit_blocks(store: Any, recovery_timeout: float, now: float, txn: Any = 
     return state.get("state") == "open" and opened is not None and now < float(opened) + recovery_timeout
 
 
-def _claim_spawn(txn: Any, store: Any, lease: Any, settings: dict[str, Any], now: float) -> bool:
-    """Should this hook start a drainer? Not when one holds the lease, was just started by
-    another hook, or would only find the circuit open. Claims the start inside ``txn``."""
+def claim_drainer_start(txn: Any, store: Any, lease: Any, recovery_timeout: float, now: float) -> bool:
+    """Should this process start a drainer? Not when one holds the lease, was just started by
+    another process, or would only find the circuit open. Claims the start inside ``txn``."""
     state = store.db("state")
-    if lease.holder(now, txn) is not None or _circuit_blocks(store, settings["recovery_timeout"], now, txn):
+    if lease.holder(now, txn) is not None or _circuit_blocks(store, recovery_timeout, now, txn):
         return False
     from pipeline.lease import SPAWNED_KEY
 
@@ -141,7 +141,7 @@ def _claim_spawn(txn: Any, store: Any, lease: Any, settings: dict[str, Any], now
     return True
 
 
-def _spawn_drainer(config_path: str | None, data_dir: str) -> None:
+def spawn_drainer(config_path: str | None, data_dir: str) -> None:
     """``pattern-tracker drain`` in its own session, detached from Claude Code's pipes."""
     args = [sys.executable, "-m", "pipeline.cli", "drain"]
     if config_path:
@@ -190,15 +190,13 @@ def run_hook(payload_bytes: bytes, settings: dict[str, Any], log: HookLog, start
 
     from pipeline.ingest import Ingest
     from pipeline.redact import Redactor
-    from pipeline.spool import Spool, SpoolFull, SpoolLimits
+    from pipeline.spool import Spool, SpoolFull, SpoolLimits, never_blocking
     from pipeline.store import Store
 
     store = Store.open(settings["data_dir"], map_size=settings["map_size"], max_map_size=settings["max_map_size"])
     try:
-        limits = SpoolLimits(settings["cache_size"], settings["overflow_policy"], settings["cache_ttl"])
         # `block` would stall the session: the hook never waits, it drops the newest and says so.
-        if limits.policy == "block":
-            limits = SpoolLimits(limits.bound, "drop_newest", limits.ttl)
+        limits = never_blocking(SpoolLimits(settings["cache_size"], settings["overflow_policy"], settings["cache_ttl"]))
         ingest = Ingest(
             store,
             Spool(store, limits, warn=log.warn),
@@ -216,7 +214,8 @@ def run_hook(payload_bytes: bytes, settings: dict[str, Any], log: HookLog, start
 
         def txn_fn(txn: Any) -> tuple[list[Any], int, bool]:
             events, unchanged = ingest.accept_in(txn, kept, "hook", now, timings, counts)
-            return events, unchanged, bool(events) and settings["spawn_drainer"] and _claim_spawn(txn, store, lease, settings, now)
+            return events, unchanged, bool(events) and settings["spawn_drainer"] and claim_drainer_start(
+                txn, store, lease, settings["recovery_timeout"], now)
 
         try:
             events, unchanged, spawn = store.write(txn_fn)
@@ -233,7 +232,7 @@ def run_hook(payload_bytes: bytes, settings: dict[str, Any], log: HookLog, start
     finally:
         store.close()  # before spawning: the drainer opens the store itself
     if result.get("drainer"):
-        _spawn_drainer(settings["config_path"], settings["data_dir"])
+        spawn_drainer(settings["config_path"], settings["data_dir"])
     return result
 
 

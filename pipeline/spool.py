@@ -49,6 +49,12 @@ class SpoolFull(Exception):
     """The spool is at its bound and the overflow policy is ``block``: the caller must wait."""
 
 
+def never_blocking(limits: SpoolLimits) -> SpoolLimits:
+    """The limits for a caller that must never wait (the hook, the facade): ``block`` becomes
+    ``drop_newest`` — counted and logged like any drop."""
+    return limits._replace(policy="drop_newest") if limits.policy == "block" else limits
+
+
 def _warn(message: str) -> None:
     import logging  # only when there is something to say: the hook does not pay for logging
 
