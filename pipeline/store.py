@@ -151,10 +151,12 @@ class Store:
             except lmdb.MapResizedError:
                 self.env.set_mapsize(0)
 
-    def read(self, fn: Callable[[lmdb.Transaction], Any]) -> Any:
+    def read(self, fn: Callable[[lmdb.Transaction], Any], buffers: bool = False) -> Any:
+        """Run ``fn`` in one read transaction. ``buffers``: values are memoryviews into the map,
+        valid only inside ``fn`` (no copy: for readers that decode at once)."""
         while True:
             try:
-                with self.env.begin(write=False, buffers=False) as txn:
+                with self.env.begin(write=False, buffers=buffers) as txn:
                     return fn(txn)
             except lmdb.MapResizedError:
                 self.env.set_mapsize(0)

@@ -84,3 +84,42 @@ def test_record_then_replay_round_trip(tmp_path: Path) -> None:
     finally:
         archive.close()
     assert len(events) == 12 and [e.pattern_version for e in events if e.file_path == "/r/0.py"] == ["1", "2", "3", "4"]
+
+
+def _mapped_rss_kib(path: Path) -> int:
+    """Resident KiB of this process's maps of ``path`` (from /proc/self/smaps)."""
+    target, total, inside = str(path.resolve()), 0, False
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            first = line.split(maxsplit=1)[0]
+            if "-" in first and not first.endswith(":"):
+                inside = line.rstrip("\n").endswith(target)
+            elif inside and first == "Rss:":
+                total += int(line.split()[1])
+    return total
+
+
+def test_chunks_read_everything_once_in_order_and_give_back_the_map(tmp_path: Path, monkeypatch) -> None:
+    import pipeline.archive as archive_mod
+
+    events = list(generate(700, 25, seed=9))
+    archive = Archive(str(tmp_path / "arch"), create=True)
+    try:
+        archive.append(events)
+        for size in (1, 64, 699, 700, 5000):
+            got = [ev for chunk in archive.chunks(size) for ev in chunk]
+            assert digest(got) == digest(events), size
+        assert [ev.event_id for c in archive.chunks(64, after=690) for ev in c] == [ev.event_id for ev in events[690:]]
+        assert list(archive.chunks(10, after=700)) == []
+
+        data = tmp_path / "arch" / "data.mdb"
+        for _ in archive.chunks(5000):
+            pass
+        touched = _mapped_rss_kib(data)
+        assert touched > 1024  # the whole archive was touched through the map
+        monkeypatch.setattr(archive_mod, "RELEASE_EVERY", 1)  # give the pages back after every chunk
+        got = [ev for chunk in archive.chunks(100) for ev in chunk]
+        assert digest(got) == digest(events)  # nothing changed by dropping the pages
+        assert _mapped_rss_kib(data) < touched / 3  # only the last chunk's pages (100 of 700 events) stay
+    finally:
+        archive.close()
