@@ -3,6 +3,7 @@
     dlq list | show SEQ | replay [SEQ…|--all] | purge [SEQ…|--all]   the dead letter
     circuit status | reset | open | disable                           the shared circuit breaker
     cache stats | clear | cleanup                                     the spool ("pattern cache")
+    cache quarantine list | export DIR [SEQ…] | purge [SEQ…] --yes    spool entries that cannot be decoded
     drain [--until-empty]                                             deliver the spool's backlog now
 
 Everything is state in the data directory's LMDB environment, so every command works while a
@@ -60,8 +61,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         p.set_defaults(func=func)
         return p
 
-    def group(name: str, help: str, dest: str) -> Any:
-        p = _one_line_errors(sub.add_parser(name, parents=[common], help=help, description=help))
+    def group(name: str, help: str, dest: str, parent: Any = sub) -> Any:
+        p = _one_line_errors(parent.add_parser(name, parents=[common], help=help, description=help))
         g = p.add_subparsers(dest=dest, metavar="ACTION")
         g.required = True
         return g
@@ -92,6 +93,15 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = leaf(g, "clear", "drop every spooled event (they are lost)", cmd_cache_clear)
     p.add_argument("--yes", action="store_true", help="confirm: the events are not delivered")
     leaf(g, "cleanup", "expire the entries older than pattern_tracking.cache_ttl now", cmd_cache_cleanup)
+    q = group("quarantine", "spool entries that cannot be decoded, kept byte for byte", "quarantine_command", g)
+    leaf(q, "list", "one line per quarantined entry: seq, size, when and why (never the bytes)", cmd_quarantine_list)
+    p = leaf(q, "export", "write entries' raw bytes to DIR/quarantine-SEQ.bin (they stay in quarantine)",
+             cmd_quarantine_export)
+    p.add_argument("dir", metavar="DIR", help="where to write (created mode 0700; existing files are never overwritten)")
+    p.add_argument("seqs", nargs="*", metavar="SEQ", help="sequence numbers from `cache quarantine list` (default: all)")
+    p = leaf(q, "purge", "delete quarantined entries for good", cmd_quarantine_purge)
+    p.add_argument("seqs", nargs="*", metavar="SEQ", help="sequence numbers from `cache quarantine list` (default: all)")
+    p.add_argument("--yes", action="store_true", help="confirm: the entries' bytes are deleted for good")
 
     p = _one_line_errors(sub.add_parser(
         "drain", parents=[common], help="deliver the spool's backlog now, then exit",
@@ -159,14 +169,19 @@ def _open(args: argparse.Namespace) -> tuple[Any, Any]:
     return cfg, open_store(cfg)
 
 
-def _seq(value: str) -> int:
+def _seq(value: str, listing: str = "dlq list") -> int:
     try:
         seq = int(value, 10)
     except ValueError:
         seq = 0
     if seq < 1:
-        raise CliError(f"SEQ must be a positive integer (see `pattern-tracker dlq list`), got {value!r}", EXIT_USAGE)
+        raise CliError(f"SEQ must be a positive integer (see `pattern-tracker {listing}`), got {value!r}", EXIT_USAGE)
     return seq
+
+
+def _seqs(values: Sequence[str], listing: str = "dlq list") -> list[int]:
+    """The SEQ arguments as numbers, in order, each once."""
+    return list(dict.fromkeys(_seq(v, listing) for v in values))
 
 
 def _selection(args: argparse.Namespace, verb: str) -> list[int] | None:
@@ -175,12 +190,21 @@ def _selection(args: argparse.Namespace, verb: str) -> list[int] | None:
         raise CliError(f"dlq {verb}: give SEQ… or --all, not both", EXIT_USAGE)
     if not args.all and not args.seqs:
         raise CliError(f"dlq {verb}: give the SEQ numbers to {verb} (see `pattern-tracker dlq list`) or --all", EXIT_USAGE)
-    return None if args.all else list(dict.fromkeys(_seq(s) for s in args.seqs))
+    return None if args.all else _seqs(args.seqs)
 
 
-def _missing(seqs: Sequence[int]) -> CliError:
+def _missing(seqs: Sequence[int], what: str = "dead letter", listing: str = "dlq list",
+             code: int = EXIT_FAILURE) -> CliError:
     listed = ", ".join(str(s) for s in seqs)
-    return CliError(f"no dead letter with seq {listed} (nothing changed; see `pattern-tracker dlq list`)", EXIT_FAILURE)
+    return CliError(f"no {what} with seq {listed} (nothing changed; see `pattern-tracker {listing}`)", code)
+
+
+def _print_table(header: list[str], rows: list[list[str]]) -> None:
+    """Columns padded to their widest cell; the last one (a reason) is not padded."""
+    table = [header, *rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
 
 
 # ---------------------------------------------------------------------------------------
@@ -217,15 +241,11 @@ def cmd_dlq_list(args: argparse.Namespace) -> int:
     if not rows:
         print("the dead letter is empty")
         return EXIT_OK
-    header = ["SEQ", "FAILED_AT", "STAGE", "HTTP", "ERROR_CLASS", "EVENT_ID", "FILE_PATH", "REASON"]
-    table = [header] + [
+    _print_table(["SEQ", "FAILED_AT", "STAGE", "HTTP", "ERROR_CLASS", "EVENT_ID", "FILE_PATH", "REASON"], [
         [str(r["seq"]), _clean(r["failed_at"]), _clean(r["stage"]), _clean(r["http_status"]), _clean(r["error_class"]),
          _clean(r["event_id"]), _clean(r["file_path"]), _truncate(_clean(r["reason"]), REASON_WIDTH)]
         for r in rows
-    ]
-    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
-    for row in table:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
+    ])
     if total > len(rows):
         print(f"({len(rows)} of {total} dead letters shown; --limit N for more)")
     return EXIT_OK
@@ -507,12 +527,14 @@ def cmd_cache_stats(args: argparse.Namespace) -> int:
 
     cfg, store = _open(args)
     now = time.time()
-    stats = spool_for(cfg, store).stats(now)
+    spool = spool_for(cfg, store)
+    stats = spool.stats(now)
     dead = DeadLetters(store).size()
+    quarantined = spool.quarantine_size()
     pt = cfg.pattern_tracking
     if args.json:
         out = msgspec.to_builtins(stats)
-        out.update(ttl=pt.cache_ttl, overflow_policy=pt.overflow_policy, dead_letter=dead)
+        out.update(ttl=pt.cache_ttl, overflow_policy=pt.overflow_policy, dead_letter=dead, quarantined=quarantined)
         _print_json(out)
         return EXIT_OK
     oldest = "-" if stats.oldest_age is None else f"{_duration(stats.oldest_age)} old"
@@ -531,6 +553,7 @@ def cmd_cache_stats(args: argparse.Namespace) -> int:
         ("hit_rate", hit),
         ("ttl", f"{_duration(pt.cache_ttl)}, overflow_policy {pt.overflow_policy}"),
         ("dead_letter", f"{dead} letter(s)"),
+        ("quarantined", _entries(quarantined) + (" (`cache quarantine list`)" if quarantined else "")),
     ]
     print("pattern cache (spool)")
     for key, value in rows:
@@ -566,6 +589,101 @@ def cmd_cache_cleanup(args: argparse.Namespace) -> int:
         _print_json({"expired": len(expired), "ttl": ttl, "left": spool.size()})
     else:
         print(f"expired {len(expired)} event(s) older than cache_ttl ({_duration(ttl)}); {spool.size()} left")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------
+# cache quarantine (spool entries that cannot be decoded)
+
+QUARANTINE_LIST = "cache quarantine list"
+
+
+def _entries(n: int) -> str:
+    return f"{n} undecodable spool entr{'y' if n == 1 else 'ies'}"
+
+
+def _quarantined(args: argparse.Namespace, selected: Sequence[str] = ()) -> tuple[Any, list[Any]]:
+    """(spool, the quarantined entries of the SEQ arguments ``selected``, default all); an unknown
+    seq is a usage error and nothing is done."""
+    from pipeline.assembly import spool_for
+
+    seqs = _seqs(selected, QUARANTINE_LIST) or None
+    cfg, store = _open(args)
+    spool = spool_for(cfg, store)
+    rows = spool.quarantined(seqs)
+    if seqs is not None and len(rows) < len(seqs):
+        found = {row.seq for row in rows}
+        raise _missing([seq for seq in seqs if seq not in found], "quarantined entry", QUARANTINE_LIST, EXIT_USAGE)
+    return spool, rows
+
+
+def cmd_quarantine_list(args: argparse.Namespace) -> int:
+    _, rows = _quarantined(args)
+    entries = [{"seq": r.seq, "size": r.size, "quarantined_at": _iso(r.at), "reason": r.why} for r in rows]
+    if args.json:
+        _print_json({"total": len(entries), "entries": entries})
+        return EXIT_OK
+    if not entries:
+        print("the quarantine is empty")
+        return EXIT_OK
+    _print_table(["SEQ", "QUARANTINED_AT", "SIZE", "REASON"], [
+        [str(e["seq"]), e["quarantined_at"] or "unknown", f"{e['size']} B",
+         _truncate(_clean(e["reason"]), REASON_WIDTH) if e["reason"] else "unknown"]
+        for e in entries
+    ])
+    return EXIT_OK
+
+
+def cmd_quarantine_export(args: argparse.Namespace) -> int:
+    spool, rows = _quarantined(args, args.seqs)
+    folder = os.path.abspath(args.dir)
+    paths = [(row.seq, os.path.join(folder, f"quarantine-{row.seq}.bin")) for row in rows]
+    existing = [path for _, path in paths if os.path.lexists(path)]
+    if existing:
+        raise CliError(f"refusing to overwrite {existing[0]}"
+                       f"{f' and {len(existing) - 1} other file(s)' if len(existing) > 1 else ''} "
+                       "(nothing written); move the file(s) away or export to another DIR", EXIT_USAGE)
+    try:
+        if not os.path.isdir(folder):
+            os.makedirs(folder, mode=0o700)
+            os.chmod(folder, 0o700)  # exactly 0700, whatever the umask
+    except OSError as exc:
+        raise CliError(f"cannot create directory {folder}: {exc.strerror}") from None
+    written: list[str] = []
+    chunk = 100  # bytes of at most this many entries in memory at once
+    for i in range(0, len(paths), chunk):
+        where = dict(paths[i:i + chunk])
+        for seq, raw in spool.quarantined_bytes(where):
+            before = f"{len(written)} file(s) written before it"
+            try:
+                fd = os.open(where[seq], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # never overwrite
+                os.fchmod(fd, 0o600)  # exactly 0600, whatever the umask
+                with os.fdopen(fd, "wb") as f:
+                    f.write(raw)
+            except FileExistsError:
+                raise CliError(f"refusing to overwrite {where[seq]} (created meanwhile; {before})", EXIT_USAGE) from None
+            except OSError as exc:
+                raise CliError(f"cannot write {where[seq]}: {exc.strerror} ({before})") from None
+            written.append(where[seq])
+    if args.json:
+        _print_json({"exported": len(written), "dir": folder, "files": [os.path.basename(p) for p in written]})
+    else:
+        print(f"exported {_entries(len(written))} to {folder} (quarantine-SEQ.bin); they stay in quarantine")
+    return EXIT_OK
+
+
+def cmd_quarantine_purge(args: argparse.Namespace) -> int:
+    spool, rows = _quarantined(args, args.seqs)
+    if rows and not args.yes:
+        raise CliError(f"refusing to purge the quarantine: {_entries(len(rows))} would be deleted for good; "
+                       "add --yes (`pattern-tracker cache quarantine export DIR` keeps a copy first)", EXIT_USAGE)
+    # The entries listed (and confirmed), not any quarantined meanwhile.
+    n = spool.purge_quarantined([row.seq for row in rows], time.time()) if rows else 0
+    left = spool.quarantine_size()
+    if args.json:
+        _print_json({"purged": n, "left": left})
+    else:
+        print(f"purged {_entries(n)}; {left} left")
     return EXIT_OK
 
 

@@ -41,8 +41,24 @@ if TYPE_CHECKING:
         policy: OverflowPolicy = "drop_oldest"
         ttl: float = 3600.0
 
+    class Quarantined(NamedTuple):
+        """A quarantined entry as an operator sees it (never its bytes): its size, and when and why
+        it was quarantined (None for an entry quarantined before that was recorded)."""
+
+        seq: int
+        size: int
+        at: float | None
+        why: str | None
+
 else:
     SpoolLimits = namedtuple("SpoolLimits", "bound policy ttl", defaults=(1000, "drop_oldest", 3600.0))
+    Quarantined = namedtuple("Quarantined", "seq size at why")
+
+# The quarantine's notes, one per entry, in the ``state`` database (the ``quarantine`` database
+# holds only the entries' bytes): _NOTE + u64 seq -> JSON {"at": epoch seconds, "why": the decode
+# error's first line}.
+_NOTE = b"quarantine:"
+_WHY_CHARS = 500
 
 
 class SpoolFull(Exception):
@@ -247,24 +263,85 @@ class Spool:
 
     def _quarantine(self, seq: int, raw: bytes, why: str) -> None:
         """An entry that cannot be decoded must not stop every drain: it moves, bytes intact, to the
-        ``quarantine`` database (counted, logged) and its id mapping is dropped."""
+        ``quarantine`` database (counted, logged) and its id mapping is dropped. A note of when and
+        why goes to the ``state`` database in the same transaction (``cache quarantine list``)."""
         key = u64(seq)
         quarantine = self.store.db("quarantine")
+        now = time.time()
+        note = json.dumps({"at": now, "why": why.strip().split("\n", 1)[0][:_WHY_CHARS]}).encode()
 
         def txn_fn(txn: lmdb.Transaction) -> bool:
             if txn.get(key, db=self._db) is None:
                 return False
             txn.put(key, raw, db=quarantine)
+            txn.put(_NOTE + key, note, db=self.store.db("state"))
             txn.delete(key, db=self._db)
             with txn.cursor(db=self._ids) as cur:
                 stale = [k for k, v in cur if v == key]
             for k in stale:
                 txn.delete(k, db=self._ids)
-            self.counters.add(txn, {"spool.quarantined": 1}, time.time())
+            self.counters.add(txn, {"spool.quarantined": 1}, now)
             return True
 
         if self.store.write(txn_fn):
             self.warn(f"spool entry {seq} cannot be decoded ({why[:120]}): moved to the quarantine database")
+
+    def quarantine_size(self) -> int:
+        return self.store.entries("quarantine")
+
+    def quarantined(self, seqs: Iterable[int] | None = None) -> list[Quarantined]:
+        """The quarantined entries (every one, oldest first; or those of ``seqs`` still there, in
+        that order) with their notes; never their bytes."""
+        quarantine, state = self.store.db("quarantine"), self.store.db("state")
+
+        def row(txn: lmdb.Transaction, key: bytes, raw: Any) -> Quarantined:
+            at = why = None
+            note = txn.get(_NOTE + key, db=state)
+            if note is not None:
+                try:
+                    doc = json.loads(bytes(note))
+                    at, why = float(doc["at"]), str(doc["why"])
+                except (ValueError, TypeError, KeyError):
+                    pass  # an unreadable note: shown as unknown, the entry itself is intact
+            return Quarantined(from_u64(key), len(raw), at, why)
+
+        def read(txn: lmdb.Transaction) -> list[Quarantined]:
+            if seqs is None:
+                with txn.cursor(db=quarantine) as cur:
+                    return [row(txn, bytes(key), raw) for key, raw in cur]
+            found = ((u64(seq), txn.get(u64(seq), db=quarantine)) for seq in seqs)
+            return [row(txn, key, raw) for key, raw in found if raw is not None]
+
+        return self.store.read(read, buffers=True)  # sizes only: no copy of the bytes
+
+    def quarantined_bytes(self, seqs: Iterable[int]) -> list[tuple[int, bytes]]:
+        """(seq, raw bytes) of the quarantined entries of ``seqs`` still there, in that order."""
+        quarantine = self.store.db("quarantine")
+
+        def read(txn: lmdb.Transaction) -> list[tuple[int, bytes]]:
+            found = ((seq, txn.get(u64(seq), db=quarantine)) for seq in seqs)
+            return [(seq, raw) for seq, raw in found if raw is not None]
+
+        return self.store.read(read)
+
+    def purge_quarantined(self, seqs: Iterable[int], now: float) -> int:
+        """Operator action: delete the quarantined entries of ``seqs`` and their notes for good
+        (one write txn); counted as ``spool.quarantine_purged`` and logged. Returns how many."""
+        quarantine, state = self.store.db("quarantine"), self.store.db("state")
+        keys = [u64(seq) for seq in seqs]
+
+        def txn_fn(txn: lmdb.Transaction) -> int:
+            n = 0
+            for key in keys:
+                n += bool(txn.delete(key, db=quarantine))
+                txn.delete(_NOTE + key, db=state)
+            self.counters.add(txn, {"spool.quarantine_purged": n}, now)
+            return n
+
+        n = self.store.write(txn_fn)
+        if n:
+            self.warn(f"quarantine purged by operator: {n} undecodable spool entr{'y' if n == 1 else 'ies'} deleted")
+        return n
 
     def size(self) -> int:
         return self.store.entries("spool")

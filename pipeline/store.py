@@ -25,7 +25,7 @@ DB_NAMES: tuple[str, ...] = (
     "spool",  # u64 seq -> SpoolEntry (FIFO of unacknowledged events)
     "spool_ids",  # event_id -> u64 seq
     "dead_letter",  # u64 seq -> DeadLetter
-    "state",  # small named records: counters, circuit breaker, leases
+    "state",  # small named records: counters, circuit breaker, leases, quarantine notes
     "metrics",  # cross-process counters and latency summaries
     "heads",  # file_key -> Head (latest version of each tracked file)
     "lineage_nodes",  # pattern_id \0 version -> node (embedded lineage store)

@@ -19,7 +19,7 @@ from pipeline.dead_letter import DeadLetter, DeadLetters
 from pipeline.events import PatternEvent, build_event
 from pipeline.lease import DrainLease
 from pipeline.spool import Spool
-from pipeline.store import MIB, Store
+from pipeline.store import MIB, Store, u64
 from tests.clitools import cli_env, run_cli, serve
 
 # Fast failure: tiny backoff, the circuit opens after two failed calls.
@@ -187,6 +187,104 @@ def test_cache_cleanup_expires_entries_older_than_the_ttl(tmp_path: Path) -> Non
     short = env_for(tmp_path / "data", PATTERN_TRACKING_CACHE_TTL="0.001")
     time.sleep(0.01)
     assert cli_json("cache", "cleanup", env=short)["expired"] == 1
+
+
+# ---------------------------------------------------------------------------------------
+# cache quarantine
+
+LEGACY = 9001  # a quarantined entry from before the notes: no time, no reason
+
+
+def seed_quarantine(data: Path) -> tuple[dict[str, str], bytes]:
+    """Three spooled events; the second one's bytes are corrupted in LMDB (they still hold its
+    code); a drain delivers the others and quarantines it. Plus a legacy entry without a note."""
+    with opened(data) as store:
+        Spool(store).enqueue([event(f"/x/q{i}.py", f"{SECRET}  # {i}") for i in range(3)], time.time())
+        spool_db = store.db("spool")
+        corrupt = store.read(lambda txn: txn.get(u64(2), db=spool_db))[:-3]  # truncated JSON
+        assert SECRET.encode() in corrupt
+        store.write(lambda txn: txn.put(u64(2), corrupt, db=spool_db))
+        store.write(lambda txn: txn.put(u64(LEGACY), b"legacy " + SECRET.encode(), db=store.db("quarantine")))
+    env = env_for(data)  # no service: the embedded store
+    drained = cli_json("drain", env=env)
+    assert drained["delivered"] == 2 and drained["left_in_spool"] == 0
+    return env, corrupt
+
+
+def test_cache_quarantine_list_and_stats_never_print_the_bytes(tmp_path: Path) -> None:
+    env, corrupt = seed_quarantine(tmp_path / "data")
+    out = cli("cache", "quarantine", "list", env=env)
+    assert SECRET not in out.stdout and "legacy" not in out.stdout
+    lines = out.stdout.strip().splitlines()
+    assert lines[0].split() == ["SEQ", "QUARANTINED_AT", "SIZE", "REASON"] and len(lines) == 3
+    seq, at, size, unit, *reason = lines[1].split()
+    assert (seq, size, unit) == ("2", str(len(corrupt)), "B") and at.endswith("Z")
+    assert " ".join(reason) == "Input data was truncated"
+    assert lines[2].split() == [str(LEGACY), "unknown", str(len(b"legacy " + SECRET.encode())), "B", "unknown"]
+
+    listed = cli_json("cache", "quarantine", "list", env=env)
+    assert SECRET not in json.dumps(listed) and listed["total"] == 2
+    [first, legacy] = listed["entries"]
+    assert first["seq"] == 2 and first["size"] == len(corrupt) and first["quarantined_at"] == at
+    assert first["reason"] == "Input data was truncated"
+    assert legacy == {"seq": LEGACY, "size": len(b"legacy " + SECRET.encode()), "quarantined_at": None, "reason": None}
+
+    stats = cli_json("cache", "stats", env=env)
+    assert stats["quarantined"] == 2 and stats["size"] == 0
+    assert "quarantined:  2 undecodable spool entries (`cache quarantine list`)" in cli("cache", "stats", env=env).stdout
+
+
+def test_cache_quarantine_export_writes_the_raw_bytes_privately_and_never_overwrites(tmp_path: Path) -> None:
+    env, corrupt = seed_quarantine(tmp_path / "data")
+    out_dir = tmp_path / "export" / "q"
+    out = cli("cache", "quarantine", "export", str(out_dir), env=env)
+    assert out.stdout == f"exported 2 undecodable spool entries to {out_dir} (quarantine-SEQ.bin); they stay in quarantine\n"
+    assert SECRET not in out.stdout
+    assert sorted(os.listdir(out_dir)) == ["quarantine-2.bin", f"quarantine-{LEGACY}.bin"]
+    assert (out_dir / "quarantine-2.bin").read_bytes() == corrupt
+    assert (out_dir / f"quarantine-{LEGACY}.bin").read_bytes() == b"legacy " + SECRET.encode()
+    assert os.stat(out_dir).st_mode & 0o777 == 0o700
+    assert {os.stat(f).st_mode & 0o777 for f in out_dir.iterdir()} == {0o600}
+    assert cli_json("cache", "quarantine", "list", env=env)["total"] == 2  # still in quarantine
+
+    # Never overwrite: one line, exit 2, the file keeps what the operator did with it.
+    (out_dir / "quarantine-2.bin").write_bytes(b"edited by the operator")
+    line = one_error_line(cli("cache", "quarantine", "export", str(out_dir), "2", env=env, code=2))
+    assert "refusing to overwrite" in line and "quarantine-2.bin" in line and "nothing written" in line
+    assert (out_dir / "quarantine-2.bin").read_bytes() == b"edited by the operator"
+
+    # A selection, to an existing directory; --json.
+    (tmp_path / "one").mkdir()
+    assert cli_json("cache", "quarantine", "export", str(tmp_path / "one"), "2", env=env) == {
+        "exported": 1, "dir": str(tmp_path / "one"), "files": ["quarantine-2.bin"]}
+    assert (tmp_path / "one" / "quarantine-2.bin").read_bytes() == corrupt
+    for args, words in [(("2", "99"), "no quarantined entry with seq 99"), (("x",), "SEQ must be a positive integer")]:
+        line = one_error_line(cli("cache", "quarantine", "export", str(tmp_path / "none"), *args, env=env, code=2))
+        assert words in line and "cache quarantine list" in line
+    assert not (tmp_path / "none").exists()
+
+
+def test_cache_quarantine_purge_needs_yes_and_known_seqs(tmp_path: Path) -> None:
+    env, _ = seed_quarantine(tmp_path / "data")
+    line = one_error_line(cli("cache", "quarantine", "purge", env=env, code=2))
+    assert "2 undecodable spool entries would be deleted for good" in line and "--yes" in line
+    line = one_error_line(cli("cache", "quarantine", "purge", "2", env=env, code=2))
+    assert "1 undecodable spool entry would be deleted for good" in line
+    line = one_error_line(cli("cache", "quarantine", "purge", "2", "99", "--yes", env=env, code=2))
+    assert "no quarantined entry with seq 99 (nothing changed" in line
+    assert cli_json("cache", "quarantine", "list", env=env)["total"] == 2  # nothing deleted
+
+    assert cli_json("cache", "quarantine", "purge", "2", "--yes", env=env) == {"purged": 1, "left": 1}
+    assert [e["seq"] for e in cli_json("cache", "quarantine", "list", env=env)["entries"]] == [LEGACY]
+    out = cli("cache", "quarantine", "purge", "--yes", env=env)
+    assert "purged 1 undecodable spool entry; 0 left" in out.stdout
+    assert cli("cache", "quarantine", "list", env=env).stdout == "the quarantine is empty\n"
+    assert cli_json("cache", "stats", env=env)["quarantined"] == 0
+    # Nothing left: no confirmation needed.
+    assert "purged 0 undecodable spool entries; 0 left" in cli("cache", "quarantine", "purge", env=env).stdout
+    with opened(tmp_path / "data") as store:  # the notes went with their entries
+        state = store.db("state")
+        assert store.read(lambda txn: [k for k, _ in txn.cursor(db=state) if k.startswith(b"quarantine:")]) == []
 
 
 # ---------------------------------------------------------------------------------------
