@@ -1,5 +1,6 @@
 """``make bench``: run every benchmark in turn at its full size (each writes benchmarks/results/NAME.md,
-the new ones also NAME.json and NAME.png), then draw the plots.
+the new ones also NAME.json and NAME.png), then draw the plots and gather every table, with when
+and where it was measured, into benchmarks/results/SUMMARY.md.
 
     python -m benchmarks.run_all [NAME ...]     # e.g. `replay_throughput outage_recovery`; default all
 
@@ -8,14 +9,39 @@ A failing benchmark is reported and the others still run; the exit code says whe
 
 from __future__ import annotations
 
+import os
+import re
 import runpy
 import sys
+import time
 import traceback
+
+from benchmarks._common import RESULTS, machine
 
 BENCHMARKS = ["benchmarks.hook_latency", "benchmarks.spill_drain", "benchmarks.telemetry_overhead",
               "benchmarks.replay_throughput", "benchmarks.outage_recovery"]
 
+
+def write_summary(started: str, load_before: float, failed: list[str]) -> None:
+    """One page of every latest table; each keeps the date it was measured (a subset run leaves
+    the other tables as they were, and says so)."""
+    parts = [f"# Benchmark results\n\nLast `benchmarks.run_all` started {started} on {machine()}; load average "
+             f"{load_before:.2f} before, {os.getloadavg()[0]:.2f} after."
+             + (f" Failed: {', '.join(failed)}." if failed else "")]
+    for name in BENCHMARKS:
+        path = RESULTS / f"{name.removeprefix('benchmarks.')}.md"
+        if not path.exists():
+            continue
+        text = path.read_text()
+        stamp = re.match(r"<!-- measured (.*?) -->\n", text)
+        body = text[stamp.end():] if stamp else text
+        parts.append(body.strip() + (f"\n\n_Measured {stamp.group(1)}._" if stamp else ""))
+    (RESULTS / "SUMMARY.md").write_text("\n\n".join(parts) + "\n")
+    print(f"summary written to {RESULTS / 'SUMMARY.md'}")
+
+
 if __name__ == "__main__":
+    started, load_before = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), os.getloadavg()[0]
     wanted = [f"benchmarks.{n.removeprefix('benchmarks.')}" for n in sys.argv[1:]] or BENCHMARKS
     failed = []
     for name in wanted:
@@ -31,6 +57,7 @@ if __name__ == "__main__":
     from benchmarks.plot import plot_all
 
     plot_all()
+    write_summary(started, load_before, failed)
     if failed:
         print(f"failed: {', '.join(failed)}")
         sys.exit(1)
