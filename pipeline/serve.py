@@ -7,14 +7,16 @@ service, ``{"success": false, "error": "Validation error: ..."}`` (plus ``detail
 depend on stored state (e.g. a missing parent); 404 for an unknown pattern's lineage; 429 with
 Retry-After; 413 for oversize bodies; 401 when a token is configured and not presented.
 
-LMDB work runs on one worker thread (``loop.run_in_executor``). Request bodies (code) and
-tokens are never logged.
+LMDB work runs on one worker thread (``loop.run_in_executor``); batch requests that wait for it
+share one write transaction (``_BatchWriter``). Request bodies (code) and tokens are never logged.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
+import functools
 import hmac
 import logging
 import math
@@ -23,10 +25,10 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import lmdb
 import msgspec
@@ -35,7 +37,7 @@ from aiohttp import web
 from pipeline import __version__
 from pipeline.events import TrackRequest
 from pipeline.store import StoreError
-from sinks.lineage_store import LineageStore, LineageValidationError, PatternNotFound, operation_for
+from sinks.lineage_store import LineageStore, LineageValidationError, PatternNotFound, operation_for, random_uuids
 
 if TYPE_CHECKING:  # pipeline.chaos imports this module
     from pipeline.chaos import Chaos
@@ -50,6 +52,7 @@ FaultHook = Callable[[web.Request], Awaitable[web.StreamResponse | None]]
 Middleware = Callable[[web.Request, Callable[[web.Request], Awaitable[web.StreamResponse]]], Awaitable[web.StreamResponse]]
 
 _TRACK_TIMEOUT = 30.0
+_ORDER_WAIT = 0.5  # seconds a transaction may wait for a batch request that arrived before its own
 
 
 class _BatchIn(msgspec.Struct, kw_only=True):
@@ -62,6 +65,9 @@ class _BatchIn(msgspec.Struct, kw_only=True):
     timeout_per_event: float = 10.0
 
 
+TrackResult = dict[str, Any] | LineageValidationError
+
+
 class _State:
     def __init__(self, lineage: LineageStore, token: str | None, max_request_bytes: int, rate_limit: int,
                  fault_hook: FaultHook | None, chaos: Chaos | None = None) -> None:
@@ -72,11 +78,128 @@ class _State:
         self.fault_hook = fault_hook
         self.chaos = chaos
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lineage-store")
+        self.batches = _BatchWriter(self)
         self.started = time.monotonic()
         self.window: collections.deque[float] = collections.deque()
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+
+class _Job(NamedTuple):
+    """One batch request waiting for the store."""
+
+    arrived: float  # perf_counter when its handler started (headers read; the body may still be uploading)
+    events: Sequence[TrackRequest]
+    done: asyncio.Future[tuple[list[TrackResult], float]]
+
+
+class _BatchWriter:
+    """Runs the batches that wait for the lineage store together, in ONE write transaction.
+
+    Why: a commit writes every B-tree page it touched and syncs the file, whatever the number of
+    events; batches that arrive while a commit runs share the next one (fewer page writes and
+    syncs) instead of queueing one transaction each. Each batch gets the results it would get alone
+    after the ones before it; a failing transaction fails every batch in it, as it would have
+    failed each on its own.
+
+    Batches run in the order their requests arrived, not the order their bodies finished
+    uploading: a client with several batches in flight sends a parent's batch before its child's,
+    and the child's body can finish first. A transaction starts only once the requests that arrived
+    before its batches are read too (waiting at most ``_ORDER_WAIT`` after such a request arrived,
+    so a stalled upload holds nobody up for long).
+    """
+
+    def __init__(self, st: _State) -> None:
+        self._st = st
+        self._waiting: list[_Job] = []
+        self._drainer: asyncio.Task[None] | None = None
+        self._not_executing = asyncio.Event()
+        self._not_executing.set()
+        self._reading: dict[object, float] = {}  # requests not yet submitted -> when they arrived
+        self._read = asyncio.Event()  # set whenever one of them is submitted or answered
+
+    @contextlib.contextmanager
+    def reading(self, arrived: float) -> Iterator[None]:
+        """Count a batch request (arrived at ``arrived``) as being read until it is submitted or answered."""
+        token = object()
+        self._reading[token] = arrived
+        try:
+            yield
+        finally:
+            del self._reading[token]
+            self._read.set()
+
+    def submit(self, events: Sequence[TrackRequest],
+               arrived: float) -> asyncio.Future[tuple[list[TrackResult], float]]:
+        """A future of the results of ``events`` and the store's time per event (ms) of their transaction."""
+        done: asyncio.Future[tuple[list[TrackResult], float]] = asyncio.get_running_loop().create_future()
+        self._waiting.append(_Job(arrived, events, done))
+        if self._drainer is None:
+            self._drainer = asyncio.create_task(self._drain())
+        return done
+
+    async def between_executions(self) -> None:
+        """Return once the store thread is committing or idle, not executing events.
+
+        Why: executing events is Python work on the store thread that releases the GIL at every
+        LMDB call, while the commit waits on the disk without it. Decoding a 1 MB request body
+        holds the GIL for milliseconds; done during an execution it stalls the store thread (the
+        bottleneck) at its next LMDB call, done during a commit it costs the store thread nothing.
+        """
+        await self._not_executing.wait()
+
+    async def _drain(self) -> None:
+        try:
+            while self._waiting:
+                await self._earlier_requests_read()
+                jobs, self._waiting = self._waiting, []
+                jobs.sort(key=lambda job: job.arrived)
+                await self._commit(jobs)
+        finally:
+            self._drainer = None
+
+    async def _earlier_requests_read(self) -> None:
+        """Wait while a request that arrived before a waiting batch, under ``_ORDER_WAIT`` ago, is being read."""
+        while True:
+            latest = max(job.arrived for job in self._waiting)
+            now = time.perf_counter()
+            earlier = [t for t in self._reading.values() if t < latest and now - t < _ORDER_WAIT]
+            if not earlier:
+                return
+            self._read.clear()
+            with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
+                await asyncio.wait_for(self._read.wait(), min(earlier) + _ORDER_WAIT - now)
+
+    async def _commit(self, jobs: list[_Job]) -> None:
+        events = [ev for job in jobs for ev in job.events]
+        executed = functools.partial(asyncio.get_running_loop().call_soon_threadsafe, self._not_executing.set)
+        t0 = time.perf_counter()
+        self._not_executing.clear()
+        try:
+            results = await self._st.run(functools.partial(self._st.lineage.track_many, events,
+                                                           before_commit=executed))
+        except asyncio.CancelledError:  # the loop is shutting down
+            for job in jobs:
+                job.done.cancel()
+            raise
+        except Exception as exc:  # noqa: BLE001 - handed to every batch of the transaction
+            for job in jobs:
+                if not job.done.done():
+                    job.done.set_exception(exc)
+            return
+        finally:
+            self._not_executing.set()
+        _hand_out(jobs, results, round((time.perf_counter() - t0) * 1000 / len(events), 2))
+
+
+def _hand_out(jobs: list[_Job], results: list[TrackResult], per_event: float) -> None:
+    """Give each batch of a transaction its slice of the results."""
+    offset = 0
+    for job in jobs:
+        if not job.done.done():  # its request may have timed out meanwhile
+            job.done.set_result((results[offset:offset + len(job.events)], per_event))
+        offset += len(job.events)
 
 
 STATE: web.AppKey[_State] = web.AppKey("pattern_tracker_serve_state", _State)
@@ -224,26 +347,59 @@ async def track(request: web.Request) -> web.Response:
                   "metadata": _meta(operation, req.pattern_id, duration, processing_time_ms=_ms(start))})
 
 
+def _batch_results(events: Sequence[TrackRequest], results: Sequence[TrackResult],
+                   per_event: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
+    """(successful_results, failed_results, handled duplicates) of a batch response."""
+    successes: list[dict[str, Any]] = []
+    failures: list[dict[str, Any]] = []
+    duplicates = 0
+    ids = random_uuids(len(events))
+    for i, ev in enumerate(events):
+        res = results[i]
+        meta = {"correlation_id": ids[i], "operation": operation_for(ev.event_type), "duration_ms": per_event}
+        if isinstance(res, LineageValidationError):
+            meta["error_type"] = "validation_error"
+            failures.append({"event_index": i, "error": res.detail, "metadata": meta, "pattern_id": ev.pattern_id})
+            continue
+        meta["pattern_id"] = ev.pattern_id
+        if res.get("status") == "already_exists":
+            duplicates += 1
+            meta["error_type"] = "unique_violation_handled"
+        successes.append({"event_index": i, "data": res, "metadata": meta, "pattern_id": ev.pattern_id})
+    return successes, failures, duplicates
+
+
+async def _read_batch(request: web.Request, st: _State) -> _BatchIn | web.Response:
+    """The request's valid, non-empty batch, or the error response (413 / 422 / 500 / 400) to send."""
+    body = await _read_body(request, st)
+    if isinstance(body, web.Response):
+        return body
+    await st.batches.between_executions()
+    batch = _decode(body, _BatchIn)
+    if isinstance(batch, web.Response):
+        return batch
+    if not batch.events:
+        return _json({"detail": "Lineage tracking failed: empty batch"}, status=500)
+    problem = st.lineage.validate_batch(batch.events)
+    if problem is not None:
+        return _json({"detail": problem}, status=400)
+    return batch
+
+
 async def track_batch(request: web.Request) -> web.Response:
     st = request.app[STATE]
     start = time.perf_counter()
-    batch = await _parse(request, st, _BatchIn)
-    if isinstance(batch, web.Response):
-        return batch
+    with st.batches.reading(start):
+        batch = await _read_batch(request, st)
+        if isinstance(batch, web.Response):
+            return batch
+        done = st.batches.submit(batch.events, start)
     events = batch.events
-    if not events:
-        return _json({"detail": "Lineage tracking failed: empty batch"}, status=500)
-    problem = st.lineage.validate_batch(events)
-    if problem is not None:
-        return _json({"detail": problem}, status=400)
     mode = batch.processing_mode
     if mode not in ("parallel", "sequential"):
         mode = "sequential" if batch.sequential_processing else "parallel"
     try:
-        t0 = time.perf_counter()
-        results = await asyncio.wait_for(st.run(st.lineage.track_many, events, mode),
-                                         max(_TRACK_TIMEOUT, len(events) * 5.0))
-        per_event = round((time.perf_counter() - t0) * 1000 / len(events), 2)
+        results, per_event = await asyncio.wait_for(done, max(_TRACK_TIMEOUT, len(events) * 5.0))
     except (TimeoutError, asyncio.TimeoutError):
         return _json({"detail": "Batch tracking operation timed out"}, status=504)
     except Exception as exc:  # noqa: BLE001
@@ -252,22 +408,7 @@ async def track_batch(request: web.Request) -> web.Response:
         log.exception("batch lineage tracking failed")
         return _json({"detail": f"Batch lineage tracking failed: {exc}"}, status=500)
 
-    successes: list[dict[str, Any]] = []
-    failures: list[dict[str, Any]] = []
-    duplicates = 0
-    for i, (ev, res) in enumerate(zip(events, results)):
-        operation = operation_for(ev.event_type)
-        if isinstance(res, LineageValidationError):
-            failures.append({"event_index": i, "error": res.detail,
-                             "metadata": {"correlation_id": str(uuid.uuid4()), "operation": operation,
-                                          "duration_ms": per_event, "error_type": "validation_error"},
-                             "pattern_id": ev.pattern_id})
-            continue
-        meta = _meta(operation, ev.pattern_id, per_event)
-        if res.get("status") == "already_exists":
-            duplicates += 1
-            meta["error_type"] = "unique_violation_handled"
-        successes.append({"event_index": i, "data": res, "metadata": meta, "pattern_id": ev.pattern_id})
+    successes, failures, duplicates = _batch_results(events, results, per_event)
     total_ms = (time.perf_counter() - start) * 1000
     n = len(events)
     return _json({

@@ -28,8 +28,9 @@ rebuilding the store from a replay yields the same ids.
 from __future__ import annotations
 
 import hashlib
+import os
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any, Literal
 
@@ -47,6 +48,7 @@ __all__ = [
     "Node",
     "OPERATIONS",
     "operation_for",
+    "random_uuids",
 ]
 
 # event_type -> operation (the service maps unknown-but-valid types, e.g. pattern_validated, to creation).
@@ -95,8 +97,13 @@ class PatternNotFound(LookupError):
         super().__init__(self.detail)
 
 
-class Node(msgspec.Struct, array_like=True):
-    """One version of one pattern as stored (values of ``lineage_nodes``)."""
+class _NodeHead(msgspec.Struct, array_like=True, gc=False):
+    """The leading fields of a stored node: all that resolving a parent or answering a duplicate
+    reads. Decoding one stops there, before pattern_data (the code, ~9 KB on average).
+
+    ``gc=False`` (here and on Node): nothing a node holds (its lists, the request's pattern_data)
+    can refer back to it, so the cycle collector need not walk the thousands a batch creates.
+    """
 
     seq: int
     node_id: str
@@ -108,6 +115,11 @@ class Node(msgspec.Struct, array_like=True):
     pattern_type: str
     event_type: str
     generation: int
+
+
+class Node(_NodeHead, array_like=True, gc=False):
+    """One version of one pattern as stored (values of ``lineage_nodes``): the head's fields, then these."""
+
     created_at: str
     file_path: str | None
     language: str | None
@@ -148,6 +160,7 @@ class Node(msgspec.Struct, array_like=True):
 
 _node_encoder = msgspec.msgpack.Encoder()
 _node_decoder = msgspec.msgpack.Decoder(Node)
+_head_decoder = msgspec.msgpack.Decoder(_NodeHead)
 _NS = uuid.UUID("6f1d3c2a-5b4e-4e8f-9a7c-1d2e3f405162")
 
 
@@ -164,7 +177,18 @@ def _node_key(pattern_id: str, version: str) -> bytes:
 
 def _uuid_for(tag: bytes, key: bytes) -> str:
     """A deterministic uuid-shaped id (version-4 layout) derived from ``key``."""
-    h = hashlib.blake2b(tag + key, digest_size=16).hexdigest()
+    return _uuid4_text(hashlib.blake2b(tag + key, digest_size=16).hexdigest())
+
+
+def random_uuids(n: int) -> list[str]:
+    """``n`` random version-4 uuids (as ``str(uuid.uuid4())``) from one ``os.urandom`` call:
+    a batch answer carries one per event, and ``uuid4()`` costs a syscall and an object each."""
+    h = os.urandom(16 * n).hex()
+    return [_uuid4_text(h[i:i + 32]) for i in range(0, 32 * n, 32)]
+
+
+def _uuid4_text(h: str) -> str:
+    """32 hex digits in the version-4 uuid layout (version nibble 4, variant 10xx)."""
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
@@ -233,12 +257,15 @@ class LineageStore:
         return result
 
     def track_many(
-        self, reqs: Sequence[TrackRequest], processing_mode: str = "sequential"
+        self, reqs: Sequence[TrackRequest], processing_mode: str = "sequential", *,
+        before_commit: Callable[[], None] | None = None,
     ) -> list[dict[str, Any] | LineageValidationError]:
         """Track events in ONE write transaction, in list order (both modes), one result each.
 
         Every event is validated (statically, then against the state as of that point in the
         transaction) before anything of it is written, so one failure leaves the others intact.
+        ``before_commit`` is called (in this thread) once every event is written, as the commit,
+        which mostly waits on the disk, begins: a caller can schedule its own CPU work around it.
         """
         del processing_mode  # execution order is list order in both modes
         reqs = list(reqs)
@@ -248,11 +275,12 @@ class LineageStore:
             seq0 = from_u64(raw) if raw else 0
             seq = seq0
             now = _now()  # one timestamp per transaction, like the service's NOW()
+            made: dict[str, tuple[bytes, _NodeHead]] = {}
             out: list[dict[str, Any] | LineageValidationError] = []
             for req in reqs:
                 try:
                     op = _static_check(req)
-                    data, created = self._execute(txn, req, op, seq + 1, now)
+                    data, created = self._execute(txn, req, op, seq + 1, now, made)
                     if created:
                         seq += 1
                     out.append(data)
@@ -260,129 +288,87 @@ class LineageStore:
                     out.append(exc)
             if seq != seq0:
                 txn.put(_SEQ_KEY, u64(seq), db=self._state)
+            if before_commit is not None:
+                before_commit()
             return out
 
         return self.store.write(run)
 
-    def _resolve(self, txn: lmdb.Transaction, pattern_id: str) -> tuple[bytes, Node] | None:
+    def _resolve(self, txn: lmdb.Transaction, pattern_id: str, decoder: Any = _node_decoder) -> tuple[bytes, Any] | None:
+        """(node key, node decoded by ``decoder``) of the latest version of ``pattern_id``."""
         key = txn.get(_k(pattern_id, 300), db=self._latest)
         if key is None:
             return None
         raw = txn.get(key, db=self._nodes)
-        return (key, _node_decoder.decode(raw)) if raw is not None else None
+        return (key, decoder.decode(raw)) if raw is not None else None
 
-    def _execute(self, txn: lmdb.Transaction, req: TrackRequest, op: str, seq: int, now: str) -> tuple[dict[str, Any], bool]:
+    def _resolve_head(
+        self, txn: lmdb.Transaction, pattern_id: str, made: dict[str, tuple[bytes, _NodeHead]]
+    ) -> tuple[bytes, _NodeHead] | None:
+        """``_resolve`` for the write path: ``made`` (pattern_id -> newest node written earlier in
+        this transaction, which is what ``lineage_latest`` now names) answers without a lookup when
+        a parent travels in the same batch as its child; otherwise only the head is decoded."""
+        found = made.get(pattern_id)
+        return found if found is not None else self._resolve(txn, pattern_id, _head_decoder)
+
+    def _execute(
+        self, txn: lmdb.Transaction, req: TrackRequest, op: str, seq: int, now: str,
+        made: dict[str, tuple[bytes, _NodeHead]],
+    ) -> tuple[dict[str, Any], bool]:
         if op in ("track_application", "track_deprecation"):
-            found = self._resolve(txn, req.pattern_id)
-            if found is None:
-                raise LineageValidationError(f"Validation error: Pattern not found: {req.pattern_id}", kind="execution")
-            data: dict[str, Any] = {
-                "event_id": str(uuid.uuid4()),
-                "pattern_id": req.pattern_id,
-                "pattern_node_id": found[1].node_id,
-            }
-            if op == "track_deprecation":
-                data["deprecated"] = True
-            data["timestamp"] = now
-            return data, False
-
+            return self._track_usage(txn, req, op, now, made), False
         pid_key = _k(req.pattern_id, 300)
         key = pid_key + b"\0" + _k(req.pattern_version, 150)
         existing = txn.get(key, db=self._nodes)
         if existing is not None:
-            node = _node_decoder.decode(existing)
-            return {
-                "lineage_id": node.lineage_id,
-                "pattern_node_id": node.node_id,
-                "event_id": node.event_id,
-                "pattern_id": node.pattern_id,
-                "status": "already_exists",
-                "message": "Pattern already exists in lineage",
-            }, False
-
-        parents: list[tuple[bytes, Node]] = []
-        if op in ("track_modification", "track_merge"):
-            if not req.parent_pattern_ids:  # only pattern_forked gets here without parents
-                raise LineageValidationError("Operation failed: list index out of range", kind="execution")
-            for pid in req.parent_pattern_ids:
-                found = self._resolve(txn, pid)
-                if found is None:
-                    raise LineageValidationError(
-                        f"Validation error: Parent pattern not found: {pid}", kind="execution", parent_missing=True
-                    )
-                parents.append(found)
-
-        node_id = _uuid_for(b"node", key)
-        if parents:
-            lineage_id = parents[0][1].lineage_id
-            generation = max(p.generation for _, p in parents) + 1
-            if op == "track_merge":
-                edge_type = req.edge_type or "merged_from"
-                transformation = "merge"
-            else:
-                edge_type = req.edge_type or "modified_from"
-                transformation = req.transformation_type or "refactor"
-        else:
-            lineage_id = _uuid_for(b"lineage", key)
-            generation = 1
-            edge_type = None
-            transformation = None
-        data_event_id = req.pattern_data.get("event_id") if req.pattern_data else None
-        event_id = data_event_id if isinstance(data_event_id, str) and data_event_id else event_id_for(
-            req.pattern_id, req.pattern_version
-        )
-        file_path = req.file_path
-        if file_path is None and req.pattern_data:
-            fp = req.pattern_data.get("file_path")
-            file_path = fp if isinstance(fp, str) else None
-        created_at = now
-        node = Node(
-            seq=seq,
-            node_id=node_id,
-            lineage_id=lineage_id,
-            event_id=event_id,
-            pattern_id=req.pattern_id,
-            pattern_version=req.pattern_version,
-            pattern_name=req.pattern_name,
-            pattern_type=req.pattern_type,
-            event_type=req.event_type,
-            generation=generation,
-            created_at=created_at,
-            file_path=file_path,
-            language=req.language,
-            tool_name=req.tool_name,
-            triggered_by=req.triggered_by,
-            reason=req.reason,
-            parent_pattern_ids=[p.pattern_id for _, p in parents],
-            parent_node_ids=[p.node_id for _, p in parents],
-            parent_keys=[k for k, _ in parents],
-            edge_type=edge_type,
-            transformation_type=transformation,
-            pattern_data=req.pattern_data,
-        )
+            return _already_exists(_head_decoder.decode(existing)), False
+        parents = self._parents(txn, req, op, made)
+        node = _new_node(req, op, key, seq, now, parents)
         put = txn.put
         put(key, _node_encoder.encode(node), db=self._nodes)
         put(pid_key, key, db=self._latest)
+        made[req.pattern_id] = (key, node)
         seq_b = u64(seq)
-        for pkey, _ in parents:
+        for pkey in node.parent_keys:
             put(pkey + b"\0" + seq_b, key, db=self._children)
-        if file_path:
-            put(_k(file_path, 400) + b"\0" + seq_b, key, db=self._files)
+        if node.file_path:
+            put(_k(node.file_path, 400) + b"\0" + seq_b, key, db=self._files)
+        return _created(node, op), True
 
-        data = {
-            "lineage_id": lineage_id,
-            "pattern_node_id": node_id,
-            "event_id": event_id,
+    def _track_usage(
+        self, txn: lmdb.Transaction, req: TrackRequest, op: str, now: str, made: dict[str, tuple[bytes, _NodeHead]]
+    ) -> dict[str, Any]:
+        """pattern_applied / pattern_deprecated: answered about the pattern's newest node, no node written."""
+        found = self._resolve_head(txn, req.pattern_id, made)
+        if found is None:
+            raise LineageValidationError(f"Validation error: Pattern not found: {req.pattern_id}", kind="execution")
+        data: dict[str, Any] = {
+            "event_id": str(uuid.uuid4()),
             "pattern_id": req.pattern_id,
-            "pattern_name": req.pattern_name,
-            "created_at": created_at,
+            "pattern_node_id": found[1].node_id,
         }
-        if parents:
-            data["parent_node_ids"] = list(node.parent_node_ids)
-            if op == "track_merge":
-                data["parent_count"] = len(parents)
-            data["generation"] = generation
-        return data, True
+        if op == "track_deprecation":
+            data["deprecated"] = True
+        data["timestamp"] = now
+        return data
+
+    def _parents(
+        self, txn: lmdb.Transaction, req: TrackRequest, op: str, made: dict[str, tuple[bytes, _NodeHead]]
+    ) -> list[tuple[bytes, _NodeHead]]:
+        """The resolved parents of a modification or merge (none for the other operations)."""
+        if op not in ("track_modification", "track_merge"):
+            return []
+        if not req.parent_pattern_ids:  # only pattern_forked gets here without parents
+            raise LineageValidationError("Operation failed: list index out of range", kind="execution")
+        parents: list[tuple[bytes, _NodeHead]] = []
+        for pid in req.parent_pattern_ids:
+            found = self._resolve_head(txn, pid, made)
+            if found is None:
+                raise LineageValidationError(
+                    f"Validation error: Parent pattern not found: {pid}", kind="execution", parent_missing=True
+                )
+            parents.append(found)
+        return parents
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -533,6 +519,84 @@ class LineageStore:
             }
 
         return self.store.read(run)
+
+
+def _new_node(
+    req: TrackRequest, op: str, key: bytes, seq: int, now: str, parents: list[tuple[bytes, _NodeHead]]
+) -> Node:
+    """The node an event creates: generation and lineage from its parents, ids derived from ``key``."""
+    if parents:
+        lineage_id = parents[0][1].lineage_id
+        generation = max(p.generation for _, p in parents) + 1
+        if op == "track_merge":
+            edge_type, transformation = req.edge_type or "merged_from", "merge"
+        else:
+            edge_type, transformation = req.edge_type or "modified_from", req.transformation_type or "refactor"
+    else:
+        lineage_id, generation, edge_type, transformation = _uuid_for(b"lineage", key), 1, None, None
+    data = req.pattern_data
+    data_event_id = data.get("event_id") if data else None
+    event_id = data_event_id if isinstance(data_event_id, str) and data_event_id else event_id_for(
+        req.pattern_id, req.pattern_version
+    )
+    file_path = req.file_path
+    if file_path is None and data:
+        fp = data.get("file_path")
+        file_path = fp if isinstance(fp, str) else None
+    return Node(
+        seq=seq,
+        node_id=_uuid_for(b"node", key),
+        lineage_id=lineage_id,
+        event_id=event_id,
+        pattern_id=req.pattern_id,
+        pattern_version=req.pattern_version,
+        pattern_name=req.pattern_name,
+        pattern_type=req.pattern_type,
+        event_type=req.event_type,
+        generation=generation,
+        created_at=now,
+        file_path=file_path,
+        language=req.language,
+        tool_name=req.tool_name,
+        triggered_by=req.triggered_by,
+        reason=req.reason,
+        parent_pattern_ids=[p.pattern_id for _, p in parents],
+        parent_node_ids=[p.node_id for _, p in parents],
+        parent_keys=[k for k, _ in parents],
+        edge_type=edge_type,
+        transformation_type=transformation,
+        pattern_data=data,
+    )
+
+
+def _created(node: Node, op: str) -> dict[str, Any]:
+    """The service's ``data`` for a new node."""
+    data = {
+        "lineage_id": node.lineage_id,
+        "pattern_node_id": node.node_id,
+        "event_id": node.event_id,
+        "pattern_id": node.pattern_id,
+        "pattern_name": node.pattern_name,
+        "created_at": node.created_at,
+    }
+    if node.parent_keys:
+        data["parent_node_ids"] = list(node.parent_node_ids)
+        if op == "track_merge":
+            data["parent_count"] = len(node.parent_keys)
+        data["generation"] = node.generation
+    return data
+
+
+def _already_exists(node: _NodeHead) -> dict[str, Any]:
+    """The service's ``data`` for a re-sent (pattern_id, pattern_version)."""
+    return {
+        "lineage_id": node.lineage_id,
+        "pattern_node_id": node.node_id,
+        "event_id": node.event_id,
+        "pattern_id": node.pattern_id,
+        "status": "already_exists",
+        "message": "Pattern already exists in lineage",
+    }
 
 
 def _values(txn: lmdb.Transaction, db: Any) -> Iterable[bytes]:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import threading
 import time
+import uuid
 
 import msgspec
 import pytest
 
 from pipeline.events import TrackRequest, build_event, to_track_request
 from sinks.embedded import EmbeddedSink
-from sinks.lineage_store import LineageStore, LineageValidationError, PatternNotFound
+from sinks.lineage_store import LineageStore, LineageValidationError, PatternNotFound, random_uuids
 
 
 def created(pid: str, version: str = "1", file_path: str | None = "/src/a.py", **kw) -> TrackRequest:
@@ -131,6 +133,37 @@ def test_track_many_partial_failure_and_order(lineage: LineageStore) -> None:
     assert lineage.count() == 3
     again = lineage.track_many(reqs[:2])
     assert [r["status"] for r in again] == ["already_exists", "already_exists"]
+
+
+def test_nodes_written_earlier_in_the_transaction_are_seen(lineage: LineageStore) -> None:
+    """A parent, a newer version of it and a duplicate all in one transaction resolve as if tracked one by one."""
+    out = lineage.track_many([created("p", version="1"), created("p", version="2"), modified("c", "p"),
+                              created("p", version="2"), modified("d", "c")])
+    assert out[2]["parent_node_ids"] == [out[1]["pattern_node_id"]] and out[2]["generation"] == 2
+    assert out[3]["status"] == "already_exists" and out[3]["pattern_node_id"] == out[1]["pattern_node_id"]
+    assert out[4]["generation"] == 3 and out[4]["lineage_id"] == out[1]["lineage_id"]
+    assert [r["ancestor_pattern_id"] for r in lineage.ancestry("d")["ancestors"]] == ["d", "c", "p"]
+    assert lineage.count() == 4
+
+
+def test_before_commit_runs_once_after_the_writes(lineage: LineageStore) -> None:
+    seen: list[int] = []
+
+    def count_from_another_thread() -> None:
+        reader = threading.Thread(target=lambda: seen.append(lineage.count()))
+        reader.start()
+        reader.join()
+
+    out = lineage.track_many([created("a"), modified("b", "a")], before_commit=count_from_another_thread)
+    assert seen == [0]  # called once, before the commit made the nodes visible
+    assert all(isinstance(r, dict) for r in out) and lineage.count() == 2
+
+
+def test_random_uuids() -> None:
+    ids = random_uuids(50)
+    assert len(set(ids)) == 50
+    assert all(str(uuid.UUID(i)) == i and uuid.UUID(i).version == 4 for i in ids)
+    assert all(uuid.UUID(i).variant == uuid.RFC_4122 for i in ids)
 
 
 def test_query_by_file(lineage: LineageStore) -> None:

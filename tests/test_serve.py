@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
+import threading
 from typing import Any
 
 import aiohttp
+import lmdb
 import pytest
 from aiohttp import web
 
@@ -164,6 +167,95 @@ async def test_batch_missing_parent_fails_only_that_event(serve_url: str, lineag
     assert failed["error"] == "Validation error: Parent pattern not found: ghost"
     assert [r["event_index"] for r in body["successful_results"]] == [0, 2]
     assert lineage.count() == 2
+
+
+async def _post_slowly(url: str, path: str,
+                       payload: dict[str, Any]) -> tuple[asyncio.StreamWriter, bytes, asyncio.StreamReader]:
+    """Send the request line, headers and the first bytes of the body; the caller sends the rest."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    body = json.dumps(payload).encode()
+    writer.write(f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                 f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body[:10])
+    await writer.drain()
+    return writer, body[10:], reader
+
+
+def _transaction_sizes(monkeypatch, lineage, hold_first: threading.Event | None = None) -> list[int]:
+    """Record the number of events of each store transaction; ``hold_first`` keeps the first one
+    committing (its execution is over, so requests are decoded meanwhile) until it is set."""
+    sizes: list[int] = []
+    real = lineage.track_many
+
+    def recorded(reqs, *args, before_commit=None, **kwargs):
+        def hold() -> None:
+            if before_commit is not None:
+                before_commit()
+            if hold_first is not None and len(sizes) == 1:
+                hold_first.wait(10)
+
+        sizes.append(len(reqs))
+        return real(reqs, *args, before_commit=hold, **kwargs)
+
+    monkeypatch.setattr(lineage, "track_many", recorded)
+    return sizes
+
+
+async def test_batches_waiting_behind_a_commit_share_the_next_transaction(serve_url: str, lineage,
+                                                                          monkeypatch) -> None:
+    release = threading.Event()
+    sizes = _transaction_sizes(monkeypatch, lineage, hold_first=release)
+    first = asyncio.create_task(call("POST", serve_url + BATCH, json={"events": [created("w0", "/src/w.py")]}))
+    while not sizes:
+        await asyncio.sleep(0.01)
+    later = [asyncio.create_task(call("POST", serve_url + BATCH, json={"events": [created(f"w{i}", f"/src/{i}.py")]}))
+             for i in (1, 2)]
+    await asyncio.sleep(0.2)
+    release.set()
+    answers = [await first, *[await task for task in later]]
+    assert [(status, body["success"]) for status, body, _ in answers] == [(200, True)] * 3
+    assert sizes == [1, 2] and lineage.count() == 3
+
+
+async def test_batches_run_in_arrival_order_when_bodies_finish_out_of_order(serve_url: str, lineage,
+                                                                             monkeypatch) -> None:
+    """A parent's batch whose body finishes uploading after its child's still runs first."""
+    sizes = _transaction_sizes(monkeypatch, lineage)
+    writer, rest, reader = await _post_slowly(serve_url, BATCH, {"events": [created("g1"), created("g0", "/src/c.py")]})
+    await asyncio.sleep(0.1)  # the parent's request has arrived; its body has not
+    child = asyncio.create_task(call("POST", serve_url + BATCH, json={"events": [modified("g2", "g1")]}))
+    await asyncio.sleep(0.1)  # the child's batch is read and waits for the parent's
+    writer.write(rest)
+    await writer.drain()
+    status, body, _ = await child
+    raw = await reader.read()
+    writer.close()
+    parent = json.loads(raw.split(b"\r\n\r\n", 1)[1])
+    assert status == 200 and body["success"] is True, body
+    assert body["successful_results"][0]["data"]["generation"] == 2
+    assert parent["success"] is True and [r["event_index"] for r in parent["successful_results"]] == [0, 1]
+    assert sizes == [3] and lineage.count() == 3
+
+
+async def test_a_stalled_upload_holds_later_batches_only_briefly(serve_url: str, lineage) -> None:
+    writer, _, _ = await _post_slowly(serve_url, BATCH, {"events": [created("s1")]})
+    await asyncio.sleep(0.1)
+    t0 = asyncio.get_running_loop().time()
+    status, body, _ = await call("POST", serve_url + BATCH, json={"events": [created("s2", "/src/s.py")]})
+    assert status == 200 and body["success"] is True
+    assert asyncio.get_running_loop().time() - t0 < 2.0
+    writer.close()
+
+
+async def test_store_failure_fails_every_batch_of_the_transaction(serve_url: str, lineage, monkeypatch) -> None:
+    def broken(reqs, *args, **kwargs):
+        raise lmdb.Error("disk gone")
+
+    monkeypatch.setattr(lineage, "track_many", broken)
+    answers = await asyncio.gather(*(call("POST", serve_url + BATCH, json={"events": [created(f"x{i}")]})
+                                     for i in range(3)))
+    unavailable = (503, {"detail": "Database connection not available"})
+    assert [(status, body) for status, body, _ in answers] == [unavailable] * 3
 
 
 async def test_empty_batch_is_500(serve_url: str) -> None:
