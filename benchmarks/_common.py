@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BIN = Path(sys.executable).parent / "pattern-tracker"
@@ -36,6 +37,21 @@ def serve(data_dir: Path) -> Iterator[str]:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
+
+
+# ~700 B of code per event: the synthetic live edits of spill_drain and telemetry_overhead.
+CODE = "def handler(event, context):\n    return {'status': 200, 'body': event.get('body', '')}\n" * 8
+
+
+def producer(n: int) -> Any:
+    """A source of ``n`` watch changes over 500 files (a new version each), 100 at a time."""
+    from pipeline.hook_payload import Change
+
+    async def source(feed: Any, stop: Any) -> None:
+        for start in range(0, n, 100):
+            await feed.changes([Change(path=f"/bench/f{i % 500}.py", code=f"{CODE}# {i}\n", occurred_at=time.time())
+                                for i in range(start, min(n, start + 100))], "watch")
+    return source
 
 
 def free_port() -> int:

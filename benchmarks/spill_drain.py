@@ -20,16 +20,14 @@ from pathlib import Path
 from operators.backoff import ExponentialBackoff
 from operators.breaker import BreakerSettings
 from pipeline.circuit_store import SharedBreaker
-from pipeline.hook_payload import Change
-from pipeline.runtime import Feed, Pipeline, RuntimeSettings
+from pipeline.runtime import Pipeline, RuntimeSettings
 from pipeline.spool import Spool, SpoolLimits
 from pipeline.store import Store
 from pipeline.telemetry import Telemetry
 from sinks.http import HttpSink
 
-from benchmarks._common import free_port, machine, serve, write_result
+from benchmarks._common import free_port, machine, producer, serve, write_result
 
-CODE = "def handler(event, context):\n    return {'status': 200, 'body': event.get('body', '')}\n" * 8  # ~700 B
 
 
 def pipeline_for(data: Path, url: str, n: int) -> tuple[Pipeline, Store]:
@@ -40,14 +38,6 @@ def pipeline_for(data: Path, url: str, n: int) -> tuple[Pipeline, Store]:
                  spool=Spool(store, SpoolLimits(bound=n * 2, ttl=86400)), breaker=breaker,
                  policy=ExponentialBackoff(max_attempts=2, base_delay=0.01, max_delay=0.05))
     return p, store
-
-
-def producer(n: int):
-    async def source(feed: Feed, stop: asyncio.Event) -> None:
-        for start in range(0, n, 100):
-            await feed.changes([Change(path=f"/bench/f{i % 500}.py", code=f"{CODE}# {i}\n", occurred_at=time.time())
-                                for i in range(start, min(n, start + 100))], "watch")
-    return source
 
 
 async def timed(pipeline: Pipeline, sources, **kw) -> tuple[float, object]:

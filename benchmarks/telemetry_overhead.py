@@ -31,8 +31,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-from pipeline.hook_payload import Change
-from pipeline.runtime import Feed, Pipeline, RuntimeSettings
+from pipeline.runtime import Pipeline, RuntimeSettings
 from pipeline.spool import Spool, SpoolLimits
 from pipeline.store import MIB, Store
 from pipeline.telemetry import Telemetry
@@ -40,9 +39,8 @@ from sinks.embedded import EmbeddedSink
 from sinks.lineage_store import LineageStore
 from sinks.null import NullSink
 
-from benchmarks._common import machine, write_result
+from benchmarks._common import machine, producer, write_result
 
-CODE = "def handler(event, context):\n    return {'status': 200, 'body': event.get('body', '')}\n" * 8  # ~700 B
 
 
 class _Discard(SpanExporter):
@@ -66,14 +64,6 @@ def telemetry(on: bool, sample_rate: float) -> tuple[Telemetry, Any]:
     reader = InMemoryMetricReader()
     mp = MeterProvider(metric_readers=[reader], views=Telemetry.views())
     return Telemetry(tp, mp, sample_rate, [tp, mp]), (exporter, reader)
-
-
-def producer(n: int):
-    async def source(feed: Feed, stop: asyncio.Event) -> None:
-        for start in range(0, n, 100):
-            await feed.changes([Change(path=f"/bench/f{i % 500}.py", code=f"{CODE}# {i}\n", occurred_at=time.time())
-                                for i in range(start, min(n, start + 100))], "watch")
-    return source
 
 
 async def one_run(root: Path, sink_kind: str, on: bool, n: int, sample_rate: float) -> tuple[float, int]:
