@@ -303,15 +303,16 @@ def main(n: int, m: int, k: int, files: int, seed: int, drop: bool, rounds: int 
                          "concurrency": concurrency, "archive_mib": dir_size(arch) / 2**20, "machine": machine(),
                          "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     try:
-        def full(i: int) -> dict[str, Any]:
-            print(f"-- (full) pattern-tracker replay → serve (round {i + 1})", flush=True)
-            with serve(root / f"svc-full-{i}") as url:
-                c = run_child([str(BIN), "replay", str(arch), "--json"], child_env(root / f"full-{i}", url))
+        def full(tag: str, archive: Path, events: int) -> dict[str, Any]:
+            print(f"-- (full{tag}) pattern-tracker replay of {events} events → serve", flush=True)
+            with serve(root / f"svc-full{tag}") as url:
+                c = run_child([str(BIN), "replay", str(archive), "--json"], child_env(root / f"full{tag}", url))
             out = c.json()
-            assert out["delivered"] + out["already_existed"] == n and out["left_in_spool"] == 0, out
-            met = _metrics(root / f"full-{i}")
-            return {"events_per_second": out["events_per_second"], "own_clock_events_per_second": n / c.wall,
-                    "seconds": out["seconds"], "wall": c.wall, "maxrss_kb": c.maxrss_kb, "peaks": c.peaks,
+            assert out["delivered"] + out["already_existed"] == events and out["left_in_spool"] == 0, out
+            met = _metrics(root / f"full{tag}")
+            return {"events": events, "events_per_second": out["events_per_second"],
+                    "own_clock_events_per_second": events / c.wall, "seconds": out["seconds"], "wall": c.wall,
+                    "maxrss_kb": c.maxrss_kb, "peaks": c.peaks,
                     "latency_p50_ms": met["response_time_ms"]["p50_ms"], "latency_p99_ms": met["response_time_ms"]["p99_ms"],
                     "requests": met["total_requests"], "retry_attempts": met["retry_attempts"]}
 
@@ -328,23 +329,17 @@ def main(n: int, m: int, k: int, files: int, seed: int, drop: bool, rounds: int 
         ceilings: list[dict[str, Any]] = []
         for i in range(rounds):
             if i % 2 == 0:
-                fulls.append(full(i))
+                fulls.append(full(f", round {i + 1}", arch, n))
                 ceilings.append(ceiling(i))
             else:
                 ceilings.append(ceiling(i))
-                fulls.append(full(i))
+                fulls.append(full(f", round {i + 1}", arch, n))
         r["full"], r["ceiling"] = _rounds(fulls), _rounds(ceilings)
 
         # (b) is slow (one durable request per event), so it sends only the first K events, into an
         # empty store; the full pipeline also runs over a K-event archive, for a ratio at equal size.
         kk = min(k, n)
-        print(f"-- (full, {kk} events) pattern-tracker replay of a {kk}-event archive → serve", flush=True)
-        with serve(root / "svc-full-k") as url:
-            c = run_child([str(BIN), "replay", str(arch_k), "--json"], child_env(root / "full-k", url))
-        out = c.json()
-        assert out["delivered"] + out["already_existed"] == kk and out["left_in_spool"] == 0, out
-        r["full_k"] = {"events": kk, "events_per_second": out["events_per_second"], "seconds": out["seconds"],
-                       "maxrss_kb": c.maxrss_kb}
+        r["full_k"] = full(f", {kk}-event archive", arch_k, kk)
 
         print(f"-- (b) per-event client → serve ({min(k, n)} events)", flush=True)
         with serve(root / "svc-per-event") as url:
