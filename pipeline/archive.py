@@ -15,12 +15,16 @@ import msgspec
 
 from pipeline import mapped_pages
 from pipeline.events import PatternEvent
-from pipeline.store import MIB, Store, from_u64, u64
+from pipeline.store import MIB, Store, u64
 
 META_KEY = b"archive_meta"
 RELEASE_EVERY = 32 * MIB
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(PatternEvent)
+
+
+def _sized_event(raw: memoryview) -> tuple[int, PatternEvent]:
+    return len(raw), _decoder.decode(raw)
 
 
 class ArchiveError(Exception):
@@ -68,30 +72,17 @@ class Archive:
         RELEASE_EVERY bytes read, the map's pages are given back (``mapped_pages``), so a
         replay's resident memory does not grow with the archive.
         """
-        db = self._db
         unreleased = 0
-
-        def read(txn) -> tuple[int, int, list[PatternEvent]]:  # type: ignore[no-untyped-def]
-            events: list[PatternEvent] = []
-            key, nbytes = None, 0
-            with txn.cursor(db=db) as cur:
-                if cur.set_range(u64(after + 1)):
-                    for key, value in cur:
-                        nbytes += len(value)
-                        events.append(_decoder.decode(value))
-                        if len(events) >= size:
-                            break
-            return (from_u64(key) if key is not None else after), nbytes, events
-
         while True:
-            after, nbytes, events = self.store.read(read, buffers=True)
-            if not events:
+            rows = self.store.scan_seq("archive", after, size, decode=_sized_event)
+            if not rows:
                 return
-            unreleased += nbytes
+            after = rows[-1][0]
+            unreleased += sum(nbytes for _, (nbytes, _ev) in rows)
             if unreleased >= RELEASE_EVERY:
                 mapped_pages.release(self._data_file)
                 unreleased = 0
-            yield events
+            yield [ev for _, (_n, ev) in rows]
 
     def info(self) -> dict[str, object]:
         n = self.count()

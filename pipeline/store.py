@@ -203,12 +203,17 @@ class Store:
 
     # -- sequence-keyed logs (spool, dead letter, archive) ------------------------------------
 
-    def scan_seq(self, db_name: str, after: int, limit: int, upto: int | None = None) -> list[tuple[int, bytes]]:
-        """Up to ``limit`` (seq, value) of a u64-keyed database with after < seq (<= upto), in order."""
+    def scan_seq(self, db_name: str, after: int, limit: int, upto: int | None = None,
+                 decode: Callable[[memoryview], Any] | None = None) -> list[tuple[int, Any]]:
+        """Up to ``limit`` (seq, value) of a u64-keyed database with after < seq (<= upto), in order.
+
+        ``decode``: values are decoded inside the read transaction straight from the map
+        (memoryviews, no copy) and the results returned instead of bytes.
+        """
         db = self.dbs[db_name]
 
-        def read(txn: lmdb.Transaction) -> list[tuple[int, bytes]]:
-            out: list[tuple[int, bytes]] = []
+        def read(txn: lmdb.Transaction) -> list[tuple[int, Any]]:
+            out: list[tuple[int, Any]] = []
             with txn.cursor(db=db) as cur:
                 if not cur.set_range(u64(after + 1)):
                     return out
@@ -216,12 +221,12 @@ class Store:
                     seq = from_u64(key)
                     if upto is not None and seq > upto:
                         break
-                    out.append((seq, value))
+                    out.append((seq, value if decode is None else decode(value)))
                     if len(out) >= limit:
                         break
             return out
 
-        return self.read(read)
+        return self.read(read, buffers=decode is not None)
 
     def entries(self, db_name: str) -> int:
         db = self.dbs[db_name]
