@@ -149,7 +149,7 @@ def child_env(data_dir: Path, url: str | None = None, **extra: str) -> dict[str,
 
 def pipeline_settings() -> tuple[int, int]:
     """(pattern_tracking.batch_size, api.max_concurrency) of the configuration `replay` uses."""
-    from pipeline.config import load_config
+    from pattern_tracker.config import load_config
 
     cfg = load_config(None).config
     return int(cfg.pattern_tracking.batch_size), int(cfg.api.max_concurrency)
@@ -167,8 +167,8 @@ def percentile(values: list[float], q: float) -> float | None:
 async def ceiling_client(archive_path: str, base: str, batch_size: int, concurrency: int) -> dict[str, Any]:
     import aiohttp
 
-    from pipeline.archive import Archive
-    from pipeline.events import batch_response_decoder, json_encoder, to_batch_request
+    from pattern_tracker.archive import Archive
+    from pattern_tracker.events import batch_response_decoder, json_encoder, to_batch_request
 
     archive = Archive(archive_path)
     url = f"{base}{PREFIX}/lineage/track/batch"
@@ -217,8 +217,8 @@ async def per_event_client(archive_path: str, base: str, limit: int) -> dict[str
     import aiohttp
     import msgspec
 
-    from pipeline.archive import Archive
-    from pipeline.events import to_track_request
+    from pattern_tracker.archive import Archive
+    from pattern_tracker.events import to_track_request
 
     archive = Archive(archive_path)
     url = f"{base}{PREFIX}/lineage/track"
@@ -259,7 +259,7 @@ async def per_event_client(archive_path: str, base: str, limit: int) -> dict[str
 
 def decode_only(archive_path: str, chunk: int) -> dict[str, Any]:
     """Read and decode every event of the archive, as `replay` does, and nothing else."""
-    from pipeline.archive import Archive
+    from pattern_tracker.archive import Archive
 
     archive = Archive(archive_path)
     t0 = time.perf_counter()

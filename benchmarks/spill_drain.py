@@ -17,14 +17,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from operators.backoff import ExponentialBackoff
-from operators.breaker import BreakerSettings
-from pipeline.circuit_store import SharedBreaker
-from pipeline.runtime import Pipeline, RuntimeSettings
-from pipeline.spool import Spool, SpoolLimits
-from pipeline.store import Store
-from pipeline.telemetry import Telemetry
-from sinks.http import HttpSink
+from pattern_tracker.operators.backoff import ExponentialBackoff
+from pattern_tracker.operators.breaker import BreakerSettings
+from pattern_tracker.circuit_store import SharedBreaker
+from pattern_tracker.runtime import Pipeline, RuntimeSettings
+from pattern_tracker.spool import Spool, SpoolLimits
+from pattern_tracker.store import Store
+from pattern_tracker.telemetry import Telemetry
+from pattern_tracker.sinks.http import HttpSink
 
 from benchmarks._common import free_port, machine, producer, serve, write_result
 

@@ -31,13 +31,13 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-from pipeline.runtime import Pipeline, RuntimeSettings
-from pipeline.spool import Spool, SpoolLimits
-from pipeline.store import MIB, Store
-from pipeline.telemetry import Telemetry
-from sinks.embedded import EmbeddedSink
-from sinks.lineage_store import LineageStore
-from sinks.null import NullSink
+from pattern_tracker.runtime import Pipeline, RuntimeSettings
+from pattern_tracker.spool import Spool, SpoolLimits
+from pattern_tracker.store import MIB, Store
+from pattern_tracker.telemetry import Telemetry
+from pattern_tracker.sinks.embedded import EmbeddedSink
+from pattern_tracker.sinks.lineage_store import LineageStore
+from pattern_tracker.sinks.null import NullSink
 
 from benchmarks._common import machine, producer, write_result
 

@@ -14,8 +14,8 @@ from typing import Any, Protocol
 import reactivex.operators as ops
 from reactivex import Observable
 
-from operators.breaker import Permit
-from sinks.base import Outcome
+from pattern_tracker.operators.breaker import Permit
+from pattern_tracker.sinks.base import Outcome
 
 # Outcome classes that mean the service (or the way to it) is failing, not one event.
 SERVICE_FAILURES = frozenset(

@@ -19,10 +19,10 @@ import reactivex as rx
 import reactivex.operators as ops
 from reactivex import Observable, abc
 
-from operators.backoff import RetryPolicy
-from operators.breaker import Permit
-from operators.spill import Spill
-from sinks.base import Outcome
+from pattern_tracker.operators.backoff import RetryPolicy
+from pattern_tracker.operators.breaker import Permit
+from pattern_tracker.operators.spill import Spill
+from pattern_tracker.sinks.base import Outcome
 
 # The delivery call: events → an Observable of exactly one list of outcomes (one per event).
 Call = Callable[[list[Any]], Observable[list[Outcome]]]

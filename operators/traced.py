@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import reactivex.operators as ops
 from reactivex import Observable
 
-from pipeline.telemetry import Stage
+from pattern_tracker.telemetry import Stage
 
 A = TypeVar("A")
 B = TypeVar("B")

@@ -2,21 +2,21 @@
 
 Keep this module import-free: the hook path imports ``pipeline.*`` modules one by one and
 must not pay for aiohttp, reactivex or OpenTelemetry. The Python API is loaded on first use
-(PEP 562): ``from pipeline import PatternTracker`` imports pipeline/facade.py then, and only then.
+(PEP 562): ``from pattern_tracker import PatternTracker`` imports pipeline/facade.py then, and only then.
 """
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "PatternTracker": ("pipeline.facade", "PatternTracker"),
-    "ConfigError": ("pipeline.config", "ConfigError"),
+    "PatternTracker": ("pattern_tracker.facade", "PatternTracker"),
+    "ConfigError": ("pattern_tracker.config", "ConfigError"),
 }
 
 
 def __getattr__(name: str):  # type: ignore[no-untyped-def]
     target = _LAZY.get(name)
     if target is None:
-        # AttributeError (not ImportError): `from pipeline import submodule` relies on it.
+        # AttributeError (not ImportError): `from pattern_tracker import submodule` relies on it.
         raise AttributeError(f"module 'pipeline' has no attribute {name!r}")
     import importlib
 

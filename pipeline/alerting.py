@@ -37,7 +37,7 @@ from typing import Any
 
 import msgspec
 
-from pipeline.monitoring import Snapshot, collect, iso, window_for
+from pattern_tracker.monitoring import Snapshot, collect, iso, window_for
 
 log = logging.getLogger("pattern_tracker.alerts")
 _internal = logging.getLogger("pattern_tracker.monitoring")
@@ -216,7 +216,7 @@ class Alerter:
         if now - self._pruned_at < PRUNE_EVERY:
             return
         self._pruned_at = now
-        from pipeline.counters import Counters
+        from pattern_tracker.counters import Counters
 
         try:
             n = Counters(self.store).prune(now - self.cfg.monitoring.metrics_retention)

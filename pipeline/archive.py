@@ -13,9 +13,9 @@ from collections.abc import Iterable, Iterator
 
 import msgspec
 
-from pipeline import mapped_pages
-from pipeline.events import PatternEvent
-from pipeline.store import MIB, Store, u64
+from pattern_tracker import mapped_pages
+from pattern_tracker.events import PatternEvent
+from pattern_tracker.store import MIB, Store, u64
 
 META_KEY = b"archive_meta"
 RELEASE_EVERY = 32 * MIB

@@ -8,7 +8,7 @@ import os
 import time
 from typing import Any
 
-from pipeline.commands import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CliError, _install_stop, _load
+from pattern_tracker.commands import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CliError, _install_stop, _load
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -42,7 +42,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _open_archive(path: str) -> Any:
-    from pipeline.archive import Archive, ArchiveError
+    from pattern_tracker.archive import Archive, ArchiveError
 
     try:
         return Archive(path)
@@ -51,8 +51,8 @@ def _open_archive(path: str) -> Any:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from pipeline.archive import Archive
-    from pipeline.archive_gen import generate
+    from pattern_tracker.archive import Archive
+    from pattern_tracker.archive_gen import generate
 
     if args.events < 1 or args.files < 1:
         raise CliError("--events and --files must be >= 1", EXIT_USAGE)
@@ -99,8 +99,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    from pipeline.commands import _run
-    from sinks.archive import ArchiveSink
+    from pattern_tracker.commands import _run
+    from pattern_tracker.sinks.archive import ArchiveSink
 
     loaded = _load(args)
     cfg = loaded.config
@@ -123,9 +123,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
 async def _replay(cfg: Any, archive: Any, args: argparse.Namespace) -> int:
     import json
 
-    from pipeline.assembly import build_pipeline, open_store
-    from pipeline.sources.replay import replay_source
-    from sinks.null import NullSink
+    from pattern_tracker.assembly import build_pipeline, open_store
+    from pattern_tracker.sources.replay import replay_source
+    from pattern_tracker.sinks.null import NullSink
 
     store = open_store(cfg)
     pipeline = build_pipeline(cfg, store, sink=NullSink() if args.sink == "null" else None)
@@ -157,7 +157,7 @@ async def _replay(cfg: Any, archive: Any, args: argparse.Namespace) -> int:
 
 def _progress(total: int) -> Any:
     """A progress callback: a bar with rate and ETA on a terminal (redrawn ~5 times a second)."""
-    from pipeline.progress import Progress
+    from pattern_tracker.progress import Progress
 
     bar = Progress(total, label="replay")
     last = 0.0

@@ -12,7 +12,7 @@ import math
 import random
 from collections.abc import Iterator
 
-from pipeline.events import PatternEvent, build_event
+from pattern_tracker.events import PatternEvent, build_event
 
 MIN_SIZE, MAX_SIZE = 100, 50_000
 WORDS = ("order", "cart", "price", "user", "token", "cache", "retry", "batch", "event", "lineage", "node", "edge",

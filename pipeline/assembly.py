@@ -13,16 +13,16 @@ from collections.abc import Callable, Sequence
 
 import msgspec
 
-from operators.backoff import RetryPolicy, load_policy
-from operators.breaker import BreakerSettings
-from pipeline.circuit_store import SharedBreaker
-from pipeline.config import Config, ConfigError
-from pipeline.redact import Redactor
-from pipeline.runtime import Feed, Pipeline, RuntimeSettings, Source
-from pipeline.spool import Spool, SpoolLimits
-from pipeline.store import MIB, Store
-from pipeline.telemetry import Telemetry
-from sinks.base import Sink
+from pattern_tracker.operators.backoff import RetryPolicy, load_policy
+from pattern_tracker.operators.breaker import BreakerSettings
+from pattern_tracker.circuit_store import SharedBreaker
+from pattern_tracker.config import Config, ConfigError
+from pattern_tracker.redact import Redactor
+from pattern_tracker.runtime import Feed, Pipeline, RuntimeSettings, Source
+from pattern_tracker.spool import Spool, SpoolLimits
+from pattern_tracker.store import MIB, Store
+from pattern_tracker.telemetry import Telemetry
+from pattern_tracker.sinks.base import Sink
 
 log = logging.getLogger("pattern_tracker")
 
@@ -38,7 +38,7 @@ def build_sink(cfg: Config, store: Store, telemetry: Telemetry | None = None) ->
     With ``telemetry``, every HTTP request the client makes becomes a CLIENT span.
     """
     if cfg.api.url:
-        from sinks.http import HttpSink
+        from pattern_tracker.sinks.http import HttpSink
 
         a = cfg.api
         sink = HttpSink(
@@ -54,8 +54,8 @@ def build_sink(cfg: Config, store: Store, telemetry: Telemetry | None = None) ->
         if telemetry is not None:
             telemetry.instrument_sink(sink)
         return sink
-    from sinks.embedded import EmbeddedSink
-    from sinks.lineage_store import LineageStore
+    from pattern_tracker.sinks.embedded import EmbeddedSink
+    from pattern_tracker.sinks.lineage_store import LineageStore
 
     return EmbeddedSink(LineageStore(store))
 
@@ -116,7 +116,7 @@ def build_pipeline(cfg: Config, store: Store, sink: Sink | None = None, telemetr
 
 def read_text_for(cfg: Config) -> Callable[[str], str | None]:
     """A file reader with the watch source's rules (size limit, binary detection)."""
-    from pipeline.sources.readfile import read_text_file
+    from pattern_tracker.sources.readfile import read_text_file
 
     limit = cfg.sources.watch.max_file_size
 
@@ -129,8 +129,8 @@ def read_text_for(cfg: Config) -> Callable[[str], str | None]:
 
 def watch_source(cfg: Config, paths: Sequence[str]) -> tuple[Source, object]:
     """A pipeline source over the watch trees, and its stats object."""
-    from pipeline.hook_payload import Change
-    from pipeline.sources.watch import WatchSettings, WatchSource, WatchStats
+    from pattern_tracker.hook_payload import Change
+    from pattern_tracker.sources.watch import WatchSettings, WatchSource, WatchStats
 
     settings = WatchSettings(**{**msgspec.structs.asdict(cfg.sources.watch), "paths": list(paths)})
     stats = WatchStats()
@@ -145,8 +145,8 @@ def watch_source(cfg: Config, paths: Sequence[str]) -> tuple[Source, object]:
 
 
 def stdin_source(cfg: Config, on_error: Callable[[str], None]) -> tuple[Source, object]:
-    from pipeline.sources.stdin import StdinStats
-    from pipeline.sources.stdin import stdin_source as make
+    from pattern_tracker.sources.stdin import StdinStats
+    from pattern_tracker.sources.stdin import stdin_source as make
 
     stats = StdinStats()
     return make(sys.stdin.fileno(), stats, read_text_for(cfg), on_error), stats

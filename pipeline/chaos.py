@@ -5,7 +5,7 @@ Three layers, each usable alone:
 * **The schedule** — :class:`Schedule` (msgspec Structs, strict: unknown keys, probabilities
   outside 0..1 and durations ≤ 0 are refused) loaded by :func:`load_schedule`, whose errors are
   one :class:`ChaosScheduleError` line naming the file, the line and the key path, in the style
-  of :mod:`pipeline.config` (the CLI exits 2).
+  of :mod:`pattern_tracker.config` (the CLI exits 2).
 * **The policy** — :func:`locate` and :func:`decide`: plain code taking ``(schedule, elapsed
   seconds, rng)``; no clock, no I/O. Every call draws exactly three numbers from ``rng``, so with
   a seed the same sequence of requests gets the same decisions whatever they were.
@@ -45,8 +45,8 @@ import yaml
 from aiohttp import web
 from msgspec import Meta
 
-from pipeline.config import ConfigError
-from pipeline.serve import PREFIX
+from pattern_tracker.config import ConfigError
+from pattern_tracker.serve import PREFIX
 
 __all__ = [
     "Chaos",

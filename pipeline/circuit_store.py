@@ -12,9 +12,9 @@ from collections.abc import Callable
 
 import msgspec
 
-from operators import breaker
-from operators.breaker import BreakerSettings, BreakerState, Permit
-from pipeline.store import Store
+from pattern_tracker.operators import breaker
+from pattern_tracker.operators.breaker import BreakerSettings, BreakerState, Permit
+from pattern_tracker.store import Store
 
 KEY = b"circuit"
 # JSON, so that the hook can read the state with the standard library (pipeline/hook.py).

@@ -13,10 +13,10 @@ import sys
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     if args[:1] == ["hook"] and "--help" not in args and "-h" not in args:
-        from pipeline.hook import main as hook_main
+        from pattern_tracker.hook import main as hook_main
 
         return hook_main(args[1:])
-    from pipeline.commands import run
+    from pattern_tracker.commands import run
 
     return run(args)
 

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from pipeline import __version__
+from pattern_tracker import __version__
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = csub.add_parser("validate", parents=[common], help="check a config file (defaults + FILE, no env)")
     c.add_argument("file", metavar="FILE")
     c.set_defaults(func=cmd_config_validate)
-    from pipeline import hook_cli, ops_cli  # they import this module: registered here, not at the top
+    from pattern_tracker import hook_cli, ops_cli  # they import this module: registered here, not at the top
 
     p = sub.add_parser(
         "hook",
@@ -105,9 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verbose", action="store_true", help="print what was recorded on stdout")
     ops_cli.register(sub, common)  # dlq, circuit, cache, drain
     hook_cli.register(sub, common)  # install-hook, uninstall-hook
-    __import__("pipeline.archive_cli", fromlist=["register"]).register(sub, common)  # archive, replay
-    __import__("pipeline.monitor_cli").monitor_cli.register(sub, common)  # health, metrics
-    __import__("pipeline.status_cli", fromlist=["register"]).register(sub, common)  # status [--watch] [--json]
+    __import__("pattern_tracker.archive_cli", fromlist=["register"]).register(sub, common)  # archive, replay
+    __import__("pattern_tracker.monitor_cli").monitor_cli.register(sub, common)  # health, metrics
+    __import__("pattern_tracker.status_cli", fromlist=["register"]).register(sub, common)  # status [--watch] [--json]
     return parser
 
 
@@ -116,8 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load(args: argparse.Namespace) -> Any:
-    from pipeline.config import load_config
-    from pipeline.logs import add_secret, setup_logging
+    from pattern_tracker.config import load_config
+    from pattern_tracker.logs import add_secret, setup_logging
 
     loaded = load_config(getattr(args, "config", None))
     cfg = loaded.config
@@ -191,7 +191,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 
 async def _run(cfg: Any, kinds: Sequence[str], paths: Sequence[str], sink: Any = None) -> int:
-    from pipeline.assembly import build_pipeline, open_store, stdin_source, watch_source
+    from pattern_tracker.assembly import build_pipeline, open_store, stdin_source, watch_source
 
     store = open_store(cfg)
     pipeline = build_pipeline(cfg, store, sink=sink)
@@ -248,7 +248,7 @@ async def _start_monitoring(cfg: Any, store: Any, stop: asyncio.Event, console: 
         return started
     if mon.status_port:
         try:
-            from pipeline.status_server import StatusServer
+            from pattern_tracker.status_server import StatusServer
 
             server = StatusServer(cfg, store, mon.status_port)
             url = await server.start()
@@ -257,7 +257,7 @@ async def _start_monitoring(cfg: Any, store: Any, stop: asyncio.Event, console: 
         except Exception as exc:  # noqa: BLE001
             log.warning("status endpoint on port %s not started: %s: %s", mon.status_port, type(exc).__name__, exc)
     try:
-        from pipeline.alerting import Alerter
+        from pattern_tracker.alerting import Alerter
 
         started.append(asyncio.create_task(Alerter(cfg, store, console=console).run(stop)))
     except Exception as exc:  # noqa: BLE001
@@ -279,9 +279,9 @@ async def _stop_monitoring(started: list[Any]) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     loaded = _load(args)
     cfg = loaded.config
-    from pipeline.assembly import open_store
-    from pipeline.serve import run_server
-    from sinks.lineage_store import LineageStore
+    from pattern_tracker.assembly import open_store
+    from pattern_tracker.serve import run_server
+    from pattern_tracker.sinks.lineage_store import LineageStore
 
     host = args.host or cfg.serve.host
     port = cfg.serve.port if args.port is None else args.port
@@ -289,7 +289,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise CliError(f"--port {port} is out of range 0..65535", EXIT_USAGE)
     chaos = None
     if args.chaos is not None:
-        from pipeline.chaos import Chaos, load_schedule
+        from pattern_tracker.chaos import Chaos, load_schedule
 
         chaos = Chaos(load_schedule(args.chaos), seed=args.seed, source=args.chaos)  # ChaosScheduleError: exit 2
     elif args.seed is not None:
@@ -314,13 +314,13 @@ def cmd_query(args: argparse.Namespace) -> int:
     cfg = loaded.config
     if bool(args.pattern_id) == bool(args.file):
         raise CliError("query needs exactly one of PATTERN_ID or --file PATH", EXIT_USAGE)
-    from pipeline.lineage_view import query_lineage
+    from pattern_tracker.lineage_view import query_lineage
 
     return asyncio.run(query_lineage(cfg, args.pattern_id, args.file, args.descendants, args.limit, args.json))
 
 
 def cmd_config_show(args: argparse.Namespace) -> int:
-    from pipeline.config import load_config, render_effective
+    from pattern_tracker.config import load_config, render_effective
 
     loaded = load_config(getattr(args, "config", None))
     print(render_effective(loaded, args.format))
@@ -328,7 +328,7 @@ def cmd_config_show(args: argparse.Namespace) -> int:
 
 
 def cmd_config_validate(args: argparse.Namespace) -> int:
-    from pipeline.config import validate_file
+    from pattern_tracker.config import validate_file
 
     validate_file(args.file)
     print(f"{args.file}: ok")
@@ -343,8 +343,8 @@ def run(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = getattr(args, "debug", False)
-    from pipeline.config import ConfigError
-    from pipeline.store import StoreError
+    from pattern_tracker.config import ConfigError
+    from pattern_tracker.store import StoreError
 
     try:
         return int(args.func(args))

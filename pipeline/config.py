@@ -38,6 +38,8 @@ import msgspec
 import yaml
 from msgspec import Meta
 
+from pattern_tracker import defaults as _shipped_defaults
+
 __all__ = [
     "ApiConfig",
     "AlertingConfig",
@@ -66,7 +68,7 @@ __all__ = [
     "validate_file",
 ]
 
-DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config" / "default.yaml"
+DEFAULT_CONFIG_PATH = Path(_shipped_defaults.__file__).resolve().parent / "default.yaml"
 _DEFAULT_LABEL = "config/default.yaml"
 _BUILTIN_ORIGIN = "default (built-in)"
 
@@ -198,7 +200,7 @@ class SourcesConfig(_Section):
 
 
 class StorageConfig(_Section):
-    data_dir: NonEmptyStr | None = None  # None = pipeline.store.default_data_dir()
+    data_dir: NonEmptyStr | None = None  # None = pattern_tracker.store.default_data_dir()
     map_size_mb: PosInt = 1024
     max_map_size_mb: PosInt = 65536
 
@@ -206,7 +208,7 @@ class StorageConfig(_Section):
     def data_dir_path(self) -> Path:
         """The data directory: ``data_dir`` (``~`` expanded) or the XDG default."""
         if self.data_dir is None:
-            from pipeline.store import default_data_dir  # lazy: pipeline.store imports lmdb
+            from pattern_tracker.store import default_data_dir  # lazy: pattern_tracker.store imports lmdb
 
             return Path(default_data_dir())
         return Path(self.data_dir).expanduser()

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 import lmdb
 
-from pipeline.store import Store, from_u64, u64
+from pattern_tracker.store import Store, from_u64, u64
 
 BUCKET_SECONDS = 60
 

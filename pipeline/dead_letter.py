@@ -13,9 +13,9 @@ from collections.abc import Iterable
 import lmdb
 import msgspec
 
-from pipeline.counters import Counters
-from pipeline.events import PatternEvent
-from pipeline.store import Store, u64
+from pattern_tracker.counters import Counters
+from pattern_tracker.events import PatternEvent
+from pattern_tracker.store import Store, u64
 
 
 class DeadLetter(msgspec.Struct, kw_only=True):

@@ -1,6 +1,6 @@
 """PatternEvent — the one event type every source emits — and the Phase 4 wire structs.
 
-The identity scheme and the fields of an event are decided in ``pipeline.identity`` (standard
+The identity scheme and the fields of an event are decided in ``pattern_tracker.identity`` (standard
 library only, for the hook); this module is their msgspec face and the wire mapping.
 """
 
@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from pipeline.identity import TRIGGERED_BY, content_hash, event_id_for, event_record
+from pattern_tracker.identity import TRIGGERED_BY, content_hash, event_id_for, event_record
 
 EventType = Literal[
     "pattern_created",
@@ -122,7 +122,7 @@ class BatchTrackResponse(msgspec.Struct, kw_only=True):
 
 
 def build_event(**kwargs: Any) -> PatternEvent:
-    """The event for one version of one file (arguments of ``pipeline.identity.event_record``)."""
+    """The event for one version of one file (arguments of ``pattern_tracker.identity.event_record``)."""
     return PatternEvent(**event_record(**kwargs))
 
 

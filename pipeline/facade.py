@@ -1,6 +1,6 @@
 """``pipeline.PatternTracker``: the resilience guide's Python API, for programs that embed the tracker.
 
-    from pipeline import PatternTracker
+    from pattern_tracker import PatternTracker
 
     with PatternTracker("my.yaml") as tracker:
         result = tracker.track_pattern_creation(code, {"file_path": "src/app.py", "session_id": "s1"})
@@ -77,14 +77,14 @@ def metric_name(name: str, tags: Mapping[str, Any] | None = None) -> str:
 
 
 class CircuitBreakerView:
-    """The shared circuit breaker (``pipeline.circuit_store.SharedBreaker``); every read is fresh."""
+    """The shared circuit breaker (``pattern_tracker.circuit_store.SharedBreaker``); every read is fresh."""
 
     def __init__(self, tracker: PatternTracker) -> None:
         self._t = tracker
 
     @property
     def _breaker(self) -> Any:
-        from pipeline.assembly import breaker_for
+        from pattern_tracker.assembly import breaker_for
 
         return breaker_for(self._t.config, self._t.store)
 
@@ -125,14 +125,14 @@ class CircuitBreakerView:
 
 
 class PatternCacheView:
-    """The spool of undelivered events (``pipeline.spool.Spool``), the guide's pattern cache."""
+    """The spool of undelivered events (``pattern_tracker.spool.Spool``), the guide's pattern cache."""
 
     def __init__(self, tracker: PatternTracker) -> None:
         self._t = tracker
 
     @property
     def _spool(self) -> Any:
-        from pipeline.assembly import spool_for
+        from pattern_tracker.assembly import spool_for
 
         return spool_for(self._t.config, self._t.store)
 
@@ -181,7 +181,7 @@ class ServiceMonitor:
         self.timeout = timeout
 
     async def aget_service_status(self) -> dict[str, Any]:
-        from pipeline.assembly import build_sink
+        from pattern_tracker.assembly import build_sink
 
         cfg = self._t.config
         target = "http" if cfg.api.url else "embedded"
@@ -228,23 +228,23 @@ class PatternTracker:
 
     ``PatternTracker(config_path=None, debug=False)`` loads the configuration at once
     (``config/default.yaml`` → ``config_path`` → environment; a bad value raises
-    ``pipeline.config.ConfigError``) and opens the store on first use. Thread-safe for the
+    ``pattern_tracker.config.ConfigError``) and opens the store on first use. Thread-safe for the
     store calls it makes (LMDB serialises writers); one ``inline`` drain runs at a time.
     """
 
     def __init__(self, config_path: str | os.PathLike[str] | None = None, debug: bool = False) -> None:
-        from pipeline.config import load_config
+        from pattern_tracker.config import load_config
 
         self.config_path = os.path.abspath(os.fspath(config_path)) if config_path else None
         self.loaded = load_config(self.config_path)
         self.config = self.loaded.config
         self.debug = debug
-        from pipeline.logs import add_secret
+        from pattern_tracker.logs import add_secret
 
         add_secret(self.config.api.token)  # never in a log line, whatever logs it
         add_secret(self.config.serve.token)
         if debug:
-            from pipeline.logs import setup_logging
+            from pattern_tracker.logs import setup_logging
 
             lg = self.config.logging
             setup_logging(lg.level, lg.format, lg.file, debug=True)
@@ -268,7 +268,7 @@ class PatternTracker:
         if self._store is None:
             with self._lock:
                 if self._store is None:
-                    from pipeline.assembly import open_store
+                    from pattern_tracker.assembly import open_store
 
                     store = open_store(self.config)
                     with _STORE_LOCK:
@@ -314,7 +314,7 @@ class PatternTracker:
     # -- tracking ------------------------------------------------------------------------------
 
     def _change(self, code: str, context: Mapping[str, Any]) -> Any:
-        from pipeline.hook_payload import Change
+        from pattern_tracker.hook_payload import Change
 
         if not isinstance(code, str):
             raise TypeError(f"code must be a str, got {type(code).__name__}")
@@ -339,10 +339,10 @@ class PatternTracker:
 
     def _ingest(self, change: Any, language: str | None) -> dict[str, Any]:
         """Screen, version and spool one change (one write transaction); the result dict."""
-        from pipeline.identity import normalise_path
-        from pipeline.ingest import Ingest
-        from pipeline.redact import Redactor
-        from pipeline.spool import Spool, SpoolFull, SpoolLimits, never_blocking
+        from pattern_tracker.identity import normalise_path
+        from pattern_tracker.ingest import Ingest
+        from pattern_tracker.redact import Redactor
+        from pattern_tracker.spool import Spool, SpoolFull, SpoolLimits, never_blocking
 
         cfg = self.config
         store = self.store
@@ -386,8 +386,8 @@ class PatternTracker:
 
     def _start_drainer(self) -> str:
         """Start a detached ``pattern-tracker drain`` when the hook would; returns what happened."""
-        from pipeline.hook import claim_drainer_start, spawn_drainer
-        from pipeline.lease import DrainLease
+        from pattern_tracker.hook import claim_drainer_start, spawn_drainer
+        from pattern_tracker.lease import DrainLease
 
         cfg = self.config
         if not cfg.hook.spawn_drainer:
@@ -415,7 +415,7 @@ class PatternTracker:
         return result
 
     def _settled(self, event_id: str) -> str:
-        from pipeline.spool import Spool
+        from pattern_tracker.spool import Spool
 
         spool = Spool(self.store)
         queued = self.store.read(lambda txn: spool.queued(txn, event_id))
@@ -471,8 +471,8 @@ class PatternTracker:
         """
         import msgspec
 
-        from pipeline.assembly import build_pipeline, build_telemetry
-        from pipeline.lease import DrainLease
+        from pattern_tracker.assembly import build_pipeline, build_telemetry
+        from pattern_tracker.lease import DrainLease
 
         store = self.store
         holder = DrainLease(store).holder(time.time())
@@ -503,7 +503,7 @@ class PatternTracker:
         circuit's view (not open, half-open or forced open).
         """
         try:
-            from pipeline import monitoring as mon
+            from pattern_tracker import monitoring as mon
 
             read_snapshot, assess, rules_for, document = (mon.read_snapshot, mon.assess, mon.rules_for,
                                                           mon.health_document)
@@ -536,8 +536,8 @@ class PatternTracker:
         return out
 
     def _simple_health(self, check_service: bool) -> dict[str, Any]:
-        """A summary from pipeline/status_cli.collect when pipeline/monitoring.py is absent."""
-        from pipeline.status_cli import collect
+        """A summary from pattern_tracker/status_cli.collect when pipeline/monitoring.py is absent."""
+        from pattern_tracker.status_cli import collect
 
         data = collect(self.config, self.store)
         circuit = data["circuit"]["state"]
@@ -568,19 +568,19 @@ class PatternTracker:
         monitoring module's ``error_metrics`` (``pattern-tracker metrics``) over ``window``
         seconds (default ``monitoring.metrics_retention``), plus flat keys and ``custom_metrics``
         (see :meth:`record_metric`). ``success_rate`` is None when no delivery call was made."""
-        from pipeline import metrics
-        from pipeline.counters import Counters
+        from pattern_tracker import metrics
+        from pattern_tracker.counters import Counters
 
         store = self.store
         now = time.time()
         span = float(self.config.monitoring.metrics_retention if window is None else window)
         c = Counters(store).totals(now - span)
         try:
-            from pipeline.monitoring import error_metrics
+            from pattern_tracker.monitoring import error_metrics
 
             out: dict[str, Any] = dict(error_metrics(self.config, store, now=now, since_seconds=span))
         except (ImportError, AttributeError):
-            from pipeline.assembly import breaker_for
+            from pattern_tracker.assembly import breaker_for
 
             total, ok = c.get("requests.total", 0), c.get("requests.succeeded", 0)
             out = {
@@ -623,7 +623,7 @@ class PatternTracker:
         if value == float("inf"):
             raise ValueError("metric value must be finite")
         base = metric_name(name, tags)
-        from pipeline.counters import Counters
+        from pattern_tracker.counters import Counters
 
         Counters(self.store).bump({f"{base}.count": 1, f"{base}.sum_milli": int(round(value * 1000))}, time.time())
         return base

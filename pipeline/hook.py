@@ -101,7 +101,7 @@ def _describe_json_error(exc: ValueError) -> str:
 
 
 # A drainer takes the lease only once it has started (~0.3 s of imports); hooks in between would
-# each start another one. The hook that starts one notes it (pipeline.lease.SPAWNED_KEY) in its
+# each start another one. The hook that starts one notes it (pattern_tracker.lease.SPAWNED_KEY) in its
 # write transaction; the drainer clears it when it takes the lease. After SPAWN_GRACE seconds
 # without a lease (the drainer failed to start) the next hook starts another.
 SPAWN_GRACE = 5.0
@@ -129,7 +129,7 @@ def claim_drainer_start(txn: Any, store: Any, lease: Any, recovery_timeout: floa
     state = store.db("state")
     if lease.holder(now, txn) is not None or _circuit_blocks(store, recovery_timeout, now, txn):
         return False
-    from pipeline.lease import SPAWNED_KEY
+    from pattern_tracker.lease import SPAWNED_KEY
 
     raw = txn.get(SPAWNED_KEY, db=state)
     try:
@@ -142,8 +142,13 @@ def claim_drainer_start(txn: Any, store: Any, lease: Any, recovery_timeout: floa
 
 
 def spawn_drainer(config_path: str | None, data_dir: str) -> None:
-    """``pattern-tracker drain`` in its own session, detached from Claude Code's pipes."""
-    args = [sys.executable, "-m", "pipeline.cli", "drain"]
+    """``pattern-tracker drain`` in its own session, detached from Claude Code's pipes.
+
+    ``-I`` (isolated mode): the child never resolves code through the current directory, which is
+    the user's project (it may hold its own ``pipeline/`` or ``pattern_tracker/``), nor through
+    PYTHONPATH or the user site; ``pattern_tracker`` comes from this interpreter's installation.
+    """
+    args = [sys.executable, "-I", "-m", "pattern_tracker.cli", "drain"]
     if config_path:
         args += ["--config", config_path]
     log = os.path.join(data_dir, "drain.log")
@@ -157,7 +162,7 @@ def spawn_drainer(config_path: str | None, data_dir: str) -> None:
 
 def run_hook(payload_bytes: bytes, settings: dict[str, Any], log: HookLog, started: float) -> dict[str, Any]:
     """Everything after reading stdin; returns what happened (for --verbose and tests)."""
-    from pipeline.hook_payload import PayloadError, changes_from_payload
+    from pattern_tracker.hook_payload import PayloadError, changes_from_payload
 
     result: dict[str, Any] = {"events": 0, "ignored": False}
     try:
@@ -172,7 +177,7 @@ def run_hook(payload_bytes: bytes, settings: dict[str, Any], log: HookLog, start
         log.error(_describe_json_error(exc))
         return result
     now = time.time()
-    from pipeline.sources.readfile import read_text_file
+    from pattern_tracker.sources.readfile import read_text_file
 
     def read_text(path: str) -> str | None:
         read = read_text_file(path, int(settings["max_file_size"]))
@@ -188,10 +193,10 @@ def run_hook(payload_bytes: bytes, settings: dict[str, Any], log: HookLog, start
         result["ignored"] = True
         return result
 
-    from pipeline.ingest import Ingest
-    from pipeline.redact import Redactor
-    from pipeline.spool import Spool, SpoolFull, SpoolLimits, never_blocking
-    from pipeline.store import Store
+    from pattern_tracker.ingest import Ingest
+    from pattern_tracker.redact import Redactor
+    from pattern_tracker.spool import Spool, SpoolFull, SpoolLimits, never_blocking
+    from pattern_tracker.store import Store
 
     store = Store.open(settings["data_dir"], map_size=settings["map_size"], max_map_size=settings["max_map_size"])
     try:
@@ -208,7 +213,7 @@ def run_hook(payload_bytes: bytes, settings: dict[str, Any], log: HookLog, start
         counts["hook.invocations"] = 1
         timings = {"hook": [started, time.time()]}
 
-        from pipeline.lease import DrainLease
+        from pattern_tracker.lease import DrainLease
 
         lease = DrainLease(store)
 
@@ -244,7 +249,7 @@ def main(argv: list[str]) -> int:
         os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share"), "pattern-tracker")
     log = HookLog(os.path.join(fallback_dir, "hook.log"))  # until the configuration says where
     try:
-        from pipeline.hook_config import hook_settings
+        from pattern_tracker.hook_config import hook_settings
 
         settings = hook_settings(config_path)
         log = HookLog(settings["log_file"] or os.path.join(settings["data_dir"], "hook.log"))

@@ -5,7 +5,7 @@
 
 The target is ``DIR/.claude/settings.json`` (default DIR: the current directory) or, with
 ``--user``, ``~/.claude/settings.json``. ``.claude/settings.local.json`` is never touched. The
-settings logic lives in :mod:`pipeline.claude_settings`; this module resolves paths and the
+settings logic lives in :mod:`pattern_tracker.claude_settings`; this module resolves paths and the
 command, loads ``hook.timeout`` from the configuration and reports one line. Exit codes: 0 ok
 (also when there is nothing to uninstall), 1 the file cannot be read, parsed or written (it is
 left untouched), 2 usage.
@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pipeline.claude_settings import (
+from pattern_tracker.claude_settings import (
     EVENT,
     SettingsError,
     install_hook,
@@ -31,7 +31,7 @@ from pipeline.claude_settings import (
     uninstall_hook,
     write_settings,
 )
-from pipeline.commands import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CliError
+from pattern_tracker.commands import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CliError
 
 SCRIPT = "pattern-tracker"
 WHAT = f"the pattern-tracker {EVENT} hook"
@@ -94,7 +94,7 @@ def default_command(argv0: str | None = None) -> str:
 
 
 def _timeout(args: argparse.Namespace) -> int:
-    from pipeline.config import load_config
+    from pattern_tracker.config import load_config
 
     return int(load_config(getattr(args, "config", None)).config.hook.timeout)
 

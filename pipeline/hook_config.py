@@ -1,6 +1,6 @@
 """The settings the hook needs, without paying for YAML and msgspec on every edit.
 
-The full configuration (``pipeline.config``: defaults, ``--config FILE``, environment) is
+The full configuration (``pattern_tracker.config``: defaults, ``--config FILE``, environment) is
 loaded once and the few values the hook uses are cached as JSON under
 ``$XDG_CACHE_HOME/pattern-tracker/`` (else ``~/.cache/pattern-tracker/``), keyed by everything
 that can change them: the default and override files (path, size, mtime) and every environment
@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 import os
 
-from pipeline.identity import sha256
+from pattern_tracker import defaults as _shipped_defaults
+from pattern_tracker.identity import sha256
 
 TYPE_CHECKING = False  # no `typing` at run time: it costs the hook ~10 ms
 if TYPE_CHECKING:
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 # what the default data directory depends on).
 _ENV_PREFIXES = ("PATTERN_TRACKING_", "PATTERN_TRACKER_", "CIRCUIT_BREAKER_", "EXPONENTIAL_BACKOFF_", "MONITORING_",
                  "ALERTING_", "INTELLIGENCE_SERVICE_URL", "XDG_DATA_HOME", "HOME")
-DEFAULT_YAML = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "config", "default.yaml")
+DEFAULT_YAML = os.path.join(os.path.dirname(os.path.abspath(_shipped_defaults.__file__)), "default.yaml")
 CACHE_VERSION = 1
 
 
@@ -48,7 +49,7 @@ def cache_key(config_path: str | None, env: dict[str, str]) -> str:
 
 def _from_full_config(config_path: str | None) -> dict[str, Any]:
     """The slow path: load and validate the whole configuration (raises ConfigError)."""
-    from pipeline.config import load_config
+    from pattern_tracker.config import load_config
 
     cfg = load_config(config_path).config
     return {
@@ -74,7 +75,7 @@ def _from_full_config(config_path: str | None) -> dict[str, Any]:
 def hook_settings(config_path: str | None, env: dict[str, str] | None = None) -> dict[str, Any]:
     """The hook's settings from the cache, or from the full configuration (then cached).
 
-    Raises ``pipeline.config.ConfigError`` for a bad configuration (never cached).
+    Raises ``pattern_tracker.config.ConfigError`` for a bad configuration (never cached).
     """
     env = dict(os.environ) if env is None else env
     path = os.path.join(_cache_dir(), f"hook-config-{cache_key(config_path, env)}.json")

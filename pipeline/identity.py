@@ -1,7 +1,7 @@
 """Pattern identity and the event record — standard library only.
 
 The hook process imports this (it must start in tens of milliseconds, so no msgspec here);
-``pipeline.events`` builds its ``PatternEvent`` Struct from the same record, so there is one
+``pattern_tracker.events`` builds its ``PatternEvent`` Struct from the same record, so there is one
 place that decides what an event holds.
 
 * ``file_key``   = first 16 hex chars of sha256 of the absolute, normalised file path.
@@ -28,7 +28,7 @@ TYPE_CHECKING = False  # no `typing` at run time: it costs the hook ~10 ms
 if TYPE_CHECKING:
     from typing import Any
 
-from pipeline.languages import detect_language
+from pattern_tracker.languages import detect_language
 
 TRIGGERED_BY: dict[str, str] = {
     "hook": "claude_code_hook",

@@ -5,7 +5,7 @@ a version number is never handed out for an event that could then be lost (which
 hole in the lineage chain), and that the event is on disk before the Rx graph sees it.
 
 Standard library only (the hook uses it): events are built as field dicts
-(``pipeline.identity.event_record``) and handed to ``make_event`` — ``PatternEvent(**fields)``
+(``pattern_tracker.identity.event_record``) and handed to ``make_event`` — ``PatternEvent(**fields)``
 by default, the dict itself in the hook.
 """
 
@@ -13,21 +13,21 @@ from __future__ import annotations
 
 import lmdb
 
-from pipeline.hook_payload import Change
-from pipeline.identity import event_record
-from pipeline.spool import Spool
-from pipeline.store import Store
+from pattern_tracker.hook_payload import Change
+from pattern_tracker.identity import event_record
+from pattern_tracker.spool import Spool
+from pattern_tracker.store import Store
 
 TYPE_CHECKING = False  # no `typing` at run time: it costs the hook ~10 ms
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from typing import Any
 
-    from pipeline.redact import Redactor
+    from pattern_tracker.redact import Redactor
 
 
 def _pattern_event(fields: dict[str, Any]) -> Any:
-    from pipeline.events import PatternEvent
+    from pattern_tracker.events import PatternEvent
 
     return PatternEvent(**fields)
 
@@ -57,7 +57,7 @@ class Ingest:
         """
         if not self.deny_globs and self.redactor is None:
             return list(changes), {}
-        from pipeline.redact import is_denied
+        from pattern_tracker.redact import is_denied
 
         kept: list[Change] = []
         counts: dict[str, int] = {}

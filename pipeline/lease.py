@@ -12,7 +12,7 @@ import json
 import os
 from collections import namedtuple
 
-from pipeline.store import Store
+from pattern_tracker.store import Store
 
 TYPE_CHECKING = False  # no `typing` at run time: it costs the hook ~10 ms
 if TYPE_CHECKING:

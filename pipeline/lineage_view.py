@@ -11,8 +11,8 @@ from typing import Any
 
 import msgspec
 
-from pipeline.config import Config
-from pipeline.identity import normalise_path
+from pattern_tracker.config import Config
+from pattern_tracker.identity import normalise_path
 
 
 class QueryError(Exception):
@@ -47,12 +47,12 @@ def _print_related(data: dict[str, Any], descendants: bool) -> None:
 
 
 async def query_lineage(cfg: Config, pattern_id: str | None, file: str | None, descendants: bool, limit: int, as_json: bool) -> int:
-    from pipeline.assembly import open_store
+    from pattern_tracker.assembly import open_store
 
     store = open_store(cfg)
     query_type = "descendants" if descendants else "ancestry"
     if not cfg.api.url:
-        from sinks.lineage_store import LineageStore, PatternNotFound
+        from pattern_tracker.sinks.lineage_store import LineageStore, PatternNotFound
 
         lineage = LineageStore(store)
         if file:
@@ -72,7 +72,7 @@ async def query_lineage(cfg: Config, pattern_id: str | None, file: str | None, d
         _print_json(data) if as_json else _print_related(data, descendants)
         return 0
 
-    from sinks.http import HttpSink
+    from pattern_tracker.sinks.http import HttpSink
 
     a = cfg.api
     sink = HttpSink(a.url, token=a.token, verify_tls=a.verify_tls, connect_timeout=a.timeouts.connect,

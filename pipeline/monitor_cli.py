@@ -17,8 +17,8 @@ import math
 import time
 from typing import Any
 
-from pipeline.commands import EXIT_OK, EXIT_USAGE, CliError
-from pipeline.ops_cli import _duration, _one_line_errors, _open, _print_json
+from pattern_tracker.commands import EXIT_OK, EXIT_USAGE, CliError
+from pattern_tracker.ops_cli import _duration, _one_line_errors, _open, _print_json
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -43,8 +43,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 async def _health(cfg: Any, store: Any) -> tuple[Any, Any]:
-    from pipeline import monitoring
-    from pipeline.assembly import build_sink
+    from pattern_tracker import monitoring
+    from pattern_tracker.assembly import build_sink
 
     sink = build_sink(cfg, store)
     try:
@@ -59,7 +59,7 @@ def _age(seconds: float | None) -> str:
 
 
 def cmd_health(args: argparse.Namespace) -> int:
-    from pipeline import monitoring
+    from pattern_tracker import monitoring
 
     cfg, store = _open(args)
     snap, h = asyncio.run(_health(cfg, store))
@@ -103,7 +103,7 @@ def _hist(h: dict[str, Any]) -> str:
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
-    from pipeline import monitoring
+    from pattern_tracker import monitoring
 
     if args.since is not None and not (args.since > 0 and math.isfinite(args.since)):
         raise CliError(f"--since must be a number of seconds > 0, got {args.since:g}", EXIT_USAGE)

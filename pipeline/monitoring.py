@@ -33,8 +33,8 @@ from typing import Any, Literal
 
 import msgspec
 
-from pipeline import metrics
-from pipeline.counters import BUCKET_SECONDS, Counters
+from pattern_tracker import metrics
+from pattern_tracker.counters import BUCKET_SECONDS, Counters
 
 Status = Literal["healthy", "degraded", "unhealthy"]
 
@@ -180,8 +180,8 @@ def last_delivery_at(store: Any) -> float | None:
 
 def read_snapshot(cfg: Any, store: Any, now: float | None = None, window: float | None = None) -> Snapshot:
     """Everything but the service's health, from the store (synchronous: run it in a thread)."""
-    from pipeline.assembly import breaker_for, spool_for
-    from pipeline.dead_letter import DeadLetters
+    from pattern_tracker.assembly import breaker_for, spool_for
+    from pattern_tracker.dead_letter import DeadLetters
 
     now = time.time() if now is None else now
     window = window_for(cfg.monitoring.interval) if window is None else window
@@ -293,8 +293,8 @@ def _strip(totals: Mapping[str, int], prefix: str) -> dict[str, int]:
 
 def error_metrics(cfg: Any, store: Any, now: float | None = None, since_seconds: float | None = None) -> dict[str, Any]:
     """The guide's error metrics over ``since_seconds`` (default monitoring.metrics_retention)."""
-    from pipeline.assembly import breaker_for, spool_for
-    from pipeline.dead_letter import DeadLetters
+    from pattern_tracker.assembly import breaker_for, spool_for
+    from pattern_tracker.dead_letter import DeadLetters
 
     now = time.time() if now is None else now
     window = float(cfg.monitoring.metrics_retention if since_seconds is None else since_seconds)

@@ -28,7 +28,7 @@ from typing import Any, NoReturn
 
 import msgspec
 
-from pipeline.commands import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CliError, _install_stop, _load
+from pattern_tracker.commands import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CliError, _install_stop, _load
 
 # Events remain in the spool after a drain: the service is unavailable (circuit open), or the
 # drain was interrupted. Nothing is lost; the next drain or run delivers them.
@@ -163,7 +163,7 @@ def _print_json(obj: Any) -> None:
 
 
 def _open(args: argparse.Namespace) -> tuple[Any, Any]:
-    from pipeline.assembly import open_store
+    from pattern_tracker.assembly import open_store
 
     cfg = _load(args).config
     return cfg, open_store(cfg)
@@ -226,7 +226,7 @@ def _letter_row(seq: int, letter: Any) -> dict[str, Any]:
 
 
 def cmd_dlq_list(args: argparse.Namespace) -> int:
-    from pipeline.dead_letter import DeadLetters
+    from pattern_tracker.dead_letter import DeadLetters
 
     if args.limit < 1:
         raise CliError(f"--limit must be at least 1, got {args.limit}", EXIT_USAGE)
@@ -252,7 +252,7 @@ def cmd_dlq_list(args: argparse.Namespace) -> int:
 
 
 def cmd_dlq_show(args: argparse.Namespace) -> int:
-    from pipeline.dead_letter import DeadLetters
+    from pattern_tracker.dead_letter import DeadLetters
 
     seq = _seq(args.seq)
     _, store = _open(args)
@@ -306,9 +306,9 @@ def _replay_letters(store: Any, cfg: Any, seqs: list[int] | None) -> tuple[int, 
     Returns (moved, kept): letters the spool's bound refuses (policy drop_newest or block
     while full) stay in the dead letter. SEQ lists are all-or-nothing on unknown numbers.
     """
-    from pipeline.assembly import spool_for
-    from pipeline.dead_letter import DeadLetters
-    from pipeline.spool import SpoolFull
+    from pattern_tracker.assembly import spool_for
+    from pattern_tracker.dead_letter import DeadLetters
+    from pattern_tracker.spool import SpoolFull
 
     dead = DeadLetters(store)
     spool = spool_for(cfg, store)
@@ -396,7 +396,7 @@ def cmd_dlq_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_dlq_purge(args: argparse.Namespace) -> int:
-    from pipeline.dead_letter import DeadLetters
+    from pattern_tracker.dead_letter import DeadLetters
 
     seqs = _selection(args, "purge")
     _, store = _open(args)
@@ -486,7 +486,7 @@ def _print_circuit(view: dict[str, Any], now: float, as_json: bool, action: str 
 
 
 def _circuit(args: argparse.Namespace, action: str | None) -> int:
-    from pipeline.assembly import breaker_for
+    from pattern_tracker.assembly import breaker_for
 
     cfg, store = _open(args)
     breaker = breaker_for(cfg, store)
@@ -522,8 +522,8 @@ def cmd_circuit_disable(args: argparse.Namespace) -> int:
 
 
 def cmd_cache_stats(args: argparse.Namespace) -> int:
-    from pipeline.assembly import spool_for
-    from pipeline.dead_letter import DeadLetters
+    from pattern_tracker.assembly import spool_for
+    from pattern_tracker.dead_letter import DeadLetters
 
     cfg, store = _open(args)
     now = time.time()
@@ -562,7 +562,7 @@ def cmd_cache_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_cache_clear(args: argparse.Namespace) -> int:
-    from pipeline.assembly import spool_for
+    from pattern_tracker.assembly import spool_for
 
     cfg, store = _open(args)
     spool = spool_for(cfg, store)
@@ -579,7 +579,7 @@ def cmd_cache_clear(args: argparse.Namespace) -> int:
 
 
 def cmd_cache_cleanup(args: argparse.Namespace) -> int:
-    from pipeline.assembly import spool_for
+    from pattern_tracker.assembly import spool_for
 
     cfg, store = _open(args)
     spool = spool_for(cfg, store)
@@ -605,7 +605,7 @@ def _entries(n: int) -> str:
 def _quarantined(args: argparse.Namespace, selected: Sequence[str] = ()) -> tuple[Any, list[Any]]:
     """(spool, the quarantined entries of the SEQ arguments ``selected``, default all); an unknown
     seq is a usage error and nothing is done."""
-    from pipeline.assembly import spool_for
+    from pattern_tracker.assembly import spool_for
 
     seqs = _seqs(selected, QUARANTINE_LIST) or None
     cfg, store = _open(args)
@@ -698,8 +698,8 @@ def _busy(lease: Any) -> str:
 
 def _drain(cfg: Any, store: Any, until_empty: bool, quiet: bool = False) -> tuple[int, dict[str, Any]]:
     """Deliver the spool now; print the outcome (unless ``quiet``); return (exit code, result)."""
-    from pipeline.assembly import breaker_for
-    from pipeline.lease import DrainLease
+    from pattern_tracker.assembly import breaker_for
+    from pattern_tracker.lease import DrainLease
 
     lease = DrainLease(store)
     holder = lease.holder(time.time())
@@ -758,8 +758,8 @@ def _drain(cfg: Any, store: Any, until_empty: bool, quiet: bool = False) -> tupl
 async def _drain_async(cfg: Any, store: Any, until_empty: bool, progress: bool = False) -> tuple[Any, bool]:
     """Run the drain; with ``progress`` and a terminal on stderr, a bar (pipeline/progress.py):
     total = the spool's size at start, done = delivered + already there + dead-lettered."""
-    from pipeline.assembly import build_pipeline
-    from pipeline.progress import Progress
+    from pattern_tracker.assembly import build_pipeline
+    from pattern_tracker.progress import Progress
 
     pipeline = build_pipeline(cfg, store)
     stop = asyncio.Event()

@@ -2,7 +2,7 @@
 
 Imported by the hook process on every edit, so: standard library ``re``, ``fnmatch`` and ``os``
 only, and each pattern is compiled lazily, once per process, when a ``redact`` call first needs
-it (``import pipeline.redact`` itself compiles nothing; a detector whose literal prefix is not in
+it (``import pattern_tracker.redact`` itself compiles nothing; a detector whose literal prefix is not in
 the text is neither compiled nor run).
 
 How ``redact`` works

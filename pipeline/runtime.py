@@ -32,25 +32,25 @@ import reactivex.operators as ops
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 from reactivex.subject import Subject
 
-from operators.backoff import ExponentialBackoff, RetryPolicy
-from operators.batch import batch
-from operators.circuit_gate import CircuitGate, call_failed, circuit_gate
-from operators.retry import Attempted, retry
-from operators.spill import Spill, spill
-from operators.traced import traced
-from operators.validate import validate
-from pipeline import metrics
-from pipeline.circuit_store import SharedBreaker
-from pipeline.dead_letter import DeadLetter, DeadLetters
-from pipeline.events import PatternEvent, SourceName
-from pipeline.hook_payload import Change
-from pipeline.ingest import Ingest
-from pipeline.lease import DrainLease
-from pipeline.redact import Redactor
-from pipeline.spool import Spool, SpoolFull
-from pipeline.store import Store
-from pipeline.telemetry import Telemetry
-from sinks.base import Outcome, Sink
+from pattern_tracker.operators.backoff import ExponentialBackoff, RetryPolicy
+from pattern_tracker.operators.batch import batch
+from pattern_tracker.operators.circuit_gate import CircuitGate, call_failed, circuit_gate
+from pattern_tracker.operators.retry import Attempted, retry
+from pattern_tracker.operators.spill import Spill, spill
+from pattern_tracker.operators.traced import traced
+from pattern_tracker.operators.validate import validate
+from pattern_tracker import metrics
+from pattern_tracker.circuit_store import SharedBreaker
+from pattern_tracker.dead_letter import DeadLetter, DeadLetters
+from pattern_tracker.events import PatternEvent, SourceName
+from pattern_tracker.hook_payload import Change
+from pattern_tracker.ingest import Ingest
+from pattern_tracker.lease import DrainLease
+from pattern_tracker.redact import Redactor
+from pattern_tracker.spool import Spool, SpoolFull
+from pattern_tracker.store import Store
+from pattern_tracker.telemetry import Telemetry
+from pattern_tracker.sinks.base import Outcome, Sink
 
 log = logging.getLogger("pattern_tracker.runtime")
 T = TypeVar("T")
@@ -200,7 +200,7 @@ class Pipeline:
         redactor: Redactor | None = None,
         deny_globs: Sequence[str] = (),
     ) -> None:
-        from operators.breaker import BreakerSettings
+        from pattern_tracker.operators.breaker import BreakerSettings
 
         self.store = store
         self.sink = sink

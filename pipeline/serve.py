@@ -34,13 +34,13 @@ import lmdb
 import msgspec
 from aiohttp import web
 
-from pipeline import __version__
-from pipeline.events import TrackRequest
-from pipeline.store import StoreError
-from sinks.lineage_store import LineageStore, LineageValidationError, PatternNotFound, operation_for, random_uuids
+from pattern_tracker import __version__
+from pattern_tracker.events import TrackRequest
+from pattern_tracker.store import StoreError
+from pattern_tracker.sinks.lineage_store import LineageStore, LineageValidationError, PatternNotFound, operation_for, random_uuids
 
-if TYPE_CHECKING:  # pipeline.chaos imports this module
-    from pipeline.chaos import Chaos
+if TYPE_CHECKING:  # pattern_tracker.chaos imports this module
+    from pattern_tracker.chaos import Chaos
 
 __all__ = ["build_app", "run_server", "PREFIX", "FaultHook", "DEFAULT_MAX_REQUEST_BYTES"]
 
@@ -593,7 +593,7 @@ def build_app(
     """The Phase 4 API over ``lineage``. ``rate_limit_per_minute=0`` means unlimited; ``fault_hook``
     (an async ``request -> response | None``) is consulted first on every /api request.
     ``middlewares`` (aiohttp middlewares) run after the fault hook, before authentication;
-    ``chaos`` (pipeline.chaos.Chaos) adds its middleware there too, reports the health endpoints
+    ``chaos`` (pattern_tracker.chaos.Chaos) adds its middleware there too, reports the health endpoints
     degraded during its error and outage phases, and is started and stopped with the app."""
     extra = list(middlewares)
     if chaos is not None:
@@ -658,7 +658,7 @@ async def run_server(
         shown = f"[{bound_host}]" if ":" in str(bound_host) else bound_host
         url = f"http://{shown}:{bound_port}"
         if chaos is not None:
-            from pipeline.chaos import SiteListener
+            from pattern_tracker.chaos import SiteListener
 
             await chaos.attach_listener(SiteListener(runner, site, host, int(bound_port)))
         for sig in (signal.SIGTERM, signal.SIGINT):

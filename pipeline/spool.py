@@ -20,18 +20,18 @@ from collections import namedtuple
 
 import lmdb
 
-from operators.overflow import is_expired, overflow_plan
-from pipeline.counters import Counters
-from pipeline.store import Store, from_u64, u64
+from pattern_tracker.operators.overflow import is_expired, overflow_plan
+from pattern_tracker.counters import Counters
+from pattern_tracker.store import Store, from_u64, u64
 
 TYPE_CHECKING = False  # no `typing` at run time: it costs the hook ~10 ms
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
     from typing import Any, NamedTuple
 
-    from operators.overflow import OverflowPolicy
-    from pipeline.events import PatternEvent
-    from pipeline.spool_codec import SpoolEntry, SpoolStats
+    from pattern_tracker.operators.overflow import OverflowPolicy
+    from pattern_tracker.events import PatternEvent
+    from pattern_tracker.spool_codec import SpoolEntry, SpoolStats
 
     # An event is a PatternEvent (msgspec side) or its field dict (the hook, standard library only).
     Event = Any
@@ -84,7 +84,7 @@ def _event_id(ev: Event) -> str:
 def _encode(ev: Event, now: float, spilled: bool = False) -> bytes:
     if isinstance(ev, dict):
         return json.dumps([now, ev, spilled], separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")
-    from pipeline.spool_codec import SpoolEntry, encoder
+    from pattern_tracker.spool_codec import SpoolEntry, encoder
 
     return encoder.encode(SpoolEntry(now, ev, spilled))
 
@@ -162,7 +162,7 @@ class Spool:
         return dropped
 
     def mark_spilled(self, txn: lmdb.Transaction, events: Iterable[PatternEvent], reason: str, now: float) -> int:
-        from pipeline.spool_codec import decoder, encoder
+        from pattern_tracker.spool_codec import decoder, encoder
 
         """Keep ``events`` for later: queue those not queued yet, and count each event's first
         spill once (``spool.spilled.<reason>``) so the hit rate is per event, not per attempt."""
@@ -251,7 +251,7 @@ class Spool:
         """Up to ``limit`` entries with after_seq < seq (≤ upto_seq), oldest first."""
         import msgspec
 
-        from pipeline.spool_codec import decoder
+        from pattern_tracker.spool_codec import decoder
 
         out: list[tuple[int, SpoolEntry]] = []
         for seq, raw in self.store.scan_seq("spool", after_seq, limit, upto_seq):
@@ -351,7 +351,7 @@ class Spool:
         return _head(batch[0][1])[0] if batch else None
 
     def stats(self, now: float, since: float | None = None) -> SpoolStats:
-        from pipeline.spool_codec import SpoolStats
+        from pattern_tracker.spool_codec import SpoolStats
         c = self.counters.totals(since, prefix="spool.")
         dropped = {k.removeprefix("spool.dropped."): v for k, v in c.items() if k.startswith("spool.dropped.")}
         oldest = self.oldest_enqueued_at()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import msgspec
 
-from pipeline.events import PatternEvent
+from pattern_tracker.events import PatternEvent
 
 
 class SpoolEntry(msgspec.Struct, array_like=True):

@@ -37,7 +37,7 @@ SHOW_CURSOR = "\x1b[?25h"
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add ``status`` to the ``pattern-tracker`` subparsers."""
-    from pipeline.ops_cli import _one_line_errors
+    from pattern_tracker.ops_cli import _one_line_errors
 
     help = "one screen of live status read from the data directory (circuit, throughput, spool, errors, latency)"
     p = _one_line_errors(sub.add_parser("status", parents=[common], help=help, description=help + ". "
@@ -53,7 +53,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _bucket_start(ts: float) -> float:
-    from pipeline.counters import BUCKET_SECONDS
+    from pattern_tracker.counters import BUCKET_SECONDS
 
     return float(int(ts) // BUCKET_SECONDS * BUCKET_SECONDS)
 
@@ -80,12 +80,12 @@ def _target(cfg: Any) -> str:
 
 def collect(cfg: Any, store: Any, now: float | None = None) -> dict[str, Any]:
     """Everything ``status`` shows, as plain data (also used by the Python facade)."""
-    from pipeline import metrics
-    from pipeline.assembly import breaker_for, spool_for
-    from pipeline.counters import Counters
-    from pipeline.dead_letter import DeadLetters
-    from pipeline.lease import DrainLease
-    from pipeline.ops_cli import _circuit_view, _iso
+    from pattern_tracker import metrics
+    from pattern_tracker.assembly import breaker_for, spool_for
+    from pattern_tracker.counters import Counters
+    from pattern_tracker.dead_letter import DeadLetters
+    from pattern_tracker.lease import DrainLease
+    from pattern_tracker.ops_cli import _circuit_view, _iso
 
     now = time.time() if now is None else now
     counters = Counters(store)
@@ -173,7 +173,7 @@ def _ms(value: float | None) -> str:
 
 
 def render(data: dict[str, Any]) -> str:
-    from pipeline.ops_cli import _clean, _duration, _when
+    from pattern_tracker.ops_cli import _clean, _duration, _when
 
     now = data["now"]
     c = data["circuit"]
@@ -226,8 +226,8 @@ def render(data: dict[str, Any]) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from pipeline.commands import EXIT_OK, EXIT_USAGE, CliError
-    from pipeline.ops_cli import _open
+    from pattern_tracker.commands import EXIT_OK, EXIT_USAGE, CliError
+    from pattern_tracker.ops_cli import _open
 
     if not args.interval > 0 or args.interval > 3600:
         raise CliError(f"--interval must be between 0 and 3600 seconds, got {args.interval:g}", EXIT_USAGE)

@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from pipeline import monitoring
+from pattern_tracker import monitoring
 
 log = logging.getLogger("pattern_tracker.monitoring")
 
@@ -44,7 +44,7 @@ class StatusServer:
 
     def _get_sink(self) -> Any:
         if self._sink is None:
-            from pipeline.assembly import build_sink
+            from pattern_tracker.assembly import build_sink
 
             self._sink = build_sink(self.cfg, self.store)
         return self._sink

@@ -17,8 +17,8 @@ from collections import namedtuple
 
 import lmdb
 
-from pipeline.identity import content_hash as _content_hash
-from pipeline.identity import file_key, normalise_path, pattern_id_for
+from pattern_tracker.identity import content_hash as _content_hash
+from pattern_tracker.identity import file_key, normalise_path, pattern_id_for
 
 # Named databases. Later capabilities add theirs here so that every process opens the same set.
 DB_NAMES: tuple[str, ...] = (

@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 from opentelemetry import metrics, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from pipeline.metrics import BUCKETS_MS
+from pattern_tracker.metrics import BUCKETS_MS
 
 log = logging.getLogger("pattern_tracker.telemetry")
 

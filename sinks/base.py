@@ -7,7 +7,7 @@ from typing import Literal, Protocol
 
 import msgspec
 
-from pipeline.events import PatternEvent
+from pattern_tracker.events import PatternEvent
 
 OutcomeStatus = Literal["delivered", "already_exists", "retryable", "permanent"]
 

@@ -14,10 +14,10 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from pipeline.events import PatternEvent, to_track_request
-from pipeline.store import Store
-from sinks.base import ALREADY_EXISTS, DELIVERED, Outcome, ServiceHealth
-from sinks.lineage_store import LineageStore, LineageValidationError
+from pattern_tracker.events import PatternEvent, to_track_request
+from pattern_tracker.store import Store
+from pattern_tracker.sinks.base import ALREADY_EXISTS, DELIVERED, Outcome, ServiceHealth
+from pattern_tracker.sinks.lineage_store import LineageStore, LineageValidationError
 
 __all__ = ["EmbeddedSink"]
 

@@ -36,11 +36,11 @@ import aiohttp
 import msgspec
 import yarl
 
-from pipeline import __version__
-from pipeline.events import PatternEvent, json_encoder, to_batch_request, to_track_request
-from pipeline.events import batch_response_decoder as _batch_decoder
-from sinks.base import ALREADY_EXISTS, DELIVERED, Outcome, ServiceHealth
-from sinks.retry_after import parse_retry_after
+from pattern_tracker import __version__
+from pattern_tracker.events import PatternEvent, json_encoder, to_batch_request, to_track_request
+from pattern_tracker.events import batch_response_decoder as _batch_decoder
+from pattern_tracker.sinks.base import ALREADY_EXISTS, DELIVERED, Outcome, ServiceHealth
+from pattern_tracker.sinks.retry_after import parse_retry_after
 
 __all__ = [
     "API_PREFIX",

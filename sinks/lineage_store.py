@@ -12,7 +12,7 @@ Semantics follow shared/PHASE4_API.md and the behaviour of the real service:
   ``LineageValidationError(kind="execution")`` with the ``Validation error: ...`` prefix
   (e.g. ``Validation error: Parent pattern not found: X``).
 
-Layout in the shared LMDB environment (named dbs of ``pipeline.store``):
+Layout in the shared LMDB environment (named dbs of ``pattern_tracker.store``):
 
 * ``lineage_nodes``    K(pattern_id) \\0 K(version)        -> Node (msgpack, array_like)
 * ``lineage_latest``   K(pattern_id)                       -> node key of the newest version
@@ -37,9 +37,9 @@ from typing import Any, Literal
 import lmdb
 import msgspec
 
-from pipeline.events import EDGE_TYPES, EVENT_TYPES, TRANSFORMATION_TYPES, TrackRequest
-from pipeline.identity import event_id_for
-from pipeline.store import Store, from_u64, u64
+from pattern_tracker.events import EDGE_TYPES, EVENT_TYPES, TRANSFORMATION_TYPES, TrackRequest
+from pattern_tracker.identity import event_id_for
+from pattern_tracker.store import Store, from_u64, u64
 
 __all__ = [
     "LineageStore",

@@ -8,8 +8,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from pipeline.archive import Archive
-from pipeline.archive_gen import MAX_SIZE, MIN_SIZE, generate
+from pattern_tracker.archive import Archive
+from pattern_tracker.archive_gen import MAX_SIZE, MIN_SIZE, generate
 from tests.clitools import cli_env, run_cli, serve
 
 
@@ -100,7 +100,7 @@ def _mapped_rss_kib(path: Path) -> int:
 
 
 def test_chunks_read_everything_once_in_order_and_give_back_the_map(tmp_path: Path, monkeypatch) -> None:
-    import pipeline.archive as archive_mod
+    import pattern_tracker.archive as archive_mod
 
     events = list(generate(700, 25, seed=9))
     archive = Archive(str(tmp_path / "arch"), create=True)

@@ -6,9 +6,9 @@ import msgspec
 import pytest
 from reactivex.testing import ReactiveTest, TestScheduler
 
-from operators.batch import batch
-from operators.validate import validate, validate_event
-from pipeline.events import build_event
+from pattern_tracker.operators.batch import batch
+from pattern_tracker.operators.validate import validate, validate_event
+from pattern_tracker.events import build_event
 
 T0 = 300  # virtual time of "0" in these tests: after the scheduler subscribes (200)
 

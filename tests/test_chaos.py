@@ -15,11 +15,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from pipeline.chaos import Chaos, ChaosScheduleError, Schedule, decide, load_schedule, locate, parse_schedule
-from pipeline.config import ConfigError
-from pipeline.events import build_event
-from pipeline.serve import PREFIX, run_server
-from sinks.http import HttpSink
+from pattern_tracker.chaos import Chaos, ChaosScheduleError, Schedule, decide, load_schedule, locate, parse_schedule
+from pattern_tracker.config import ConfigError
+from pattern_tracker.events import build_event
+from pattern_tracker.serve import PREFIX, run_server
+from pattern_tracker.sinks.http import HttpSink
 from tests.clitools import BIN, cli_env, run_cli, stop
 
 ROOT = Path(__file__).resolve().parent.parent

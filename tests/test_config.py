@@ -15,7 +15,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.config import (
+from pattern_tracker.config import (
     DEFAULT_CONFIG_PATH,
     ENV_ALIASES,
     ENV_VARS,
@@ -147,7 +147,7 @@ def test_data_dir_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_import_stays_light() -> None:
     code = (
-        "import sys, pipeline.config as c; c.load_config(env={});"
+        "import sys, pattern_tracker.config as c; c.load_config(env={});"
         "heavy = [m for m in ('aiohttp', 'reactivex', 'opentelemetry', 'lmdb', 'watchfiles') if m in sys.modules];"
         "assert not heavy, heavy"
     )

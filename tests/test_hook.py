@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.spool import Spool
-from pipeline.store import Store
+from pattern_tracker.spool import Spool
+from pattern_tracker.store import Store
 from tests.clitools import BIN, cli_env, run_cli, serve, wait_for
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "hook_payloads.jsonl"

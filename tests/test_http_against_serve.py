@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import msgspec
 
-from pipeline.events import build_event
-from sinks.http import HttpSink
+from pattern_tracker.events import build_event
+from pattern_tracker.sinks.http import HttpSink
 
 
 def chain(path: str, n: int) -> list:

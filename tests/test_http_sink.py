@@ -13,10 +13,10 @@ import msgspec
 import pytest
 from aiohttp import web
 
-from pipeline import __version__
-from pipeline.events import EVENT_TYPES, PatternEvent, build_event
-from sinks.http import API_PREFIX, HttpSink, SinkError, classify_error
-from sinks.retry_after import MAX_RETRY_AFTER, parse_retry_after
+from pattern_tracker import __version__
+from pattern_tracker.events import EVENT_TYPES, PatternEvent, build_event
+from pattern_tracker.sinks.http import API_PREFIX, HttpSink, SinkError, classify_error
+from pattern_tracker.sinks.retry_after import MAX_RETRY_AFTER, parse_retry_after
 
 P = API_PREFIX
 Handler = Any  # async (request, body) -> web.Response | None  (None: fall through to the fake)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
-from pipeline.claude_settings import (
+from pattern_tracker.claude_settings import (
     MATCHER,
     SettingsError,
     find_our_hooks,
@@ -22,7 +22,7 @@ from pipeline.claude_settings import (
     uninstall_hook,
     write_settings,
 )
-from pipeline.hook_cli import default_command
+from pattern_tracker.hook_cli import default_command
 from tests.clitools import BIN, cli_env, run_cli
 
 CMD = "/opt/venv/bin/pattern-tracker hook"

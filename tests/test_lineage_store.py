@@ -9,9 +9,9 @@ import uuid
 import msgspec
 import pytest
 
-from pipeline.events import TrackRequest, build_event, to_track_request
-from sinks.embedded import EmbeddedSink
-from sinks.lineage_store import LineageStore, LineageValidationError, PatternNotFound, random_uuids
+from pattern_tracker.events import TrackRequest, build_event, to_track_request
+from pattern_tracker.sinks.embedded import EmbeddedSink
+from pattern_tracker.sinks.lineage_store import LineageStore, LineageValidationError, PatternNotFound, random_uuids
 
 
 def created(pid: str, version: str = "1", file_path: str | None = "/src/a.py", **kw) -> TrackRequest:

@@ -19,12 +19,12 @@ import msgspec
 import pytest
 from aiohttp import web
 
-from pipeline.alerting import Alerter, AlertRules, Incident, evaluate, load_states
-from pipeline.assembly import breaker_for
-from pipeline.config import load_config
-from pipeline.counters import Counters
-from pipeline.monitoring import Rules, Snapshot, assess, error_trends
-from pipeline.status_server import StatusServer
+from pattern_tracker.alerting import Alerter, AlertRules, Incident, evaluate, load_states
+from pattern_tracker.assembly import breaker_for
+from pattern_tracker.config import load_config
+from pattern_tracker.counters import Counters
+from pattern_tracker.monitoring import Rules, Snapshot, assess, error_trends
+from pattern_tracker.status_server import StatusServer
 from tests.clitools import BIN, cli_env, run_cli, stop, wait_for
 
 NOW = 1_800_000_000.0

@@ -16,14 +16,14 @@ import reactivex.operators as ops
 from reactivex import Observable
 from reactivex.testing import ReactiveTest, TestScheduler
 
-from operators.backoff import ExponentialBackoff
-from operators.breaker import BreakerSettings, Permit
-from operators.circuit_gate import CircuitGate, circuit_gate
-from operators.retry import Attempted, retry
-from operators.spill import Spill
-from pipeline.circuit_store import SharedBreaker
-from pipeline.store import Store
-from sinks.base import DELIVERED, Outcome
+from pattern_tracker.operators.backoff import ExponentialBackoff
+from pattern_tracker.operators.breaker import BreakerSettings, Permit
+from pattern_tracker.operators.circuit_gate import CircuitGate, circuit_gate
+from pattern_tracker.operators.retry import Attempted, retry
+from pattern_tracker.operators.spill import Spill
+from pattern_tracker.circuit_store import SharedBreaker
+from pattern_tracker.store import Store
+from pattern_tracker.sinks.base import DELIVERED, Outcome
 
 T0 = 300.0
 END = 10_000.0

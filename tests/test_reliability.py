@@ -32,9 +32,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from pipeline.events import PatternEvent, build_event
-from pipeline.store import Store
-from sinks.lineage_store import LineageStore
+from pattern_tracker.events import PatternEvent, build_event
+from pattern_tracker.store import Store
+from pattern_tracker.sinks.lineage_store import LineageStore
 from tests.clitools import BIN, cli_env, run_cli, stop, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,7 +48,7 @@ FAST_RETRY = {"EXPONENTIAL_BACKOFF_BASE_DELAY": "0.02", "EXPONENTIAL_BACKOFF_MAX
 
 def verify_in_subprocess(path: Path) -> list[str]:
     """Store.verify() of ``path`` in a fresh process (no handle of ours in the way)."""
-    out = subprocess.run([sys.executable, "-c", "import json, sys; from pipeline.store import Store; "
+    out = subprocess.run([sys.executable, "-c", "import json, sys; from pattern_tracker.store import Store; "
                           "s = Store.open(sys.argv[1]); print(json.dumps(s.verify())); s.close()", str(path)],
                          capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert out.returncode == 0, out.stderr
@@ -96,7 +96,7 @@ def crash_replay_scenario(tmp_path: Path, events: int, files: int, kills: int = 
     gen = run_cli("archive", "generate", "--events", str(events), "--files", str(files), "--seed", str(seed), str(arch),
                   env=cli_env(tmp_path / "gen"), timeout=timeout)
     assert gen.returncode == 0, gen.stderr
-    from pipeline.archive import Archive
+    from pattern_tracker.archive import Archive
 
     archive = Archive(str(arch))
     try:
@@ -299,8 +299,8 @@ _INTERNAL = re.compile(r"hook\[\d+\]: (?!StoreError)[A-Za-z_]\w*(Error|Exception
 
 
 def run_hook_in_process(payload: bytes, env: dict[str, str]) -> tuple[int, str]:
-    """pipeline.hook.main with ``payload`` as stdin, ``env`` as the whole environment."""
-    from pipeline.hook import main
+    """pattern_tracker.hook.main with ``payload`` as stdin, ``env`` as the whole environment."""
+    from pattern_tracker.hook import main
 
     out = io.StringIO()
     with tempfile.TemporaryFile() as stdin:
@@ -337,8 +337,8 @@ class HookFuzz:
         return path.read_text(errors="replace").rstrip("\n").split("\n") if path.exists() and path.stat().st_size else []
 
     def check(self, payload: bytes, subprocess_: bool = False) -> None:
-        from operators.validate import validate_event
-        from pipeline.spool_codec import decoder
+        from pattern_tracker.operators.validate import validate_event
+        from pattern_tracker.spool_codec import decoder
 
         before_log, before = len(self.log_lines()), _spool_raw(self.data)
         if subprocess_:
@@ -460,8 +460,8 @@ def test_parse_record_fuzz_one_line_errors_only(obj: Any) -> None:
 
 
 def check_parse_record(obj: Any) -> None:
-    from pipeline.hook_payload import Change
-    from pipeline.sources.stdin import RecordError, parse_record
+    from pattern_tracker.hook_payload import Change
+    from pattern_tracker.sources.stdin import RecordError, parse_record
 
     try:
         parsed = parse_record(obj, 1.0, lambda _path: None)
@@ -658,7 +658,7 @@ def _events(n: int) -> list[PatternEvent]:
 
 
 async def _deliver_against(script: list[Answer], n: int, use_batch: bool) -> tuple[list[PatternEvent], list[Any], ScriptedService]:
-    from sinks.http import HttpSink
+    from pattern_tracker.sinks.http import HttpSink
 
     service = ScriptedService(script, max_body=4096)
     server = await asyncio.start_server(service.handle, "127.0.0.1", 0)
@@ -685,7 +685,7 @@ def test_http_sink_fuzz_never_raises_and_acks_only_what_the_server_acked(script:
 def check_http_answers(script: list[Answer], n: int, use_batch: bool) -> None:
     """HttpSink.deliver never raises, gives one Outcome per event, acknowledges only what the
     service acknowledged, and its own safety net (error_class internal) never fires."""
-    from sinks.base import Outcome
+    from pattern_tracker.sinks.base import Outcome
 
     events, outcomes, service = asyncio.run(_deliver_against(script, n, use_batch))
     assert len(outcomes) == len(events) and all(isinstance(o, Outcome) for o in outcomes)
@@ -714,8 +714,8 @@ def _map_env(data: Path, map_mb: int, max_mb: int, **extra: str) -> dict[str, st
 
 def _readable_spool(data: Path) -> list[str]:
     """Every spooled entry decodes (in a fresh process); returns their event ids."""
-    out = subprocess.run([sys.executable, "-c", "import json, sys; from pipeline.store import Store; "
-                          "from pipeline.spool import Spool; s = Store.open(sys.argv[1]); "
+    out = subprocess.run([sys.executable, "-c", "import json, sys; from pattern_tracker.store import Store; "
+                          "from pattern_tracker.spool import Spool; s = Store.open(sys.argv[1]); "
                           "print(json.dumps([e.event.event_id for _, e in Spool(s).read_batch(0, 10**6)]))", str(data)],
                          capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert out.returncode == 0, out.stderr

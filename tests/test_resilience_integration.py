@@ -9,15 +9,15 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from operators.backoff import ExponentialBackoff
-from operators.breaker import BreakerSettings
-from pipeline.circuit_store import SharedBreaker
-from pipeline.hook_payload import Change
-from pipeline.runtime import Feed, Pipeline, RuntimeSettings
-from pipeline.spool import Spool, SpoolLimits
-from pipeline.store import MIB, Store
-from pipeline.telemetry import Telemetry
-from sinks.http import HttpSink
+from pattern_tracker.operators.backoff import ExponentialBackoff
+from pattern_tracker.operators.breaker import BreakerSettings
+from pattern_tracker.circuit_store import SharedBreaker
+from pattern_tracker.hook_payload import Change
+from pattern_tracker.runtime import Feed, Pipeline, RuntimeSettings
+from pattern_tracker.spool import Spool, SpoolLimits
+from pattern_tracker.store import MIB, Store
+from pattern_tracker.telemetry import Telemetry
+from pattern_tracker.sinks.http import HttpSink
 
 
 class Faults:

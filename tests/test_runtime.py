@@ -7,14 +7,14 @@ import time
 
 import msgspec
 
-from pipeline.events import build_event
-from pipeline.hook_payload import Change
-from pipeline.runtime import Feed, Pipeline, RuntimeSettings
-from pipeline.spool import Spool
-from pipeline.store import Store
-from pipeline.telemetry import Telemetry
-from sinks.embedded import EmbeddedSink
-from sinks.lineage_store import LineageStore
+from pattern_tracker.events import build_event
+from pattern_tracker.hook_payload import Change
+from pattern_tracker.runtime import Feed, Pipeline, RuntimeSettings
+from pattern_tracker.spool import Spool
+from pattern_tracker.store import Store
+from pattern_tracker.telemetry import Telemetry
+from pattern_tracker.sinks.embedded import EmbeddedSink
+from pattern_tracker.sinks.lineage_store import LineageStore
 
 
 def make_pipeline(store: Store, **settings) -> Pipeline:

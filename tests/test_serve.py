@@ -13,7 +13,7 @@ import lmdb
 import pytest
 from aiohttp import web
 
-from pipeline.serve import PREFIX, run_server
+from pattern_tracker.serve import PREFIX, run_server
 
 TRACK = PREFIX + "/lineage/track"
 BATCH = PREFIX + "/lineage/track/batch"

@@ -164,7 +164,7 @@ def test_status_watch_refreshes_until_ctrl_c(tmp_path: Path) -> None:
 
 
 def _seed(tracker_env: Path, n: int, prefix: str) -> None:
-    from pipeline import PatternTracker
+    from pattern_tracker import PatternTracker
 
     with PatternTracker() as t:
         for i in range(n):
@@ -195,7 +195,7 @@ def test_drain_shows_a_progress_bar_on_a_terminal_only(tracker_env: Path) -> Non
 def test_progress_bar_numbers() -> None:
     import io
 
-    from pipeline.progress import Progress
+    from pattern_tracker.progress import Progress
 
     now = [0.0]
     buf = io.StringIO()
@@ -234,7 +234,7 @@ def test_json_logs_are_structured_and_hold_no_code_or_token(tmp_path: Path) -> N
     for needle in (AWS, "marker-code-body", TOKEN):
         assert needle not in out.stderr + out.stdout
 
-    from pipeline.logs import scrub
+    from pattern_tracker.logs import scrub
 
     assert scrub(f"GET http://bob:pw123@h/x Authorization: Bearer {TOKEN}") == "GET http://bob:***@h/x Authorization: Bearer ***"
 
@@ -246,12 +246,12 @@ def test_json_logs_are_structured_and_hold_no_code_or_token(tmp_path: Path) -> N
 def test_importing_pipeline_stays_free() -> None:
     code = (
         "import sys, pipeline\n"
-        "from pipeline import hook, ingest, spool\n"
+        "from pattern_tracker import hook, ingest, spool\n"
         "heavy = [m for m in ('msgspec', 'reactivex', 'aiohttp', 'yaml', 'asyncio', 'opentelemetry') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
-        "assert 'pipeline.facade' not in sys.modules\n"
-        "from pipeline import PatternTracker\n"
-        "assert PatternTracker.__module__ == 'pipeline.facade'\n"
+        "assert 'pattern_tracker.facade' not in sys.modules\n"
+        "from pattern_tracker import PatternTracker\n"
+        "assert PatternTracker.__module__ == 'pattern_tracker.facade'\n"
         "assert 'reactivex' not in sys.modules and 'msgspec' not in sys.modules\n"
         "try:\n    pipeline.nope\nexcept AttributeError:\n    print('ok')\n"
     )
@@ -260,10 +260,10 @@ def test_importing_pipeline_stays_free() -> None:
 
 
 def test_facade_end_to_end(tracker_env: Path, tmp_path: Path) -> None:
-    from pipeline import PatternTracker
-    from pipeline.config import ConfigError
-    from pipeline.spool import Spool
-    from sinks.lineage_store import LineageStore
+    from pattern_tracker import PatternTracker
+    from pattern_tracker.config import ConfigError
+    from pattern_tracker.spool import Spool
+    from pattern_tracker.sinks.lineage_store import LineageStore
 
     path = str(tmp_path / "src" / "app.py")
     with PatternTracker() as t:
@@ -335,7 +335,7 @@ def test_facade_end_to_end(tracker_env: Path, tmp_path: Path) -> None:
 
 async def test_facade_async_against_serve_and_an_unreachable_service(tracker_env: Path, tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipeline import PatternTracker
+    from pattern_tracker import PatternTracker
 
     path = "/q/async.py"
     with serve(tmp_path / "service") as url:

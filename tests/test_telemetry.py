@@ -11,13 +11,13 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from pipeline.events import build_event
-from pipeline.hook_payload import Change
-from pipeline.runtime import Feed, Pipeline, RuntimeSettings
-from pipeline.store import Store
-from pipeline.telemetry import Telemetry
-from sinks.embedded import EmbeddedSink
-from sinks.lineage_store import LineageStore
+from pattern_tracker.events import build_event
+from pattern_tracker.hook_payload import Change
+from pattern_tracker.runtime import Feed, Pipeline, RuntimeSettings
+from pattern_tracker.store import Store
+from pattern_tracker.telemetry import Telemetry
+from pattern_tracker.sinks.embedded import EmbeddedSink
+from pattern_tracker.sinks.lineage_store import LineageStore
 
 
 def sums(reader: InMemoryMetricReader) -> dict[tuple[str, str], float]:
@@ -98,13 +98,13 @@ import pytest  # noqa: E402
 from aiohttp import web  # noqa: E402
 from opentelemetry.trace import SpanKind, StatusCode  # noqa: E402
 
-from operators.backoff import ExponentialBackoff  # noqa: E402
-from operators.breaker import BreakerSettings  # noqa: E402
-from pipeline.circuit_store import SharedBreaker  # noqa: E402
-from pipeline.spool import Spool, SpoolLimits  # noqa: E402
-from pipeline.store import MIB  # noqa: E402
-from pipeline.telemetry import LATENCY_BUCKETS_S, HttpClientSpans  # noqa: E402
-from sinks.http import HttpSink  # noqa: E402
+from pattern_tracker.operators.backoff import ExponentialBackoff  # noqa: E402
+from pattern_tracker.operators.breaker import BreakerSettings  # noqa: E402
+from pattern_tracker.circuit_store import SharedBreaker  # noqa: E402
+from pattern_tracker.spool import Spool, SpoolLimits  # noqa: E402
+from pattern_tracker.store import MIB  # noqa: E402
+from pattern_tracker.telemetry import LATENCY_BUCKETS_S, HttpClientSpans  # noqa: E402
+from pattern_tracker.sinks.http import HttpSink  # noqa: E402
 from tests.test_resilience_integration import Faults, unavailable  # noqa: E402
 
 BATCH_PATH = "/api/pattern-traceability/lineage/track/batch"

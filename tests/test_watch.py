@@ -14,10 +14,10 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from pipeline.sources import readfile as files_mod
-from pipeline.sources.files import DEFAULT_IGNORE, IgnoreRules, WatchStats
-from pipeline.sources.readfile import ReadOk, ReadSkipped, read_text_file
-from pipeline.sources.watch import FileChange, WatchError, WatchSettings, WatchSource
+from pattern_tracker.sources import readfile as files_mod
+from pattern_tracker.sources.files import DEFAULT_IGNORE, IgnoreRules, WatchStats
+from pattern_tracker.sources.readfile import ReadOk, ReadSkipped, read_text_file
+from pattern_tracker.sources.watch import FileChange, WatchError, WatchSettings, WatchSource
 
 FAST = {"step_ms": 10, "debounce_ms": 10}
 

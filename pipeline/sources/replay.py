@@ -11,8 +11,8 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from pipeline.archive import Archive
-from pipeline.runtime import Feed, Source
+from pattern_tracker.archive import Archive
+from pattern_tracker.runtime import Feed, Source
 
 
 def replay_source(

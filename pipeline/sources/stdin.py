@@ -21,9 +21,9 @@ from typing import Any
 
 import msgspec
 
-from pipeline.events import PatternEvent
-from pipeline.hook_payload import Change, PayloadError, changes_from_payload, is_hook_payload
-from pipeline.runtime import Feed
+from pattern_tracker.events import PatternEvent
+from pattern_tracker.hook_payload import Change, PayloadError, changes_from_payload, is_hook_payload
+from pattern_tracker.runtime import Feed
 
 log = logging.getLogger("pattern_tracker.stdin")
 

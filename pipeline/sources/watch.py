@@ -39,8 +39,8 @@ from typing import Annotated, Any
 import msgspec
 import watchfiles
 
-from pipeline.sources.files import DEFAULT_IGNORE, GITIGNORE, IgnoreRules, WatchStats
-from pipeline.sources.readfile import ReadOk, is_inside, read_text_file
+from pattern_tracker.sources.files import DEFAULT_IGNORE, GITIGNORE, IgnoreRules, WatchStats
+from pattern_tracker.sources.readfile import ReadOk, is_inside, read_text_file
 
 __all__ = ["FileChange", "WatchError", "WatchSettings", "WatchSource", "WatchStats"]
 
