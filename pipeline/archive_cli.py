@@ -152,6 +152,14 @@ async def _replay(cfg: Any, archive: Any, args: argparse.Namespace) -> int:
               f"{summary.left_in_spool} ({elapsed:.1f}s, {result['events_per_second']} events/s)")
     if stop.is_set() and summary.read < total:
         return EXIT_FAILURE
+    if summary.left_in_spool:
+        # Same contract as `drain`: nothing is lost, but the caller must know delivery is pending.
+        from pattern_tracker.ops_cli import EXIT_PENDING
+
+        if not args.json:
+            print(f"{summary.left_in_spool} event(s) could not be delivered now and stay in the spool; "
+                  "`pattern-tracker drain` delivers them")
+        return EXIT_PENDING
     return EXIT_OK
 
 

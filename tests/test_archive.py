@@ -61,6 +61,51 @@ def test_generate_info_and_replay_to_serve(tmp_path: Path) -> None:
         assert second["already_existed"] == 800 and second["delivered"] == 0
 
 
+def _closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released): connections are refused."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_replay_with_the_service_down_exits_4_and_keeps_the_events_in_the_spool(tmp_path: Path) -> None:
+    from pattern_tracker.spool import Spool
+    from pattern_tracker.store import Store
+
+    env = cli_env(tmp_path / "data")
+    assert run_cli("archive", "generate", "--events", "40", "--files", "4", str(tmp_path / "arch"), env=env).returncode == 0
+    down = cli_env(tmp_path / "data", PATTERN_TRACKING_API_URL=f"http://127.0.0.1:{_closed_port()}",
+                   PATTERN_TRACKER__PATTERN_TRACKING__SHUTDOWN_TIMEOUT="3",
+                   EXPONENTIAL_BACKOFF_BASE_DELAY="0.01", EXPONENTIAL_BACKOFF_MAX_DELAY="0.05")
+    res = run_cli("replay", str(tmp_path / "arch"), "--json", env=down)
+    assert res.returncode == 4, (res.returncode, res.stdout, res.stderr)
+    summary = json.loads(res.stdout)
+    assert summary["read"] == 40 and summary["delivered"] == 0 and summary["left_in_spool"] == 40
+    text = run_cli("replay", str(tmp_path / "arch"), env=down)  # the human form says so too
+    assert text.returncode == 4 and "stay in the spool" in text.stdout, text.stdout
+    archive = Archive(str(tmp_path / "arch"))
+    try:
+        expected = {ev.event_id for chunk in archive.chunks(100) for ev in chunk}
+    finally:
+        archive.close()
+    store = Store.open(tmp_path / "data")
+    try:
+        spooled = {entry.event.event_id for _, entry in Spool(store).read_batch(0, 1000)}
+    finally:
+        store.close()
+    assert spooled == expected
+    # The service back: the next drain delivers them, and a replay that delivers everything exits 0.
+    with serve(tmp_path / "service") as url:
+        up = cli_env(tmp_path / "data", PATTERN_TRACKING_API_URL=url)
+        assert run_cli("circuit", "reset", env=up).returncode == 0  # the outage opened it
+        drained = run_cli("drain", "--json", env=up)
+        assert drained.returncode == 0 and json.loads(drained.stdout)["delivered"] == 40, drained.stdout
+        again = run_cli("replay", str(tmp_path / "arch"), "--json", env=up)
+        assert again.returncode == 0 and json.loads(again.stdout)["left_in_spool"] == 0, again.stdout
+
+
 def test_replay_rate_paces_the_source(tmp_path: Path) -> None:
     env = cli_env(tmp_path / "data")
     run_cli("archive", "generate", "--events", "300", "--files", "5", str(tmp_path / "arch"), env=env)
