@@ -40,8 +40,9 @@ def validate_event(ev: PatternEvent) -> str | None:
         return f"edge_type {ev.edge_type!r} is not one of {', '.join(EDGE_TYPES)}"
     if ev.transformation_type is not None and ev.transformation_type not in TRANSFORMATION_TYPES:
         return f"transformation_type {ev.transformation_type!r} is not one of {', '.join(TRANSFORMATION_TYPES)}"
-    if ev.event_type == "pattern_modified" and not ev.parent_pattern_ids:
-        return "pattern_modified needs a parent pattern id"
+    if ev.event_type in ("pattern_modified", "pattern_forked") and not ev.parent_pattern_ids:
+        # a fork is tracked like a modification; without a parent the service refuses it (400)
+        return f"{ev.event_type} needs a parent pattern id"
     if ev.event_type == "pattern_merged" and len(ev.parent_pattern_ids) < 2:
         return "pattern_merged needs at least two parent pattern ids"
     if any(not p for p in ev.parent_pattern_ids):

@@ -5,7 +5,10 @@ Semantics follow shared/PHASE4_API.md and the behaviour of the real service:
 * a node is keyed by (pattern_id, pattern_version); re-sending an existing key answers
   ``status: "already_exists"`` (no second node, no new edge);
 * a parent named in ``parent_pattern_ids`` resolves to the NEWEST node of that pattern_id;
-* generation = 1 for a root, max(parent generations) + 1 otherwise;
+* generation = 1 for a root, parent generation + 1 otherwise (max over the parents of a merge);
+* a fork (pattern_forked) is tracked as a modification: its parent must exist, it gets an edge
+  to it (default ``modified_from``); a modification or fork resolves and links only its FIRST
+  parent (later entries are ignored, as the service ignores them);
 * static rules (enum values, created needs pattern_id + pattern_data, modified needs a parent,
   merged needs two) raise ``LineageValidationError(kind="static")`` with the service's text
   (e.g. ``track_creation requires pattern_data``); rules that depend on stored state raise
@@ -64,6 +67,9 @@ OPERATIONS: dict[str, str] = {
 _EVENT_TYPES = frozenset(EVENT_TYPES)
 _EDGE_TYPES = frozenset(EDGE_TYPES)
 _TRANSFORMATION_TYPES = frozenset(TRANSFORMATION_TYPES)
+
+# Operations whose node links to parents (the service's fork is a modification).
+_WITH_PARENTS = frozenset({"track_modification", "track_fork", "track_merge"})
 
 _SEQ_KEY = b"seq:lineage_node"  # same key shape as Store.next_seq(txn, "lineage_node")
 _MAX_ANCESTRY_DEPTH = 20  # the service's get_pattern_ancestry limits
@@ -355,13 +361,20 @@ class LineageStore:
     def _parents(
         self, txn: lmdb.Transaction, req: TrackRequest, op: str, made: dict[str, tuple[bytes, _NodeHead]]
     ) -> list[tuple[bytes, _NodeHead]]:
-        """The resolved parents of a modification or merge (none for the other operations)."""
-        if op not in ("track_modification", "track_merge"):
+        """The resolved parents of a modification, fork or merge (none for the other operations).
+
+        Like the service: a fork is tracked as a modification (its ``_track_fork`` calls
+        ``_track_modification``), and a modification resolves ``parent_pattern_ids[0]`` only, so
+        later entries are neither looked up nor linked and cannot fail the request. A merge
+        resolves every parent.
+        """
+        if op not in _WITH_PARENTS:
             return []
-        if not req.parent_pattern_ids:  # only pattern_forked gets here without parents
+        if not req.parent_pattern_ids:  # only pattern_forked gets here without parents (no static rule)
             raise LineageValidationError("Operation failed: list index out of range", kind="execution")
+        wanted = req.parent_pattern_ids if op == "track_merge" else req.parent_pattern_ids[:1]
         parents: list[tuple[bytes, _NodeHead]] = []
-        for pid in req.parent_pattern_ids:
+        for pid in wanted:
             found = self._resolve_head(txn, pid, made)
             if found is None:
                 raise LineageValidationError(
@@ -531,6 +544,10 @@ def _new_node(
         if op == "track_merge":
             edge_type, transformation = req.edge_type or "merged_from", "merge"
         else:
+            # Modification and fork. The contract says a fork is "tracked like a modification", so the
+            # modification's defaults apply: modified_from / refactor, as the service's _track_fork
+            # gives (it delegates to _track_modification). derived_from would read better for a fork,
+            # but a stand-in that picked it would store edges the real service never writes.
             edge_type, transformation = req.edge_type or "modified_from", req.transformation_type or "refactor"
     else:
         lineage_id, generation, edge_type, transformation = _uuid_for(b"lineage", key), 1, None, None

@@ -84,6 +84,7 @@ def _ev(**over):
         ({"edge_type": "sideways"}, "edge_type"),
         ({"transformation_type": "magic"}, "transformation_type"),
         ({"parent_pattern_ids": []}, "needs a parent"),
+        ({"event_type": "pattern_forked", "parent_pattern_ids": []}, "pattern_forked needs a parent"),
         ({"event_type": "pattern_merged"}, "at least two"),
         ({"parent_pattern_ids": [""]}, "empty id"),
     ],

@@ -123,6 +123,52 @@ def test_merge_defaults_and_generation(lineage: LineageStore) -> None:
     assert applied["pattern_node_id"] == m["pattern_node_id"] and lineage.count() == 4
 
 
+def forked(pid: str, *parents: str, file_path: str | None = "/src/fork.py", **kw) -> TrackRequest:
+    return TrackRequest(event_type="pattern_forked", pattern_id=pid, pattern_version="1", file_path=file_path,
+                        parent_pattern_ids=list(parents), pattern_data={"code": f"# {pid}\n"}, **kw)
+
+
+def test_fork_is_tracked_like_a_modification(lineage: LineageStore) -> None:
+    root = lineage.track(created("r"))
+    f = lineage.track(forked("f", "r"))
+    assert f["generation"] == 2 and f["parent_node_ids"] == [root["pattern_node_id"]]
+    assert f["lineage_id"] == root["lineage_id"]
+    node = lineage.get("f")
+    assert (node["edge_type"], node["transformation_type"]) == ("modified_from", "refactor")
+    assert [r["ancestor_pattern_id"] for r in lineage.ancestry("f")["ancestors"]] == ["f", "r"]
+    assert [d["descendant_pattern_id"] for d in lineage.descendants("r")["descendants"]] == ["f"]
+    assert lineage.get("f2") is None
+    assert lineage.track(forked("f2", "r", edge_type="derived_from"))["generation"] == 2
+    assert lineage.get("f2")["edge_type"] == "derived_from"
+
+    with pytest.raises(LineageValidationError) as info:
+        lineage.track(forked("g", "ghost"))
+    assert info.value.detail == "Validation error: Parent pattern not found: ghost"
+    assert info.value.kind == "execution" and info.value.parent_missing
+    with pytest.raises(LineageValidationError) as info:
+        lineage.track(forked("h"))
+    assert info.value.kind == "execution" and not info.value.parent_missing
+    assert lineage.get("g") is None and lineage.get("h") is None
+    assert lineage.stats()["edges"] == 2
+
+
+def test_modification_resolves_only_its_first_parent(lineage: LineageStore) -> None:
+    a = lineage.track(created("a"))
+    lineage.track(created("b", file_path="/src/b.py"))
+    lineage.track(modified("b2", "b", file_path="/src/b.py"))
+    two = lineage.track(TrackRequest(event_type="pattern_modified", pattern_id="m", parent_pattern_ids=["a", "b2"],
+                                     pattern_data={"code": "m"}))
+    # generation from the first parent only (b2 is generation 2: a max over parents would give 3)
+    assert two["generation"] == 2 and two["parent_node_ids"] == [a["pattern_node_id"]]
+    assert lineage.get("m")["parent_pattern_ids"] == ["a"]
+    assert [d["descendant_pattern_id"] for d in lineage.descendants("b2")["descendants"]] == []
+    ghost = lineage.track(TrackRequest(event_type="pattern_modified", pattern_id="n", parent_pattern_ids=["a", "ghost"],
+                                       pattern_data={"code": "n"}))
+    assert ghost["generation"] == 2
+    with pytest.raises(LineageValidationError, match="Parent pattern not found: ghost$"):
+        lineage.track(TrackRequest(event_type="pattern_modified", pattern_id="o", parent_pattern_ids=["ghost", "a"]))
+
+
 def test_track_many_partial_failure_and_order(lineage: LineageStore) -> None:
     reqs = [created("r"), modified("r2", "r"), modified("orphan", "missing"), modified("r3", "r2"),
             TrackRequest(event_type="pattern_created", pattern_id="bad")]

@@ -91,6 +91,58 @@ async def test_missing_parent_is_400_like_the_service(serve_url: str) -> None:
     assert body["metadata"]["error_type"] == "validation_error"
 
 
+def forked(pid: str, *parents: str, file_path: str = "/src/fork.py", **kw: Any) -> dict[str, Any]:
+    return {"event_type": "pattern_forked", "pattern_id": pid, "pattern_version": "1", "file_path": file_path,
+            "parent_pattern_ids": list(parents), "pattern_data": {"code": f"# {pid}\n"}, **kw}
+
+
+async def test_fork_resolves_its_parent_like_a_modification(serve_url: str, lineage) -> None:
+    _, root, _ = await call("POST", serve_url + TRACK, json=created("root"))
+    status, body, _ = await call("POST", serve_url + TRACK, json=forked("fork", "root"))
+    assert status == 200 and body["success"] is True and body["metadata"]["operation"] == "track_fork"
+    assert body["data"]["generation"] == 2
+    assert body["data"]["parent_node_ids"] == [root["data"]["pattern_node_id"]]
+
+    status, anc, _ = await call("GET", f"{serve_url}{PREFIX}/lineage/fork?query_type=ancestry")
+    assert status == 200
+    assert [(a["ancestor_pattern_id"], a["generation"], a["edge_type"]) for a in anc["data"]["ancestors"]] == [
+        ("fork", 2, None), ("root", 1, "modified_from")]
+    status, desc, _ = await call("GET", f"{serve_url}{PREFIX}/lineage/root?query_type=descendants")
+    assert status == 200
+    assert [(d["descendant_pattern_id"], d["edge_type"], d["transformation_type"])
+            for d in desc["data"]["descendants"]] == [("fork", "modified_from", "refactor")]
+
+
+async def test_fork_with_a_missing_parent_or_none_is_400(serve_url: str, lineage) -> None:
+    status, body, _ = await call("POST", serve_url + TRACK, json=forked("f1", "ghost"))
+    assert status == 400 and body["success"] is False
+    assert body["error"] == body["detail"] == "Validation error: Parent pattern not found: ghost"
+    status, body, _ = await call("POST", serve_url + TRACK, json=forked("f2"))
+    assert status == 400 and body["success"] is False and body["detail"]
+    assert lineage.count() == 0
+    status, _, _ = await call("GET", f"{serve_url}{PREFIX}/lineage/f1?query_type=ancestry")
+    assert status == 404
+
+
+async def test_modification_with_two_parents_resolves_only_the_first(serve_url: str, lineage) -> None:
+    _, a, _ = await call("POST", serve_url + TRACK, json=created("a"))
+    await call("POST", serve_url + TRACK, json=created("b", file_path="/src/b.py"))
+    await call("POST", serve_url + TRACK, json=modified("b2", "b", file_path="/src/b.py"))
+    status, body, _ = await call("POST", serve_url + TRACK, json={**modified("m", "a"), "parent_pattern_ids": ["a", "b2"]})
+    assert status == 200
+    # generation from the first parent (b2 is generation 2: a max over both would give 3), one edge
+    assert body["data"]["generation"] == 2 and body["data"]["parent_node_ids"] == [a["data"]["pattern_node_id"]]
+    _, desc, _ = await call("GET", f"{serve_url}{PREFIX}/lineage/b2?query_type=descendants")
+    assert desc["data"]["total_descendants"] == 0
+    _, anc, _ = await call("GET", f"{serve_url}{PREFIX}/lineage/m?query_type=ancestry")
+    assert [r["ancestor_pattern_id"] for r in anc["data"]["ancestors"]] == ["m", "a"]
+
+    status, body, _ = await call("POST", serve_url + TRACK, json={**modified("n", "a"), "parent_pattern_ids": ["a", "ghost"]})
+    assert status == 200 and body["data"]["generation"] == 2
+    status, body, _ = await call("POST", serve_url + TRACK, json={**modified("o", "a"), "parent_pattern_ids": ["ghost", "a"]})
+    assert status == 400 and body["detail"] == "Validation error: Parent pattern not found: ghost"
+
+
 async def test_unknown_fields_ignored(serve_url: str) -> None:
     status, body, _ = await call("POST", serve_url + TRACK, json={**created("u"), "metadata": {"x": 1}, "extra": 2})
     assert status == 200 and body["success"]
@@ -167,6 +219,24 @@ async def test_batch_missing_parent_fails_only_that_event(serve_url: str, lineag
     assert failed["error"] == "Validation error: Parent pattern not found: ghost"
     assert [r["event_index"] for r in body["successful_results"]] == [0, 2]
     assert lineage.count() == 2
+
+
+async def test_batch_forks_follow_the_same_rules_per_event(serve_url: str, lineage) -> None:
+    events = [created("r1"), forked("k1", "r1"), forked("k2", "ghost"), forked("k3"),
+              {**modified("k4", "r1"), "parent_pattern_ids": ["r1", "ghost"]}]
+    status, body, _ = await call("POST", serve_url + BATCH, json={"events": events, "processing_mode": "sequential"})
+    assert status == 200 and body["success"] is False
+    failed = {f["event_index"]: f["error"] for f in body["failed_results"]}
+    assert set(failed) == {2, 3} and failed[2] == "Validation error: Parent pattern not found: ghost"
+    ok = {r["event_index"]: r["data"] for r in body["successful_results"]}
+    assert set(ok) == {0, 1, 4} and ok[1]["generation"] == ok[4]["generation"] == 2
+    assert ok[1]["parent_node_ids"] == [ok[0]["pattern_node_id"]]
+    assert lineage.count() == 3
+    # all-or-nothing static validation is unchanged: one static violation refuses the whole batch
+    status, body, _ = await call("POST", serve_url + BATCH, json={"events": [forked("k5", "r1"), {
+        "event_type": "pattern_modified", "pattern_id": "k6"}]})
+    assert (status, body) == (400, {"detail": "track_modification requires parent_pattern_ids"})
+    assert lineage.get("k5") is None
 
 
 async def _post_slowly(url: str, path: str,
