@@ -280,7 +280,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     loaded = _load(args)
     cfg = loaded.config
     from pattern_tracker.assembly import open_store
-    from pattern_tracker.serve import run_server
+    from pattern_tracker.serve import ListenError, run_server
     from pattern_tracker.sinks.lineage_store import LineageStore
 
     host = args.host or cfg.serve.host
@@ -295,17 +295,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     elif args.seed is not None:
         raise CliError("--seed needs --chaos FILE", EXIT_USAGE)
     store = open_store(cfg)
-    asyncio.run(
-        run_server(
-            host,
-            port,
-            lineage=LineageStore(store),
-            token=cfg.serve.token,
-            max_request_bytes=cfg.serve.max_request_bytes,
-            rate_limit_per_minute=cfg.serve.rate_limit_per_minute,
-            chaos=chaos,
+    try:
+        asyncio.run(
+            run_server(
+                host,
+                port,
+                lineage=LineageStore(store),
+                token=cfg.serve.token,
+                max_request_bytes=cfg.serve.max_request_bytes,
+                rate_limit_per_minute=cfg.serve.rate_limit_per_minute,
+                chaos=chaos,
+            )
         )
-    )
+    except ListenError as exc:  # a busy port is the user's to change: usage error (2), one line
+        hint = "choose another with --port N (--port 0 picks a free one)" if exc.port_problem else "check --host"
+        raise CliError(f"{exc}; {hint}", EXIT_USAGE) from None
     return EXIT_OK
 
 

@@ -16,12 +16,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import errno
 import functools
 import hmac
 import logging
 import math
 import re
 import signal
+import socket
 import sys
 import time
 import uuid
@@ -42,7 +44,7 @@ from pattern_tracker.sinks.lineage_store import LineageStore, LineageValidationE
 if TYPE_CHECKING:  # pattern_tracker.chaos imports this module
     from pattern_tracker.chaos import Chaos
 
-__all__ = ["build_app", "run_server", "PREFIX", "FaultHook", "DEFAULT_MAX_REQUEST_BYTES"]
+__all__ = ["build_app", "run_server", "ListenError", "PREFIX", "FaultHook", "DEFAULT_MAX_REQUEST_BYTES"]
 
 log = logging.getLogger("pattern_tracker.serve")
 
@@ -200,6 +202,32 @@ def _hand_out(jobs: list[_Job], results: list[TrackResult], per_event: float) ->
         if not job.done.done():  # its request may have timed out meanwhile
             job.done.set_result((results[offset:offset + len(job.events)], per_event))
         offset += len(job.events)
+
+
+class ListenError(OSError):
+    """The listening socket could not be opened: a user's to fix (another port or host), not a crash.
+
+    ``str()`` is one line naming the address, e.g. ``cannot listen on 127.0.0.1:8053: the port is
+    already in use``; ``port_problem`` says whether another port (rather than another host) helps.
+    """
+
+    def __init__(self, host: str, port: int, exc: OSError) -> None:
+        if exc.errno == errno.EADDRINUSE:
+            why, self.port_problem = "the port is already in use", True
+        elif exc.errno == errno.EACCES:
+            why, self.port_problem = "permission denied (ports below 1024 need privileges)", True
+        elif isinstance(exc, socket.gaierror):
+            why, self.port_problem = "the host name does not resolve", False
+        elif exc.errno == errno.EADDRNOTAVAIL:
+            why, self.port_problem = "the address is not one of this machine's", False
+        else:
+            why, self.port_problem = (exc.strerror or str(exc)).lower(), False
+        shown = f"[{host}]" if ":" in host else host
+        super().__init__(exc.errno, f"cannot listen on {shown}:{port}: {why}")
+        self.host, self.port = host, port
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 STATE: web.AppKey[_State] = web.AppKey("pattern_tracker_serve_state", _State)
@@ -652,7 +680,10 @@ async def run_server(
     installed: list[int] = []
     try:
         site = web.TCPSite(runner, host, port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:  # in use, not permitted, unknown host: one line for the user, not a traceback
+            raise ListenError(host, port, exc) from exc
         bound = runner.addresses[0]
         bound_host, bound_port = (bound[0], bound[1]) if isinstance(bound, tuple) else (host, port)
         shown = f"[{bound_host}]" if ":" in str(bound_host) else bound_host

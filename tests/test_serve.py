@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 
 from pattern_tracker.serve import PREFIX, run_server
+from tests.clitools import cli_env, run_cli
 
 TRACK = PREFIX + "/lineage/track"
 BATCH = PREFIX + "/lineage/track/batch"
@@ -425,3 +426,19 @@ async def test_run_server_prints_and_stops(lineage, capsys) -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert f"serving Phase 4 API on {urls[0]}" in capsys.readouterr().err
+
+
+def test_serve_on_a_port_in_use_is_a_one_line_usage_error(tmp_path) -> None:
+    """A busy port is the user's to change: exit 2, one line naming the port and --port, no traceback."""
+    import socket
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        out = run_cli("serve", "--host", "127.0.0.1", "--port", str(port), env=cli_env(tmp_path / "d"))
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert f"127.0.0.1:{port}" in lines[0] and "already in use" in lines[0] and "--port" in lines[0]
+    assert "internal error" not in out.stderr and "Traceback" not in out.stderr and "OSError" not in out.stderr
