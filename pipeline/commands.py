@@ -12,6 +12,7 @@ import asyncio
 import logging
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -138,36 +139,55 @@ def _stderr(line: str) -> None:
 
 
 class StatusLine:
-    """A one-line live status on a terminal, refreshed every second (nothing when not a tty)."""
+    """A one-line live status on a terminal, refreshed every second (nothing when not a tty).
+
+    While it runs, log records bound for stderr first clear the line: a log line would
+    otherwise be glued to the end of the status text (the status has no newline).
+    """
 
     def __init__(self, render: Callable[[], str], enabled: bool) -> None:
         self.render = render
         self.enabled = enabled
         self._width = 0
+        self._lock = threading.Lock()  # log records come from the store thread too
 
     async def loop(self, stop: asyncio.Event) -> None:
         if not self.enabled:
             return
-        while not stop.is_set():
-            self.show()
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=1.0)
-            except TimeoutError:
-                pass
+        handlers = [h for h in logging.getLogger("pattern_tracker").handlers
+                    if isinstance(h, logging.StreamHandler) and getattr(h, "stream", None) is sys.stderr]
+        for h in handlers:
+            h.addFilter(self._before_log)
+        try:
+            while not stop.is_set():
+                self.show()
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=1.0)
+                except TimeoutError:
+                    pass
+        finally:
+            for h in handlers:
+                h.removeFilter(self._before_log)
+            self.clear()
+
+    def _before_log(self, record: logging.LogRecord) -> bool:
         self.clear()
+        return True
 
     def show(self) -> None:
         text = self.render()
-        pad = max(0, self._width - len(text))
-        sys.stderr.write("\r" + text + " " * pad)
-        sys.stderr.flush()
-        self._width = len(text)
+        with self._lock:
+            pad = max(0, self._width - len(text))
+            sys.stderr.write("\r" + text + " " * pad)
+            sys.stderr.flush()
+            self._width = len(text)
 
     def clear(self) -> None:
-        if self._width:
-            sys.stderr.write("\r" + " " * self._width + "\r")
-            sys.stderr.flush()
-            self._width = 0
+        with self._lock:
+            if self._width:
+                sys.stderr.write("\r" + " " * self._width + "\r")
+                sys.stderr.flush()
+                self._width = 0
 
 
 # ---------------------------------------------------------------------------------------
@@ -212,9 +232,11 @@ async def _run(cfg: Any, kinds: Sequence[str], paths: Sequence[str], sink: Any =
     def render() -> str:
         s = pipeline.summary
         rate = (s.delivered + s.already_existed) / max(1e-9, time.monotonic() - started)
+        # Pending: what the spool still holds, i.e. read (by this run, the hook, an earlier run)
+        # and not yet acknowledged — the number a user waits to see reach 0. A cheap LMDB read.
         return (
             f"pattern-tracker → {where} | read {s.read} | delivered {s.delivered} | dup {s.already_existed} "
-            f"| pending {s.retryable} | dead {s.dead_lettered} | {rate:.1f} ev/s"
+            f"| pending {pipeline.spool.size()} | dead {s.dead_lettered} | {rate:.1f} ev/s"
         )
 
     status.render = render
