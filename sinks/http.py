@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import errno
 import logging
+import socket
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
@@ -185,12 +187,40 @@ class _TransportError(Exception):
         self.reason = reason
 
 
-def _transport_error(exc: BaseException) -> _TransportError:
+def _host_port(host: str | None, port: int | None) -> str:
+    host = host or "?"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _transport_error(exc: BaseException, target: yarl.URL | None = None) -> _TransportError:
+    """The error class and a plain reason naming the address (``connection refused at HOST:PORT``).
+
+    Why not ``str(exc)``: aiohttp's text (``Cannot connect to host h:p ssl:default [Connect call
+    failed ('h', p)]``) repeats itself and leaks its internals into ``health`` and dead letters.
+    """
     name = type(exc).__name__
+    where = _host_port(target.host, target.port) if target is not None else "the service"
     # aiohttp's total timeout raises plain TimeoutError; its sock_* timeouts raise
     # ServerTimeoutError, which is both a ClientError and a TimeoutError.
     if isinstance(exc, TimeoutError):
-        return _TransportError("timeout", f"timeout ({name})")
+        if isinstance(exc, aiohttp.ConnectionTimeoutError):
+            return _TransportError("timeout", f"timed out connecting to {where}")
+        if isinstance(exc, aiohttp.SocketTimeoutError):
+            return _TransportError("timeout", f"timed out waiting for an answer from {where}")
+        return _TransportError("timeout", f"timed out talking to {where}")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        where = _host_port(exc.host, exc.port)
+        os_error = exc.os_error
+        if isinstance(exc, aiohttp.ClientSSLError):
+            return _TransportError("connection", _truncate(f"TLS failed with {where}: {os_error}"))
+        if isinstance(exc, getattr(aiohttp, "ClientConnectorDNSError", ())) or isinstance(os_error, socket.gaierror):
+            return _TransportError("connection", f"cannot resolve host {exc.host} (DNS lookup failed)")
+        if isinstance(os_error, ConnectionRefusedError):
+            return _TransportError("connection", f"connection refused at {where}")
+        why = (os_error.strerror or str(os_error)) if isinstance(os_error, OSError) else str(os_error)
+        return _TransportError("connection", _truncate(f"cannot connect to {where}: {why.lower()}"))
+    if isinstance(exc, ConnectionResetError) or (isinstance(exc, OSError) and exc.errno == errno.ECONNRESET):
+        return _TransportError("connection", f"connection reset by {where}")
     if isinstance(exc, (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError)):
         msg = str(exc)
         return _TransportError("connection", _truncate(f"{name}: {msg}" if msg else name))
@@ -379,7 +409,7 @@ class HttpSink:
                     body=raw,
                 )
         except (aiohttp.ClientError, TimeoutError) as exc:
-            err = _transport_error(exc)
+            err = _transport_error(exc, target)
             error_class = err.error_class
             raise err from None
         finally:

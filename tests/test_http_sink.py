@@ -400,7 +400,8 @@ async def test_connection_refused_is_retryable() -> None:
             await sink.get_lineage("x")
     assert [(o.status, o.error_class) for o in outcomes] == [("retryable", "connection")] * 2
     assert health.available is False and health.status == "unreachable"
-    assert "ClientConnectorError" in health.detail
+    assert health.detail == f"connection refused at 127.0.0.1:{port}"
+    assert outcomes[0].reason == f"connection refused at 127.0.0.1:{port}"
 
 
 async def test_hanging_server_times_out(service: FakeService) -> None:

@@ -227,6 +227,20 @@ async def test_health_follows_the_service_down_and_back_with_exit_codes(tmp_path
     assert doc["window"]["failed"] == failed
 
 
+def test_health_says_connection_refused_at_host_port_not_aiohttp_noise(tmp_path: Path) -> None:
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = cli_env(tmp_path / "data", PATTERN_TRACKING_API_URL=f"http://127.0.0.1:{port}")
+    out = run_cli("health", env=env)
+    assert out.returncode == 1 and "DEGRADED" in out.stdout, out.stdout + out.stderr
+    assert f"connection refused at 127.0.0.1:{port}" in out.stdout
+    doc = json.loads(run_cli("health", "--json", env=env).stdout)
+    assert doc["service"]["detail"] == f"connection refused at 127.0.0.1:{port}"
+    for noise in ("ssl:default", "Connect call failed", "ClientConnectorError", "Cannot connect to host"):
+        assert noise not in out.stdout + out.stderr
+
+
 async def test_metrics_from_ten_hook_processes_and_a_drainer_add_up(tmp_path: Path, serve_factory) -> None:
     faults = Faults()
     url = await serve_factory(fault_hook=faults)
