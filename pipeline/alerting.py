@@ -48,7 +48,7 @@ PRUNE_EVERY = 3600.0  # seconds between two prunes of counters older than metric
 
 
 class AlertRules(msgspec.Struct, kw_only=True, frozen=True):
-    threshold: float = 0.95  # monitoring.alerting.threshold
+    threshold: float = 0.8  # monitoring.alerting.threshold (its default)
     min_requests: int = 5
     spool_high: float = 0.8
 

@@ -148,7 +148,7 @@ class ResilienceConfig(_Section):
 
 class AlertingConfig(_Section):
     enabled: bool = True
-    threshold: Fraction = 0.95
+    threshold: Fraction = 0.8  # the resilience guide's default (env ALERTING_THRESHOLD)
     channels: list[Literal["log", "console", "webhook"]] = msgspec.field(default_factory=lambda: ["log"])
     webhook_url: NonEmptyStr | None = None  # secret-ish: masked by render_effective
 

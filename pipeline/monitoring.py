@@ -100,7 +100,7 @@ class Health(msgspec.Struct, kw_only=True, frozen=True):
 class Rules(msgspec.Struct, kw_only=True, frozen=True):
     """The thresholds of the health rules (alerting.threshold comes from the configuration)."""
 
-    success_threshold: float = 0.95
+    success_threshold: float = 0.8  # monitoring.alerting.threshold's default
     min_requests: int = MIN_REQUESTS
     spool_high: float = SPOOL_HIGH
     stale_spool_seconds: float = STALE_SPOOL_SECONDS

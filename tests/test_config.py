@@ -76,7 +76,11 @@ def test_defaults_equal_documented_values() -> None:
     m = cfg.monitoring
     assert (m.enabled, m.interval, m.metrics_retention, m.status_port) == (True, 60, 86400, 0)
     a = m.alerting
-    assert (a.enabled, a.threshold, a.channels, a.webhook_url) == (True, 0.95, ["log"], None)
+    assert (a.enabled, a.threshold, a.channels, a.webhook_url) == (True, 0.8, ["log"], None)  # the guide's 0.8
+    from pattern_tracker.alerting import AlertRules
+    from pattern_tracker.monitoring import Rules
+
+    assert Rules().success_threshold == AlertRules().threshold == a.threshold  # the code defaults agree
     api = cfg.api
     assert (api.url, api.token, api.verify_tls, api.use_batch_endpoint, api.max_concurrency) == (None, None, True, True, 4)
     assert (api.timeouts.connect, api.timeouts.read, api.timeouts.total) == (2, 10, 15)
