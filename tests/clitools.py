@@ -27,8 +27,9 @@ def cli_env(data_dir: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def run_cli(*args: str, env: dict[str, str], input: bytes | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([str(BIN), *args], env=env, input=input, capture_output=True, timeout=timeout)
+def run_cli(*args: str, env: dict[str, str], input: bytes | None = None, timeout: float = 60,
+            cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([str(BIN), *args], env=env, input=input, capture_output=True, timeout=timeout, cwd=cwd)
     return subprocess.CompletedProcess(proc.args, proc.returncode, proc.stdout.decode(), proc.stderr.decode())
 
 

@@ -368,6 +368,107 @@ def test_cli_keeps_unrelated_hooks_is_idempotent_and_uninstall_restores_bytes(tm
     assert path.read_bytes() == original_text.encode("utf-8")
 
 
+SHARED = {"permissions": {"allow": ["Bash(npm test)"]}}  # what a team commits
+SHARED_TEXT = json.dumps(SHARED, indent=2) + "\n"
+
+
+def _project_with_shared_settings(tmp_path: Path) -> Path:
+    project = tmp_path / "proj"
+    (project / ".claude").mkdir(parents=True)
+    (project / ".claude" / "settings.json").write_text(SHARED_TEXT)
+    return project
+
+
+def test_cli_default_is_the_users_own_settings_not_the_shared_project_file(tmp_path, env):
+    """No flag, run from inside a project: ~/.claude/settings.json (HOME), the project's files untouched."""
+    project = _project_with_shared_settings(tmp_path)
+    user = Path(env["HOME"]) / ".claude" / "settings.json"
+    r = run_cli("install-hook", env=env, cwd=project)
+    assert r.returncode == 0, r.stderr
+    assert f"installed the pattern-tracker PostToolUse hook in {user} (timeout 10s)" in r.stdout
+    assert _only_ours(user) == [ours(f"{BIN} hook", 10)]
+    assert (project / ".claude" / "settings.json").read_text() == SHARED_TEXT
+    assert sorted(p.name for p in (project / ".claude").iterdir()) == ["settings.json"]
+    assert r.stderr == ""  # nothing to warn about
+    # Uninstall without a flag finds it there.
+    r = run_cli("uninstall-hook", env=env, cwd=project)
+    assert r.returncode == 0 and r.stdout.startswith(f"removed the pattern-tracker PostToolUse hook from {user}"), r.stdout
+    assert json.loads(user.read_text()) == {}
+    assert (project / ".claude" / "settings.json").read_text() == SHARED_TEXT
+    r = run_cli("uninstall-hook", env=env, cwd=project)
+    assert r.returncode == 0 and "nothing to uninstall" in r.stdout and str(user) in r.stdout, r.stdout
+
+
+def test_cli_local_flag_writes_settings_local_json(tmp_path, env):
+    project = _project_with_shared_settings(tmp_path)
+    local = project / ".claude" / "settings.local.json"
+    r = run_cli("install-hook", "--local", env=env, cwd=project)  # DIR defaults to the cwd
+    assert r.returncode == 0 and f"installed the pattern-tracker PostToolUse hook in {local}" in r.stdout, r.stdout + r.stderr
+    assert _only_ours(local) == [ours(f"{BIN} hook", 10)]
+    assert (project / ".claude" / "settings.json").read_text() == SHARED_TEXT
+    assert not (Path(env["HOME"]) / ".claude").exists()
+    r = run_cli("install-hook", "--local", str(project), env=env)  # the same file, named from elsewhere
+    assert r.returncode == 0 and "already installed" in r.stdout and str(local) in r.stdout
+    r = run_cli("uninstall-hook", "--local", str(project), env=env)
+    assert r.returncode == 0 and r.stdout.startswith(f"removed the pattern-tracker PostToolUse hook from {local}")
+    assert json.loads(local.read_text()) == {}
+    r = run_cli("install-hook", "--local", str(tmp_path / "missing"), env=env)
+    assert r.returncode == 2 and "--local" in r.stderr and "no such directory" in r.stderr
+
+
+def test_cli_shared_project_file_only_when_asked_and_help_says_why(tmp_path, env):
+    help_text = " ".join(run_cli("install-hook", "--help", env=env).stdout.split())
+    assert "commit .claude/settings.json" in help_text and "absolute path" in help_text
+    assert "fails on every edit for everyone else" in help_text
+    project = _project_with_shared_settings(tmp_path)
+    shared = project / ".claude" / "settings.json"
+    r = run_cli("install-hook", "--project", env=env, cwd=project)
+    assert r.returncode == 0 and f"installed the pattern-tracker PostToolUse hook in {shared}" in r.stdout, r.stderr
+    assert _only_ours(shared) == [ours(f"{BIN} hook", 10)]
+    assert "fails on every edit for everyone else" in r.stderr and "--command 'pattern-tracker hook'" in r.stderr
+    # With a PATH-relative command (what a team can share), no warning.
+    r = run_cli("install-hook", "--project", "--command", "pattern-tracker hook", env=env, cwd=project)
+    assert r.returncode == 0 and r.stdout.startswith("updated") and r.stderr == "", r.stdout + r.stderr
+    assert not (Path(env["HOME"]) / ".claude").exists()
+    # Uninstall without a flag, from the project: found and removed, the team's content back.
+    r = run_cli("uninstall-hook", env=env, cwd=project)
+    assert r.returncode == 0 and r.stdout.startswith(f"removed the pattern-tracker PostToolUse hook from {shared}"), r.stdout
+    assert shared.read_text() == SHARED_TEXT
+
+
+def test_cli_uninstall_without_flag_removes_every_copy_and_survives_a_bad_file(tmp_path, env):
+    project = _project_with_shared_settings(tmp_path)
+    user = Path(env["HOME"]) / ".claude" / "settings.json"
+    local = project / ".claude" / "settings.local.json"
+    shared = project / ".claude" / "settings.json"
+    assert run_cli("install-hook", env=env, cwd=project).returncode == 0
+    r = run_cli("install-hook", "--local", env=env, cwd=project)
+    assert r.returncode == 0 and f"note: {user} holds the hook too" in r.stderr and "uninstall-hook --user" in r.stderr, r.stderr
+    assert run_cli("install-hook", "--project", "--command", "pattern-tracker hook", env=env, cwd=project).returncode == 0
+    r = run_cli("uninstall-hook", "--dry-run", env=env, cwd=project)
+    assert r.returncode == 0 and r.stderr.count("would remove 1 pattern-tracker hook entry") == 3, r.stderr
+    assert all(len(_only_ours(p)) == 1 for p in (user, local, shared))
+    r = run_cli("uninstall-hook", env=env, cwd=project)
+    assert r.returncode == 0, r.stderr
+    assert [line.split(" from ")[1].split(";")[0] for line in r.stdout.splitlines()] == [str(user), str(local), str(shared)]
+    assert _only_ours(user) == _only_ours(local) == _only_ours(shared) == []
+    assert shared.read_text() == SHARED_TEXT
+    # A malformed file is reported (exit 1) and left as it is; ours still leaves the others.
+    assert run_cli("install-hook", env=env, cwd=project).returncode == 0
+    local.write_text("{not json")
+    r = run_cli("uninstall-hook", env=env, cwd=project)
+    assert r.returncode == 1 and str(local) in r.stderr and "not valid JSON" in r.stderr, r.stderr
+    assert _only_ours(user) == [] and local.read_text() == "{not json"
+
+
+def test_cli_uninstall_from_home_sees_the_user_file_once(tmp_path, env):
+    """Run from HOME, the shared project file *is* the user file: one removal, not two."""
+    home = Path(env["HOME"])
+    assert run_cli("install-hook", env=env, cwd=home).returncode == 0
+    r = run_cli("uninstall-hook", env=env, cwd=home)
+    assert r.returncode == 0 and len(r.stdout.splitlines()) == 1 and r.stdout.startswith("removed"), r.stdout
+
+
 def test_cli_user_scope_uses_home(tmp_path, env):
     cwd = tmp_path / "elsewhere"
     cwd.mkdir()
