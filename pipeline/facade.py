@@ -29,7 +29,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
 Delivery = Literal["background", "inline", "none"]
@@ -124,6 +124,93 @@ class CircuitBreakerView:
         return f"<CircuitBreaker state={self.state} failures={self.failure_count}>"
 
 
+_HEAD_DECODER: Any = None
+
+
+def _head_decoder() -> Any:
+    """A msgspec decoder of a spool entry's event id only (iteration decodes no code)."""
+    global _HEAD_DECODER
+    if _HEAD_DECODER is None:
+        import msgspec
+
+        event_id = msgspec.defstruct("_Id", [("event_id", str)])  # defstruct: no string annotations
+        head = msgspec.defstruct("_Head", [("enqueued_at", float), ("event", event_id), ("spilled", bool, False)],
+                                 array_like=True)
+        _HEAD_DECODER = msgspec.json.Decoder(head)
+    return _HEAD_DECODER
+
+
+class SpoolEntries(Mapping[str, Any]):
+    """``pattern_cache.cache``: a live, read-only view of the spool, event_id → queued
+    ``PatternEvent``, oldest first. ``len()`` is the store's entry count (no scan); iteration reads
+    the ids a page at a time and ``[event_id]`` / ``in`` look one entry up, so nothing loads the
+    whole spool. Undecodable entries (left for the drainer to quarantine) are counted by ``len()``
+    but neither iterated nor returned."""
+
+    PAGE = 256
+
+    def __init__(self, tracker: PatternTracker) -> None:
+        self._t = tracker
+
+    def __len__(self) -> int:
+        return int(self._t.store.entries("spool"))
+
+    def __iter__(self) -> Iterator[str]:
+        import msgspec
+
+        decoder = _head_decoder()
+
+        def head(raw: memoryview) -> str | None:
+            try:
+                return str(decoder.decode(raw).event.event_id)
+            except msgspec.DecodeError:
+                return None
+
+        after = 0
+        while True:
+            page = self._t.store.scan_seq("spool", after, self.PAGE, decode=head)
+            for seq, event_id in page:
+                after = seq
+                if event_id is not None:
+                    yield event_id
+            if len(page) < self.PAGE:
+                return
+
+    def _lookup(self, event_id: str) -> Any:
+        import msgspec
+
+        from pattern_tracker.spool_codec import decoder
+
+        store = self._t.store
+
+        def read(txn: Any) -> Any:
+            seq = txn.get(event_id.encode(), db=store.db("spool_ids"))
+            raw = None if seq is None else txn.get(bytes(seq), db=store.db("spool"))
+            if raw is None:
+                return None
+            try:
+                return decoder.decode(raw).event
+            except msgspec.DecodeError:
+                return None
+
+        return store.read(read, buffers=True)
+
+    def __getitem__(self, event_id: str) -> Any:
+        event = self._lookup(event_id) if isinstance(event_id, str) else None
+        if event is None:
+            raise KeyError(event_id)
+        return event
+
+    def __contains__(self, event_id: object) -> bool:
+        if not isinstance(event_id, str):
+            return False
+        store = self._t.store
+        return bool(store.read(lambda txn: txn.get(event_id.encode(), db=store.db("spool_ids")) is not None))
+
+    def __repr__(self) -> str:
+        return f"<spool entries: {len(self)}>"
+
+
 class PatternCacheView:
     """The spool of undelivered events (``pattern_tracker.spool.Spool``), the guide's pattern cache."""
 
@@ -145,9 +232,16 @@ class PatternCacheView:
         return int(self._t.config.pattern_tracking.cache_size)
 
     @property
-    def hit_rate(self) -> float | None:
-        """Spilled events later delivered by replay / spilled events (None before any spill)."""
-        return self._spool.stats(time.time()).hit_rate
+    def cache(self) -> SpoolEntries:
+        """The queued events themselves, as a read-only mapping event_id → event (see SpoolEntries)."""
+        return SpoolEntries(self._t)
+
+    @property
+    def hit_rate(self) -> float:
+        """Spilled events later delivered by replay / spilled events; 0.0 before any spill (the
+        guide formats it with ``:.2%``; ``stats()["hit_rate"]`` keeps None for "no spill yet")."""
+        rate = self._spool.stats(time.time()).hit_rate
+        return 0.0 if rate is None else float(rate)
 
     @property
     def oldest_age(self) -> float | None:
@@ -567,7 +661,8 @@ class PatternTracker:
         """The guide's error metrics from the store's shared counters (every process): the
         monitoring module's ``error_metrics`` (``pattern-tracker metrics``) over ``window``
         seconds (default ``monitoring.metrics_retention``), plus flat keys and ``custom_metrics``
-        (see :meth:`record_metric`). ``success_rate`` is None when no delivery call was made."""
+        (see :meth:`record_metric`). ``success_rate`` is None when no delivery call was made;
+        ``avg_response_time`` is the guide's mean delivery call in seconds (0.0 then)."""
         from pattern_tracker import metrics
         from pattern_tracker.counters import Counters
 
@@ -592,6 +687,7 @@ class PatternTracker:
                 "cached_events": self.pattern_cache.size,
                 "retry_attempts": c.get("retry.attempts", 0),
                 "average_response_time_ms": metrics.histogram(c, "delivery")["mean_ms"],
+                "avg_response_time": (metrics.histogram(c, "delivery")["mean_ms"] or 0.0) / 1000.0,  # s
             }
         delivery = metrics.histogram(c, "delivery")
         custom: dict[str, dict[str, float]] = {}

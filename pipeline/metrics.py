@@ -8,7 +8,8 @@ to per-minute counters in the store by every process, in the transactions it mak
 * ``retry.successful_without_retry|successful_with_retry|failed_without_retry|failed_with_retry``
   (per event) and ``retry.attempts`` (events sent again);
 * latency histograms ``hist.<name>.le_<ms>`` / ``hist.<name>.count`` / ``hist.<name>.sum_ms`` for
-  ``delivery`` (one call) and ``e2e`` (occurred_at → acknowledged);
+  ``delivery`` (one call) and ``e2e`` (occurred_at → acknowledged), plus ``hist.<name>.sum_us`` /
+  ``hist.<name>.count_us`` so that the mean of sub-millisecond calls is not rounded to 0;
 * ``spool.*``, ``dead_letter.*``, ``redaction.*``, ``hook.*`` (see README).
 
 Standard library only. Percentiles are read from the buckets (the upper bound of the bucket
@@ -43,6 +44,8 @@ def observe(counts: dict[str, int], name: str, seconds: Iterable[float]) -> None
                 break
         counts[f"hist.{name}.count"] = counts.get(f"hist.{name}.count", 0) + 1
         counts[f"hist.{name}.sum_ms"] = counts.get(f"hist.{name}.sum_ms", 0) + int(round(ms))
+        counts[f"hist.{name}.sum_us"] = counts.get(f"hist.{name}.sum_us", 0) + int(round(ms * 1000.0))
+        counts[f"hist.{name}.count_us"] = counts.get(f"hist.{name}.count_us", 0) + 1
 
 
 def bump(counts: dict[str, int], name: str, n: int = 1) -> None:
@@ -66,9 +69,14 @@ def histogram(totals: Mapping[str, int], name: str) -> dict[str, float | None]:
                 return None if bound == math.inf else bound
         return None
 
+    # The µs sum covers every call only if all of them recorded it (counters written before it existed).
+    if totals.get(f"hist.{name}.count_us", 0) == count:
+        mean_ms = totals.get(f"hist.{name}.sum_us", 0) / 1000.0 / count
+    else:
+        mean_ms = totals.get(f"hist.{name}.sum_ms", 0) / count
     return {
         "count": count,
-        "mean_ms": totals.get(f"hist.{name}.sum_ms", 0) / count,
+        "mean_ms": mean_ms,
         "p50_ms": quantile(0.50),
         "p95_ms": quantile(0.95),
         "p99_ms": quantile(0.99),

@@ -291,6 +291,12 @@ def _strip(totals: Mapping[str, int], prefix: str) -> dict[str, int]:
     return {k.removeprefix(prefix): v for k, v in sorted(totals.items()) if k.startswith(prefix)}
 
 
+def avg_seconds(hist: Mapping[str, float | None]) -> float:
+    """Mean of a counters histogram (``metrics.histogram``) in seconds; 0.0 when it is empty."""
+    mean_ms = hist.get("mean_ms")
+    return round(mean_ms / 1000.0, 6) if hist.get("count") and mean_ms is not None else 0.0
+
+
 def error_metrics(cfg: Any, store: Any, now: float | None = None, since_seconds: float | None = None) -> dict[str, Any]:
     """The guide's error metrics over ``since_seconds`` (default monitoring.metrics_retention)."""
     from pattern_tracker.assembly import breaker_for, spool_for
@@ -331,6 +337,9 @@ def error_metrics(cfg: Any, store: Any, now: float | None = None, since_seconds:
         "retry_attempts": t.get("retry.attempts", 0),
         "retries": retries,
         "average_response_time_ms": delivery["mean_ms"],
+        # The guide's name and unit: mean seconds per delivery call in the window, 0.0 without
+        # calls (it is printed with `:.2f`); from the same counters (their µs sums).
+        "avg_response_time": avg_seconds(delivery),
         "response_time_ms": delivery,
         "end_to_end_latency_ms": metrics.histogram(t, "e2e"),
         "errors": errors,

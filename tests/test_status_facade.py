@@ -311,7 +311,7 @@ def test_facade_end_to_end(tracker_env: Path, tmp_path: Path) -> None:
         assert forced["status"] == "unhealthy" and forced["api_available"] is False
         assert t.circuit_breaker.reset() == "closed" and t.circuit_breaker.failure_count == 0
         assert t.circuit_breaker.last_failure_time is None
-        assert t.pattern_cache.cleanup() == 0 and t.pattern_cache.size == 0 and t.pattern_cache.hit_rate is None
+        assert t.pattern_cache.cleanup() == 0 and t.pattern_cache.size == 0 and t.pattern_cache.hit_rate == 0.0
 
         name = t.record_metric("Review time (s)", 1.5, {"team": "core"})
         t.record_metric("Review time (s)", 0.5, {"team": "core"})
