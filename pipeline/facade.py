@@ -1,4 +1,4 @@
-"""``pipeline.PatternTracker``: the resilience guide's Python API, for programs that embed the tracker.
+"""``pattern_tracker.PatternTracker``: the resilience guide's Python API, for programs that embed the tracker.
 
     from pattern_tracker import PatternTracker
 
