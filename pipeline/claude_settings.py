@@ -29,6 +29,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import shlex
 from pathlib import Path
 from typing import Any
@@ -60,14 +61,28 @@ class SettingsError(Exception):
 # Recognising our entries
 
 
+_PYTHON = re.compile(r"python[0-9.]*(\.exe)?")
+
+
 def is_our_command(command: object) -> bool:
-    """``…/pattern-tracker hook [args…]``: first word ends with pattern-tracker, second is ``hook``."""
+    """``…/pattern-tracker hook [args…]``: first word ends with pattern-tracker, second is ``hook``.
+
+    Also ``…/python -I …/pattern-tracker hook [args…]`` (a Python interpreter and its flags
+    first): the form that keeps a ``PYTHONPATH`` exported by the user's shell from choosing
+    which ``pattern_tracker`` the console script imports.
+    """
     if not isinstance(command, str):
         return False
     try:
         words = shlex.split(command)
     except ValueError:  # unbalanced quotes: not ours
         return False
+    if words and _PYTHON.fullmatch(os.path.basename(words[0]).lower()):
+        words = words[1:]
+        while words and words[0].startswith("-"):
+            if words[0].startswith(("-m", "-c")):  # a module or a program, not our script
+                return False
+            words = words[2:] if words[0] in ("-X", "-W") else words[1:]  # their value may follow
     if len(words) < 2 or words[1] != "hook":
         return False
     first = words[0]
