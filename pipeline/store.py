@@ -265,6 +265,20 @@ class Store:
         raw = self.read(lambda txn: txn.get(key, db=self.dbs["heads"]))
         return _decode_head(raw) if raw else None
 
+    def heads_under(self, prefix: str) -> list[Head]:
+        """Heads whose path starts with ``prefix`` (e.g. a notebook's cells, ``nb.ipynb#``), by path.
+
+        A full scan: heads are keyed by a hash of the path. Only ``query`` uses it, not the hot path.
+        """
+        db = self.dbs["heads"]
+
+        def run(txn: lmdb.Transaction) -> list[Head]:
+            with txn.cursor(db=db) as cur:
+                heads = [_decode_head(raw) for _key, raw in cur]
+            return sorted((h for h in heads if h is not None and h.path.startswith(prefix)), key=lambda h: h.path)
+
+        return self.read(run)
+
 
 def _make_private_dir(path: str) -> None:
     try:

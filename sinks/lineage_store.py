@@ -48,6 +48,7 @@ __all__ = [
     "LineageStore",
     "LineageValidationError",
     "PatternNotFound",
+    "is_notebook",
     "Node",
     "OPERATIONS",
     "operation_for",
@@ -78,6 +79,11 @@ _MAX_ANCESTRY_ROWS = 1000
 
 def operation_for(event_type: str) -> str:
     return OPERATIONS.get(event_type, "track_creation")
+
+
+def is_notebook(file_path: str) -> bool:
+    """A Jupyter notebook, whose cells are tracked as ``PATH#CELL_ID`` (see ``LineageStore.query``)."""
+    return file_path.lower().endswith(".ipynb")
 
 
 class LineageValidationError(ValueError):
@@ -492,7 +498,12 @@ class LineageStore:
         return self.store.read(run)
 
     def query(self, file_path: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        """Nodes of ``file_path`` oldest first (every node, by insertion, when None); at most ``limit``."""
+        """Nodes of ``file_path`` oldest first (every node, by insertion, when None); at most ``limit``.
+
+        For a notebook (``*.ipynb``) its cells' nodes come too: a NotebookEdit is tracked per cell
+        under ``NOTEBOOK#CELL_ID`` (pattern_tracker.hook_payload), so the notebook's own path alone
+        would find none of them. Each node's ``file_path`` says which cell it is.
+        """
         limit = max(0, int(limit))
 
         def run(txn: lmdb.Transaction) -> list[dict[str, Any]]:
@@ -502,21 +513,37 @@ class LineageStore:
                 nodes = [_node_decoder.decode(v) for v in _values(txn, self._nodes)]
                 nodes.sort(key=lambda n: n.seq)
                 return [n.to_dict() for n in nodes[:limit]]
-            out: list[dict[str, Any]] = []
-            prefix = _k(file_path, 400) + b"\0"
-            with txn.cursor(db=self._files) as cur:
-                if cur.set_range(prefix):
-                    for fkey, node_key in cur:
-                        if not fkey.startswith(prefix):
-                            break
-                        raw = txn.get(node_key, db=self._nodes)
-                        if raw is not None:
-                            out.append(_node_decoder.decode(raw).to_dict())
-                            if len(out) >= limit:
-                                break
-            return out
+            if is_notebook(file_path):
+                found = self._file_nodes(txn, _k(file_path, 400) + b"\0") + self._cell_nodes(txn, file_path)
+                found.sort(key=lambda n: n.seq)
+                return [n.to_dict() for n in found[:limit]]
+            return [n.to_dict() for n in self._file_nodes(txn, _k(file_path, 400) + b"\0", limit)]
 
         return self.store.read(run)
+
+    def _file_nodes(self, txn: lmdb.Transaction, prefix: bytes, limit: int | None = None) -> list[Node]:
+        """Nodes of the ``lineage_files`` entries whose key starts with ``prefix``, in key order."""
+        out: list[Node] = []
+        with txn.cursor(db=self._files) as cur:
+            if cur.set_range(prefix):
+                for fkey, node_key in cur:
+                    if not fkey.startswith(prefix):
+                        break
+                    raw = txn.get(node_key, db=self._nodes)
+                    if raw is not None:
+                        out.append(_node_decoder.decode(raw))
+                        if limit is not None and len(out) >= limit:
+                            break
+        return out
+
+    def _cell_nodes(self, txn: lmdb.Transaction, notebook: str) -> list[Node]:
+        """Nodes of the cells ``notebook#...``: one prefix scan, plus the few hashed keys (paths too long for a key)."""
+        cell_prefix = notebook + "#"
+        raw_prefix = cell_prefix.encode("utf-8", "surrogatepass")
+        found = self._file_nodes(txn, raw_prefix) if b"\0" not in raw_prefix else []
+        found = [n for n in found if (n.file_path or "").startswith(cell_prefix)]
+        found += [n for n in self._file_nodes(txn, b"\x01") if (n.file_path or "").startswith(cell_prefix)]
+        return found
 
     def count(self) -> int:
         """Number of nodes."""

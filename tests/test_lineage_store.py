@@ -226,6 +226,23 @@ def test_query_by_file(lineage: LineageStore) -> None:
         lineage.descendants("nope")
 
 
+def test_query_of_a_notebook_brings_its_cells(lineage: LineageStore) -> None:
+    """NotebookEdit tracks each cell as NB#CELL: asking for the notebook lists them all, oldest first,
+    also when a cell's path is too long for a key (hashed) and never a look-alike file's nodes."""
+    long_nb = "/" + "n" * 390 + ".ipynb"  # its cells' keys exceed 400 bytes: hashed, not prefix-scannable
+    lineage.track_many([
+        created("c1", file_path="/w/nb.ipynb#c1"), created("c2", file_path="/w/nb.ipynb#c2"),
+        modified("c1b", "c1", file_path="/w/nb.ipynb#c1"), created("whole", file_path="/w/nb.ipynb"),
+        created("other", file_path="/w/nb.ipynbx#c1"), created("py", file_path="/w/a.py#c1"),
+        created("l1", file_path=long_nb + "#" + "c" * 40), created("l2", file_path=long_nb + "#" + "d" * 40),
+    ])
+    assert [n["pattern_id"] for n in lineage.query("/w/nb.ipynb")] == ["c1", "c2", "c1b", "whole"]
+    assert [n["pattern_id"] for n in lineage.query("/w/nb.ipynb", limit=2)] == ["c1", "c2"]
+    assert [n["pattern_id"] for n in lineage.query("/w/nb.ipynb#c1")] == ["c1", "c1b"]
+    assert [n["pattern_id"] for n in lineage.query(long_nb)] == ["l1", "l2"]
+    assert lineage.query("/w/a.py") == []  # only notebooks have cells
+
+
 def test_odd_keys(lineage: LineageStore) -> None:
     long_id = "x" * 1000
     nul_id = "a\0b"
