@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 BIN = Path(sys.executable).parent / "pattern-tracker"
+T = TypeVar("T")
 _ENV_DROP = ("PATTERN_TRACKING_", "PATTERN_TRACKER_", "INTELLIGENCE_SERVICE_URL", "CIRCUIT_BREAKER_",
              "EXPONENTIAL_BACKOFF_", "MONITORING_", "ALERTING_", "OTEL_")
 
@@ -68,12 +71,29 @@ def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: floa
     return proc.returncode
 
 
-def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
+def wait_for(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.05, what: str = "condition") -> T:
+    """Poll ``predicate`` until it returns something truthy (returned) or ``timeout`` passes (AssertionError
+    naming ``what``). Tests wait on the event itself, never on a fixed sleep: a loaded machine only makes
+    them slower, not wrong. For a negative check, first wait for a later positive marker."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
+            raise AssertionError(f"{what}: not met within {timeout}s")
         time.sleep(interval)
+
+
+async def async_wait_for(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.01,
+                         what: str = "condition") -> T:
+    """:func:`wait_for` inside an event loop: polls with ``asyncio.sleep`` so the loop's own tasks
+    (servers, pipelines, watchers under test) keep running while we wait."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not met within {timeout}s")
+        await asyncio.sleep(interval)
