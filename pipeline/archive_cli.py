@@ -8,7 +8,7 @@ import os
 import time
 from typing import Any
 
-from pattern_tracker.commands import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CliError, _install_stop, _load
+from pattern_tracker.commands import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CliError, _install_stop, _load
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -151,7 +151,8 @@ async def _replay(cfg: Any, archive: Any, args: argparse.Namespace) -> int:
               f"{summary.already_existed}, dead-lettered {summary.dead_lettered}, left in spool "
               f"{summary.left_in_spool} ({elapsed:.1f}s, {result['events_per_second']} events/s)")
     if stop.is_set() and summary.read < total:
-        return EXIT_FAILURE
+        # Ctrl-C/SIGTERM before the archive's end: not a failure, but not done either.
+        return EXIT_INTERRUPTED
     if summary.left_in_spool:
         # Same contract as `drain`: nothing is lost, but the caller must know delivery is pending.
         from pattern_tracker.ops_cli import EXIT_PENDING
