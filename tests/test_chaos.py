@@ -20,7 +20,7 @@ from pattern_tracker.config import ConfigError
 from pattern_tracker.events import build_event
 from pattern_tracker.serve import PREFIX, run_server
 from pattern_tracker.sinks.http import HttpSink
-from tests.clitools import BIN, cli_env, run_cli, stop
+from tests.clitools import BIN, async_wait_for, cli_env, run_cli, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "config" / "chaos").glob("*.yaml"))
@@ -232,6 +232,28 @@ def sink(url: str, timeout: float = 5.0) -> HttpSink:
     return HttpSink(url, connect_timeout=timeout, read_timeout=timeout, total_timeout=timeout)
 
 
+class PhaseClock:
+    """A clock for :class:`Chaos` (its ``clock`` parameter) that moves only when the test says so.
+
+    Phases timed from server start would make each test a race against the machine's load; with
+    this clock a phase lasts until the test moves on, and the test then waits for what the
+    server itself shows (its phase log, its listening socket), never for a guessed delay."""
+
+    def __init__(self) -> None:
+        self.now = 0.0  # from 0.0, phase starts are exact (no float drift at a boundary)
+
+    def __call__(self) -> float:
+        return self.now
+
+    def enter(self, chaos: Chaos, name: str) -> None:
+        """Move to the first instant of phase ``name`` (requests are decided by it at once)."""
+        starts = dict(zip((ph.name for ph in chaos.schedule.phases), chaos.schedule.starts()))
+        t0 = self.now - chaos.elapsed()  # when the schedule started by this clock
+        self.now = t0 + starts[name]
+        position = chaos.position()
+        assert position is not None and position.phase.name == name
+
+
 async def health(url: str) -> tuple[dict, dict]:
     async with aiohttp.ClientSession() as session:
         async with session.get(url + "/health") as r1, session.get(url + PREFIX + "/health") as r2:
@@ -261,16 +283,18 @@ async def test_other_statuses(serve_factory) -> None:
 
 
 async def test_rate_limit_with_retry_after_seconds_and_http_date(serve_factory) -> None:
-    url = await serve_factory(chaos=Chaos(sched(
+    clock = PhaseClock()
+    chaos = Chaos(sched(
         "phases:\n"
         "  - {name: secs, duration: 0.4, faults: {rate_limit: {probability: 1, retry_after: 3}}}\n"
         "  - {name: date, duration: 30, faults: {rate_limit: {probability: 1, retry_after: 3, retry_after_date: true}}}\n"
-    ), seed=1))
+    ), seed=1, clock=clock)
+    url = await serve_factory(chaos=chaos)
     async with sink(url) as s:
         [first] = await s.deliver([event()])
         assert (first.error_class, first.http_status, first.retry_after) == ("http_429", 429, 3.0)
         assert first.reason == "Rate limit exceeded"
-        await asyncio.sleep(0.5)
+        clock.enter(chaos, "date")
         [dated] = await s.deliver([event()])
         assert dated.error_class == "http_429" and dated.retry_after is not None
         assert 3.0 <= dated.retry_after <= 4.0  # an HTTP date has whole seconds: never less than asked
@@ -323,16 +347,18 @@ async def test_garbage_is_a_bad_response(serve_factory, lineage) -> None:
 
 
 async def test_latency_and_slow_body_deliver_slowly(serve_factory) -> None:
-    url = await serve_factory(chaos=Chaos(sched(
+    clock = PhaseClock()
+    chaos = Chaos(sched(
         "phases:\n"
         "  - {name: late, duration: 1, faults: {latency: {probability: 1, seconds: 0.4}}}\n"
         "  - {name: dribble, duration: 30, faults: {slow_body: {probability: 1, bytes_per_second: 1000}}}\n"
-    ), seed=1))
+    ), seed=1, clock=clock)
+    url = await serve_factory(chaos=chaos)
     async with sink(url) as s:
         started = time.monotonic()
         [late] = await s.deliver([event()])
         late_s = time.monotonic() - started
-        await asyncio.sleep(max(0.0, 1.1 - late_s))
+        clock.enter(chaos, "dribble")
         started = time.monotonic()
         [slow] = await s.deliver([event()])
         slow_s = time.monotonic() - started
@@ -344,23 +370,38 @@ async def test_latency_and_slow_body_deliver_slowly(serve_factory) -> None:
 
 
 async def test_refused_outage_closes_the_port_and_reopens_it(lineage, chaos_log) -> None:
+    clock = PhaseClock()
     chaos = Chaos(sched("phases:\n  - {name: up, duration: 0.6}\n"
                         "  - {name: down, duration: 1, faults: {outage: refused}}\n"
-                        "  - {name: again, duration: 30}\n"), seed=1)
+                        "  - {name: again, duration: 30}\n"), seed=1, clock=clock)
     ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
     server = asyncio.create_task(run_server("127.0.0.1", 0, lineage, chaos=chaos, ready=ready.set_result))
+
+    def listening() -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except ConnectionRefusedError:
+            return False
+        return True
+
+    def entered(name: str) -> bool:
+        return any(line.startswith(f"chaos: phase {name!r}") for line in chaos_log)
+
     try:
         url = await asyncio.wait_for(ready, 10)
         port = int(url.rsplit(":", 1)[1])
         async with sink(url, timeout=1) as s:
             assert [o.status for o in await s.deliver([event()])] == ["delivered"]  # keeps a pooled connection
-            await asyncio.sleep(0.8)
+            # The controller notices the new phase (its log line), then closes the port.
+            clock.enter(chaos, "down")
+            await async_wait_for(lambda: entered("down") and not listening(), what="the refused phase closing the port")
             [refused] = await s.deliver([event()])
             assert refused.error_class == "connection"
             with pytest.raises(ConnectionRefusedError):
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
             assert (await s.health()).status == "unreachable"
-            await asyncio.sleep(1.0)
+            clock.enter(chaos, "again")
+            await async_wait_for(lambda: entered("again") and listening(), what="the port open again after the outage")
             assert [o.status for o in await s.deliver([event()])] == ["delivered"]  # same port, back
             assert (await s.health()).available
     finally:
