@@ -100,6 +100,9 @@ def retry_policy_for(cfg: Config) -> RetryPolicy:
 
 
 def build_pipeline(cfg: Config, store: Store, sink: Sink | None = None, telemetry: Telemetry | None = None) -> Pipeline:
+    from pattern_tracker.hook_config import clear_config_error
+
+    clear_config_error(store)  # this process read its configuration: a hook's recorded error is over
     telemetry = telemetry or build_telemetry(cfg)
     return Pipeline(
         store,

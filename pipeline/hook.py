@@ -160,8 +160,14 @@ def spawn_drainer(config_path: str | None, data_dir: str) -> None:
     os.posix_spawn(sys.executable, args, os.environ, file_actions=actions, setsid=True)
 
 
-def run_hook(payload_bytes: bytes, settings: dict[str, Any], log: HookLog, started: float) -> dict[str, Any]:
-    """Everything after reading stdin; returns what happened (for --verbose and tests)."""
+def run_hook(payload_bytes: bytes, settings: dict[str, Any], log: HookLog, started: float,
+             config_error: str | None = None) -> dict[str, Any]:
+    """Everything after reading stdin; returns what happened (for --verbose and tests).
+
+    ``config_error``: the configuration could not be read (``settings`` are the fallback ones);
+    it is recorded with the edit, in the same transaction, for ``health`` to show. Without one,
+    a recorded error is cleared: this hook read the configuration.
+    """
     from pattern_tracker.hook_payload import PayloadError, changes_from_payload
 
     result: dict[str, Any] = {"events": 0, "ignored": False}
@@ -211,6 +217,9 @@ def run_hook(payload_bytes: bytes, settings: dict[str, Any], log: HookLog, start
         )
         kept, counts = ingest.screen(changes)
         counts["hook.invocations"] = 1
+        if config_error is not None:
+            counts["hook.config_errors"] = 1
+        from pattern_tracker.hook_config import note_config_error
         timings = {"hook": [started, time.time()]}
 
         from pattern_tracker.lease import DrainLease
@@ -219,6 +228,7 @@ def run_hook(payload_bytes: bytes, settings: dict[str, Any], log: HookLog, start
 
         def txn_fn(txn: Any) -> tuple[list[Any], int, bool]:
             events, unchanged = ingest.accept_in(txn, kept, "hook", now, timings, counts)
+            note_config_error(txn, store, config_error, "hook", now)
             return events, unchanged, bool(events) and settings["spawn_drainer"] and claim_drainer_start(
                 txn, store, lease, settings["recovery_timeout"], now)
 
@@ -234,6 +244,8 @@ def run_hook(payload_bytes: bytes, settings: dict[str, Any], log: HookLog, start
             log.warn(f"{ingest.denied} file(s) matched redaction.deny_globs and were not captured")
         if events and settings["spawn_drainer"]:
             result["drainer"] = spawn
+        if config_error is not None:
+            result["config_error"] = config_error
     finally:
         store.close()  # before spawning: the drainer opens the store itself
     if result.get("drainer"):
@@ -251,8 +263,22 @@ def main(argv: list[str]) -> int:
     try:
         from pattern_tracker.hook_config import hook_settings
 
-        settings = hook_settings(config_path)
+        config_error: str | None = None
+        try:
+            settings = hook_settings(config_path)
+        except Exception as exc:
+            from pattern_tracker.config import ConfigError  # loaded already when it raised one
+
+            if not isinstance(exc, ConfigError):
+                raise
+            # Capture does not need the settings that failed: keep the edit with what can be read.
+            from pattern_tracker.hook_config import fallback_settings
+
+            config_error = str(exc)
+            settings = fallback_settings(config_path)
         log = HookLog(settings["log_file"] or os.path.join(settings["data_dir"], "hook.log"))
+        if config_error is not None:
+            log.error(f"{config_error} (edits are kept in the spool, and delivered once it is fixed)")
         if not settings["enabled"]:
             return 0
         payload = _read_stdin(int(settings["max_payload_bytes"]))
@@ -262,7 +288,7 @@ def main(argv: list[str]) -> int:
         if not payload.strip():
             log.error("empty payload on stdin")
             return 0
-        result = run_hook(payload, settings, log, started)
+        result = run_hook(payload, settings, log, started, config_error)
         if verbose:
             print(json.dumps(result))
     except BaseException as exc:  # noqa: BLE001 - exit 0 whatever happens; one line in the log

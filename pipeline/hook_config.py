@@ -6,6 +6,11 @@ loaded once and the few values the hook uses are cached as JSON under
 that can change them: the default and override files (path, size, mtime) and every environment
 variable the configuration reads. Any change of those gives another key, so the cache is never
 stale; it holds no secrets (no tokens, no URLs).
+
+A configuration that cannot be read must not cost the edit: :func:`fallback_settings` gives the
+settings of what can still be read (the failing file or variables left out, the data directory
+among them), and :func:`note_config_error` records the error in the store's shared state, where
+``health``, ``status`` and ``metrics`` show it until a process reads the configuration again.
 """
 
 from __future__ import annotations
@@ -51,7 +56,10 @@ def _from_full_config(config_path: str | None) -> dict[str, Any]:
     """The slow path: load and validate the whole configuration (raises ConfigError)."""
     from pattern_tracker.config import load_config
 
-    cfg = load_config(config_path).config
+    return _settings_of(load_config(config_path).config, config_path)
+
+
+def _settings_of(cfg: Any, config_path: str | None) -> dict[str, Any]:
     return {
         "data_dir": str(cfg.storage.data_dir_path),
         "map_size": cfg.storage.map_size_mb * 1024 * 1024,
@@ -95,3 +103,77 @@ def hook_settings(config_path: str | None, env: dict[str, str] | None = None) ->
     except OSError:
         pass  # a read-only home: the slow path every time, still correct
     return settings
+
+
+# -- a configuration that cannot be read --------------------------------------------------
+
+# While the configuration is broken the hook cannot know the spool bound the user chose: it keeps
+# every edit (and every one already waiting) up to this many, then drops the newest (counted).
+FALLBACK_SPOOL_BOUND = 1_000_000
+CONFIG_ERROR_KEY = b"config_error"  # in the store's ``state`` database: JSON {"error", "source", "at"}
+
+
+def _salvage(config_path: str | None, env: dict[str, str]) -> Any:
+    """The configuration without the sources that fail: each environment variable a ConfigError
+    names is left out, then the ``--config`` file; the built-in defaults when nothing else is left."""
+    from pattern_tracker.config import ConfigError, default_config, load_config
+
+    path, env = config_path, dict(env)
+    for _ in range(len(env) + 2):
+        try:
+            return load_config(path, env=env).config
+        except ConfigError as exc:
+            origin = exc.origin or ""
+            if origin.startswith("env ") and origin[4:] in env:
+                del env[origin[4:]]
+            elif path is not None:
+                path = None
+            else:
+                break
+    data_dir = {k: v for k, v in env.items() if k in ("PATTERN_TRACKER_DATA_DIR", "PATTERN_TRACKER__STORAGE__DATA_DIR")}
+    try:
+        return load_config(None, env=data_dir).config  # an error we cannot place: at least the data directory
+    except ConfigError:
+        return default_config()
+
+
+def fallback_settings(config_path: str | None, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """The hook's settings when ``hook_settings`` raised ConfigError: what can be read, never cached.
+
+    The data directory (and the rest) come from the sources that still load, so the edit lands
+    where the drainer will look once the setting is fixed; no drainer is started (it could not
+    read the configuration either); the spool keeps every edit (FALLBACK_SPOOL_BOUND, drop_newest).
+    """
+    env = dict(os.environ) if env is None else env
+    settings = _settings_of(_salvage(config_path, env), config_path)
+    settings.update(spawn_drainer=False, overflow_policy="drop_newest",
+                    cache_size=max(int(settings["cache_size"]), FALLBACK_SPOOL_BOUND))
+    return settings
+
+
+def note_config_error(txn: Any, store: Any, error: str | None, source: str, now: float) -> None:
+    """Inside a write transaction: record the one-line ``error`` seen by ``source``, or clear it (None)."""
+    db = store.db("state")
+    if error is None:
+        txn.delete(CONFIG_ERROR_KEY, db=db)
+    else:
+        line = " ".join(error.split())[:1000]
+        txn.put(CONFIG_ERROR_KEY, json.dumps({"error": line, "source": source, "at": now}).encode(), db=db)
+
+
+def recorded_config_error(store: Any) -> dict[str, Any] | None:
+    """``{"error", "source", "at"}`` of the configuration error a hook recorded, or None."""
+    raw = store.read(lambda txn: txn.get(CONFIG_ERROR_KEY, db=store.db("state")))
+    if not raw:
+        return None
+    try:
+        doc = json.loads(raw)
+        return {"error": str(doc["error"]), "source": str(doc.get("source") or "?"), "at": float(doc.get("at") or 0)}
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
+def clear_config_error(store: Any) -> None:
+    """The configuration was read: a recorded error is over (a write only when there is one)."""
+    if store.read(lambda txn: txn.get(CONFIG_ERROR_KEY, db=store.db("state"))) is not None:
+        store.write(lambda txn: note_config_error(txn, store, None, "", 0.0))

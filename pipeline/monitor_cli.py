@@ -136,8 +136,12 @@ def cmd_metrics(args: argparse.Namespace) -> int:
                           f"replayed {sp['replayed']}, expired {sp['expired']}, dropped {sp['dropped']})"),
         ("dead letter", f"{m['dead_letter']['size']} (entered {m['dead_letter'].get('entered', 0)})"),
         ("redactions", red),
-        ("hook", f"{m['hook'].get('invocations', 0)} invocation(s)"),
+        ("hook", f"{m['hook'].get('invocations', 0)} invocation(s)"
+                 + (f", {m['hook']['config_errors']} with a configuration error" if m["hook"].get("config_errors") else "")),
     ]
+    if m.get("config_error"):
+        bad = m["config_error"]
+        rows.insert(0, ("config", f"{bad['error']} (seen by a {bad['source']} at {bad['at']}; edits wait in the spool)"))
     print(f"pattern-tracker metrics, last {_duration(m['window']['seconds'])} (every process of {m['data_dir']})")
     for key, value in rows:
         print(f"  {key + ':':<15} {value}")

@@ -10,6 +10,7 @@ drainer and ``run`` that used the data directory.
 Health rules (README "Monitoring" documents the same list):
 
 unhealthy
+  * a hook could not read the configuration (it keeps the edits, nothing delivers them);
   * the circuit is ``forced_open`` (an operator stopped delivery);
   * the spool is at ≥ 100 % of ``pattern_tracking.cache_size`` (events are being dropped or blocked);
   * the service is unavailable AND (the circuit is open/half-open OR events are waiting in the spool).
@@ -76,6 +77,11 @@ class Snapshot(msgspec.Struct, kw_only=True, frozen=True):
     requests: int = 0
     succeeded: int = 0
     failed: int = 0
+    # The configuration error a hook recorded (pipeline/hook_config.py): the one-line error,
+    # who saw it and when; None when every process could read its configuration.
+    config_error: str | None = None
+    config_error_source: str | None = None
+    config_error_at: float | None = None
 
     @property
     def success_rate(self) -> float | None:
@@ -127,6 +133,9 @@ def assess(s: Snapshot, rules: Rules = Rules()) -> Health:
     unavailable = s.api_available is False
     what = f"the service is unavailable ({s.api_status}{': ' + s.api_detail if s.api_detail else ''})"
 
+    if s.config_error:
+        add("unhealthy", "config", f"{s.config_error} (seen by a {s.config_error_source or 'hook'} at "
+                                   f"{iso(s.config_error_at) or '?'}; its edits wait in the spool until it is fixed)")
     if s.circuit == "forced_open":
         add("unhealthy", "circuit", "circuit forced open by an operator: nothing is delivered until `circuit reset`")
     elif s.circuit in ("open", "half_open"):
@@ -182,9 +191,11 @@ def read_snapshot(cfg: Any, store: Any, now: float | None = None, window: float 
     """Everything but the service's health, from the store (synchronous: run it in a thread)."""
     from pattern_tracker.assembly import breaker_for, spool_for
     from pattern_tracker.dead_letter import DeadLetters
+    from pattern_tracker.hook_config import recorded_config_error
 
     now = time.time() if now is None else now
     window = window_for(cfg.monitoring.interval) if window is None else window
+    bad = recorded_config_error(store) or {}
     spool = spool_for(cfg, store)
     b = breaker_for(cfg, store).state()
     oldest = spool.oldest_enqueued_at()
@@ -208,6 +219,9 @@ def read_snapshot(cfg: Any, store: Any, now: float | None = None, window: float 
         requests=req.get("requests.total", 0),
         succeeded=req.get("requests.succeeded", 0),
         failed=failed,
+        config_error=bad.get("error"),
+        config_error_source=bad.get("source"),
+        config_error_at=bad.get("at"),
     )
 
 
@@ -246,6 +260,8 @@ def health_document(s: Snapshot, h: Health) -> dict[str, Any]:
         "status": h.status,
         "reasons": [msgspec.to_builtins(r) for r in h.reasons],
         "checked_at": iso(s.now),
+        "config_error": None if not s.config_error else {
+            "error": s.config_error, "source": s.config_error_source, "at": iso(s.config_error_at)},
         "data_dir": s.data_dir,
         "api_available": s.api_available,
         "service": {"sink": s.sink, "available": s.api_available, "status": s.api_status, "detail": s.api_detail},
@@ -351,4 +367,13 @@ def error_metrics(cfg: Any, store: Any, now: float | None = None, since_seconds:
         "dead_letter": {"size": DeadLetters(store).size(), **_strip(t, "dead_letter.")},
         "redactions": _strip(t, "redaction."),
         "hook": _strip(t, "hook."),
+        "config_error": _config_error(store),
     }
+
+
+def _config_error(store: Any) -> dict[str, Any] | None:
+    """The configuration error a hook recorded (``at`` as ISO time), or None."""
+    from pattern_tracker.hook_config import recorded_config_error
+
+    bad = recorded_config_error(store)
+    return None if bad is None else {**bad, "at": iso(bad["at"])}

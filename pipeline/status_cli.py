@@ -84,6 +84,7 @@ def collect(cfg: Any, store: Any, now: float | None = None) -> dict[str, Any]:
     from pattern_tracker.assembly import breaker_for, spool_for
     from pattern_tracker.counters import Counters
     from pattern_tracker.dead_letter import DeadLetters
+    from pattern_tracker.hook_config import recorded_config_error
     from pattern_tracker.lease import DrainLease
     from pattern_tracker.ops_cli import _circuit_view, _iso
 
@@ -159,6 +160,7 @@ def collect(cfg: Any, store: Any, now: float | None = None) -> dict[str, Any]:
         "last_delivery_iso": _iso(last),
         "last_delivery_age": None if last is None else round(max(0.0, now - last), 1),
         "drainer": drainer,
+        "config_error": None if (bad := recorded_config_error(store)) is None else {**bad, "at": _iso(bad["at"])},
     }
 
 
@@ -216,6 +218,10 @@ def render(data: dict[str, Any]) -> str:
         ("last delivery", _when(data["last_delivery_at"], now) if data["last_delivery_at"] else "never"),
         ("drainer", drainer),
     ]
+    bad = data.get("config_error")
+    if bad:  # first: nothing below is delivered until it is fixed
+        rows.insert(0, ("config", f"{bad['error']} (seen by a {bad['source']} at {bad['at']}; "
+                                  "edits wait in the spool until it is fixed)"))
     lines = [f"pattern-tracker status  {_clean(data['data_dir'])}  {data['now_iso']}"]
     lines += [f"  {key + ':':<15} {_clean(value)}" for key, value in rows]
     return "\n".join(lines)
