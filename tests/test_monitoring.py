@@ -8,6 +8,7 @@ import json
 import logging
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -25,7 +26,7 @@ from pattern_tracker.config import load_config
 from pattern_tracker.counters import Counters
 from pattern_tracker.monitoring import Rules, Snapshot, assess, error_trends
 from pattern_tracker.status_server import StatusServer
-from tests.clitools import BIN, cli_env, run_cli, stop, wait_for
+from tests.clitools import BIN, async_wait_for, cli_env, run_cli, stop, wait_for
 
 NOW = 1_800_000_000.0
 
@@ -218,7 +219,8 @@ async def test_health_follows_the_service_down_and_back_with_exit_codes(tmp_path
 
     # Back: after the recovery timeout a drain delivers the backlog and closes the circuit → healthy.
     faults.mode = None
-    await asyncio.sleep(1.2)
+    retry_at = json.loads((await cli("circuit", "status", "--json", env=env)).stdout)["retry_at"]
+    await async_wait_for(lambda: time.time() >= retry_at, what="the circuit's own next trial time")
     drain = await cli("drain", "--json", env=env)
     assert drain.returncode == 0 and json.loads(drain.stdout)["delivered"] == 3, drain.stdout + drain.stderr
     code, doc = await health(env)
@@ -307,24 +309,40 @@ async def test_alert_fires_once_and_resolves_once_through_a_webhook_even_across_
                  PATTERN_TRACKER__MONITORING__ALERTING__WEBHOOK_URL=f"http://{host}:{port}/hooks/s3cr3t-path")
     breaker = breaker_for(cfg, store)
 
-    async def run_alerter(seconds: float) -> None:
+    async def run_alerter(evaluations: int, until: Any = lambda: True, what: str = "alerter") -> None:
+        """The real alerter loop, stopped once it has evaluated ``evaluations`` times and ``until()``
+        holds: a count of evaluations, not a guessed duration, is what makes "nothing was sent" mean
+        something. The count wraps the real tick (which reads, decides and sends)."""
+        alerter = Alerter(cfg, store)
+        done = 0
+        real_tick = alerter.tick
+
+        async def counted_tick() -> list[dict[str, Any]]:
+            nonlocal done
+            notes = await real_tick()
+            done += 1
+            return notes
+
+        alerter.tick = counted_tick  # type: ignore[method-assign]
         stop_ev = asyncio.Event()
-        task = asyncio.create_task(Alerter(cfg, store).run(stop_ev))
-        await asyncio.sleep(seconds)
-        stop_ev.set()
-        await asyncio.wait_for(task, 5)
+        task = asyncio.create_task(alerter.run(stop_ev))
+        try:
+            await async_wait_for(lambda: done >= evaluations and until(), what=f"{what}, {evaluations} evaluations")
+        finally:
+            stop_ev.set()
+            await asyncio.wait_for(task, 5)
 
     try:
         caplog.set_level(logging.INFO, logger="pattern_tracker")
-        await run_alerter(0.3)
+        await run_alerter(5)
         assert received == []
         breaker.force_open()
-        await run_alerter(0.5)  # ~10 evaluations while the circuit is open
+        await run_alerter(10, lambda: received, "the firing alert")  # ~10 evaluations while the circuit is open
         assert [(r["alert"], r["status"]) for r in received] == [("circuit_open", "firing")]
-        await run_alerter(0.3)  # a restart: the incident is in the store, nothing is sent again
+        await run_alerter(5)  # a restart: the incident is in the store, nothing is sent again
         assert len(received) == 1 and set(load_states(store)) == {"circuit_open"}
         breaker.reset()
-        await run_alerter(0.5)
+        await run_alerter(5, lambda: len(received) >= 2, "the resolved alert")
         assert [(r["alert"], r["status"]) for r in received] == [("circuit_open", "firing"), ("circuit_open", "resolved")]
         fired, resolved = received
         assert fired["severity"] == "critical" and fired["value"] == "forced_open" and fired["resolved_at"] is None
@@ -339,7 +357,7 @@ async def test_alert_fires_once_and_resolves_once_through_a_webhook_even_across_
     # The receiver is gone: the failure is logged (without the URL, a secret) and nothing raises.
     caplog.clear()
     breaker.force_open()
-    await run_alerter(0.2)
+    await run_alerter(1)  # the evaluation that fires has tried (and failed) to send
     warnings = [r.getMessage() for r in caplog.records if r.name == "pattern_tracker.monitoring"]
     assert any("alert webhook failed for circuit_open firing" in w for w in warnings), warnings
     assert not any("s3cr3t" in r.getMessage() or str(port) in r.getMessage() for r in caplog.records)
@@ -378,6 +396,21 @@ def test_run_serves_status_and_alerts_on_the_console(tmp_path: Path) -> None:
     assert run_cli("circuit", "open", env=env).returncode == 0
     proc = subprocess.Popen([str(BIN), "run", "--source", "stdin"], env=env, stdin=subprocess.PIPE,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # stderr is read as it comes, so the test can wait for the alert lines themselves.
+    lines: list[bytes] = []
+    assert proc.stderr is not None
+
+    def read() -> None:
+        assert proc.stderr is not None
+        for line in iter(proc.stderr.readline, b""):
+            lines.append(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+
+    def err_text() -> str:
+        return b"".join(list(lines)).decode()
+
     try:
         def get() -> tuple[int, dict[str, Any]] | None:
             try:
@@ -392,13 +425,15 @@ def test_run_serves_status_and_alerts_on_the_console(tmp_path: Path) -> None:
         assert status == 503 and doc["status"] == "unhealthy" and doc["circuit"]["state"] == "forced_open"
         assert run_cli("circuit", "reset", env=env).returncode == 0
         wait_for(lambda: (get() or (0,))[0] == 200, timeout=10)
-        time.sleep(0.5)  # an evaluation sees the circuit closed
+        # An evaluation sees the circuit closed: its console line, not a guessed delay.
+        wait_for(lambda: "alert RESOLVED circuit_open" in err_text(), what="the RESOLVED alert on the console")
     finally:
         assert proc.stdin is not None
         proc.stdin.close()
         code = proc.wait(20) if proc.poll() is None else proc.returncode
         if code is None:
             stop(proc)
-    err = proc.stderr.read().decode() if proc.stderr else ""
+        reader.join(10)
+    err = err_text()
     assert code == 0, err
     assert err.count("alert FIRING circuit_open") == 1 and err.count("alert RESOLVED circuit_open") == 1, err
