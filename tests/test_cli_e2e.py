@@ -149,7 +149,13 @@ def test_sigterm_mid_delivery_loses_nothing(tmp_path: Path) -> None:
         proc.stdin.write(records)
         proc.stdin.flush()  # stdin stays open: the run would go on for ever
         wait_for(lambda: svc.requests > 0, timeout=15)
-        time.sleep(0.3)
+        # Every record read (and spooled) before the signal: the spool's "entered" counter says so.
+        client = Store.open(tmp_path / "client")
+        try:
+            wait_for(lambda: Counters(client).totals().get("spool.entered", 0) >= 300, timeout=15,
+                     what="the 300 records read into the spool")
+        finally:
+            client.close()
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(30)
         err = proc.stderr.read().decode()
