@@ -15,6 +15,7 @@ from pattern_tracker.store import Store
 from pattern_tracker.telemetry import Telemetry
 from pattern_tracker.sinks.embedded import EmbeddedSink
 from pattern_tracker.sinks.lineage_store import LineageStore
+from tests.clitools import async_wait_for
 
 
 def make_pipeline(store: Store, **settings) -> Pipeline:
@@ -61,12 +62,14 @@ async def test_backlog_from_an_earlier_run_is_delivered_first(store: Store) -> N
 async def test_redelivery_is_idempotent(store: Store) -> None:
     ev = build_event(file_path="/r.py", code="x", version=1, parent_pattern_id=None, source="stdin", occurred_at=0)
 
+    pipeline = make_pipeline(store)
+
     async def twice(feed: Feed, stop: asyncio.Event) -> None:
         await feed.events([ev])
-        await asyncio.sleep(0.05)
+        await async_wait_for(lambda: pipeline.summary.delivered == 1, what="the first delivery")
         await feed.events([ev])
 
-    summary = await make_pipeline(store).run([twice], asyncio.Event())
+    summary = await pipeline.run([twice], asyncio.Event())
     assert (summary.delivered, summary.already_existed) == (1, 1)
     assert LineageStore(store).count() == 1
 

@@ -105,6 +105,7 @@ from pattern_tracker.spool import Spool, SpoolLimits  # noqa: E402
 from pattern_tracker.store import MIB  # noqa: E402
 from pattern_tracker.telemetry import LATENCY_BUCKETS_S, HttpClientSpans  # noqa: E402
 from pattern_tracker.sinks.http import HttpSink  # noqa: E402
+from tests.clitools import async_wait_for  # noqa: E402
 from tests.test_resilience_integration import Faults, unavailable  # noqa: E402
 
 BATCH_PATH = "/api/pattern-traceability/lineage/track/batch"
@@ -136,13 +137,6 @@ def local_telemetry(sample_rate: float = 1.0) -> tuple[Telemetry, InMemorySpanEx
     reader = InMemoryMetricReader()
     tel = Telemetry(tp, MeterProvider(metric_readers=[reader], views=Telemetry.views()), event_span_sample_rate=sample_rate)
     return tel, spans, reader
-
-
-async def _until(cond, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.01)
 
 
 async def test_outage_run_emits_spans_metrics_and_gauges(tmp_path, serve_factory, lineage) -> None:
@@ -179,15 +173,20 @@ async def test_outage_run_emits_spans_metrics_and_gauges(tmp_path, serve_factory
         # 1. five events: 503, then delivered on the re-attempt; one invalid event.
         await feed.changes([Change(path=f"/a/{i}.py", code="x", occurred_at=time.time()) for i in range(5)], "watch")
         await feed.events([bad])
-        await _until(lambda: pipeline.summary.delivered >= 5)
+        await async_wait_for(lambda: pipeline.summary.delivered >= 5, timeout=15, what="5 delivered")
         # 2. an outage: the first batch fails twice (the circuit trips), the queued ones are refused.
         outage["on"] = True
         await feed.changes([Change(path=f"/b/{i}.py", code="x", occurred_at=time.time()) for i in range(20)], "watch")
-        await _until(lambda: pipeline.summary.spilled >= 20)
-        await asyncio.sleep(0.05)
-        during.update(points(reader))  # gauges while the circuit is open and the spool holds the backlog
+        await async_wait_for(lambda: pipeline.summary.spilled >= 20, timeout=15, what="20 spilled")
+        # Gauges while the circuit is open and the spool holds the backlog: read once the spool
+        # gauge shows the spilled batch (its write is committed), not after a guessed delay.
+        during.update(await async_wait_for(
+            lambda: (pts := points(reader)) and value(pts, "pattern_tracker.spool.size") >= 20
+            and value(pts, "pattern_tracker.spool.oldest_age") > 0 and pts,
+            timeout=15, what="the spool gauge showing the backlog"))
         outage["on"] = False  # 3. recovery: replay delivers the spool (the run ends when open)
-        await _until(lambda: pipeline.summary.delivered + pipeline.summary.already_existed >= 25)
+        await async_wait_for(lambda: pipeline.summary.delivered + pipeline.summary.already_existed >= 25, timeout=15,
+                             what="25 delivered")
 
     try:
         summary = await asyncio.wait_for(pipeline.run([source], asyncio.Event()), timeout=30)
