@@ -18,6 +18,7 @@ import os
 import random
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -72,10 +73,10 @@ def server_nodes(service_dir: Path) -> list[dict[str, Any]]:
 
 
 @contextlib.contextmanager
-def serve_proc(data_dir: Path, *extra: str, log: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`pattern-tracker serve --port 0` with its stderr in ``log`` (read after it stopped)."""
+def serve_proc(data_dir: Path, *extra: str, log: Path, port: int = 0) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`pattern-tracker serve --port PORT` (default 0: any) with its stderr in ``log``."""
     fh = open(log, "wb")
-    proc = subprocess.Popen([str(BIN), "serve", "--port", "0", *extra], env=cli_env(data_dir), stderr=fh,
+    proc = subprocess.Popen([str(BIN), "serve", "--port", str(port), *extra], env=cli_env(data_dir), stderr=fh,
                             stdout=subprocess.DEVNULL)
     try:
         m = wait_for(lambda: proc.poll() is None and re.search(r"serving Phase 4 API on (http://\S+)", log.read_text()),
@@ -206,41 +207,85 @@ def chaos_client_env(data_dir: Path, url: str) -> dict[str, str]:
     )
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def holds_drain_lease(data_dir: Path, pid: int) -> bool:
+    """True once process ``pid`` runs its pipeline over ``data_dir`` (it holds the drain lease)."""
+    from pattern_tracker.lease import DrainLease
+
+    if not (data_dir / "data.mdb").exists():
+        return False
+    store = Store.open(data_dir)
+    try:
+        holder = DrainLease(store).holder(time.time())
+    finally:
+        store.close()
+    return holder is not None and holder.pid == pid
+
+
 def chaos_scenario(tmp_path: Path, events: int, files: int, feed_seconds: float, schedule: str = CHAOS_SCHEDULE,
                    seed: int = 5, drain_deadline: float = 120) -> dict[str, Any]:
+    """``events`` over ``feed_seconds`` is the feed's rate; the feed itself lasts as long as serve's
+    schedule (until serve logs that it finished), so about ``events`` are produced."""
     sched = tmp_path / "chaos.yaml"
     sched.write_text(schedule)
     rng = random.Random(seed)
-    records = [(f"/chaos/m{i % files}.py", f"value_{i} = {rng.randrange(10**9)}  # {i}\n") for i in range(events)]
+    records: list[tuple[str, str]] = []
+
+    def record(i: int) -> tuple[str, str]:
+        return f"/chaos/m{i % files}.py", f"value_{i} = {rng.randrange(10**9)}  # {i}\n"
+
     service, client = tmp_path / "service", tmp_path / "client"
     serve_log = tmp_path / "serve.log"
-    with serve_proc(service, "--chaos", str(sched), "--seed", str(seed), log=serve_log) as (url, _):
-        env = chaos_client_env(client, url)
-        err = open(tmp_path / "run.log", "wb")
-        proc = subprocess.Popen([str(BIN), "run", "--source", "stdin"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                stderr=err, env=env)
-        assert proc.stdin is not None
-        # Paced over the schedule's cycle(s), so events meet every phase.
-        per_tick = max(1, events // max(1, int(feed_seconds / 0.05)))
-        for start in range(0, events, per_tick):
-            chunk = records[start:start + per_tick]
-            proc.stdin.write(b"".join(json.dumps({"file_path": p, "code": c}).encode() + b"\n" for p, c in chunk))
-            proc.stdin.flush()
-            time.sleep(0.05)
-        proc.stdin.close()
-        code = proc.wait(drain_deadline)
+    # The schedule's clock starts with serve. So the client starts first and is waited for (it holds
+    # its drain lease: its pipeline runs; with nothing to deliver it calls nobody), then serve on
+    # the port the client was given, and the feed follows serve's own phase log: however slowly
+    # the processes start, every phase meets a running client with events to deliver.
+    port = free_port()
+    env = chaos_client_env(client, f"http://127.0.0.1:{port}")
+    err = open(tmp_path / "run.log", "wb")
+    proc = subprocess.Popen([str(BIN), "run", "--source", "stdin"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            stderr=err, env=env)
+    assert proc.stdin is not None
+    try:
+        wait_for(lambda: proc.poll() is not None or holds_drain_lease(client, proc.pid), timeout=30,
+                 what="the client's pipeline running")
+        assert proc.poll() is None, (tmp_path / "run.log").read_text()[-2000:]
+        with serve_proc(service, "--chaos", str(sched), "--seed", str(seed), log=serve_log, port=port) as (url, _):
+            assert url == f"http://127.0.0.1:{port}"
+            # Paced (on purpose: the producer's rate), for as long as the schedule runs.
+            per_tick = max(1, events // max(1, int(feed_seconds / 0.05)))
+            feed_deadline = time.monotonic() + 10 * feed_seconds + 60
+            while "chaos: schedule finished" not in serve_log.read_text():
+                assert time.monotonic() < feed_deadline, serve_log.read_text()[-2000:]
+                chunk = [record(len(records) + k) for k in range(per_tick)]
+                records.extend(chunk)
+                proc.stdin.write(b"".join(json.dumps({"file_path": p, "code": c}).encode() + b"\n" for p, c in chunk))
+                proc.stdin.flush()
+                time.sleep(0.05)
+            proc.stdin.close()
+            code = proc.wait(drain_deadline)
+            err.close()
+            assert code == 0, (tmp_path / "run.log").read_text()[-2000:]
+            # Drain until the spool is empty (the circuit may be open, the service may be hanging).
+            deadline = time.monotonic() + drain_deadline
+            drains = 0
+            while (size := cli_json("cache", "stats", env=env)["size"]) > 0:
+                assert time.monotonic() < deadline, f"{size} event(s) still spooled"
+                drains += 1
+                out = run_cli("drain", "--until-empty", env=env, timeout=drain_deadline)
+                assert out.returncode in (0, 4), out.stderr
+            stats = cli_json("cache", "stats", env=env)
+            metrics = cli_json("metrics", env=env)
+    finally:
+        if proc.poll() is None:
+            stop(proc)
         err.close()
-        assert code == 0, (tmp_path / "run.log").read_text()[-2000:]
-        # Drain until the spool is empty (the circuit may be open, the service may be hanging).
-        deadline = time.monotonic() + drain_deadline
-        drains = 0
-        while (size := cli_json("cache", "stats", env=env)["size"]) > 0:
-            assert time.monotonic() < deadline, f"{size} event(s) still spooled"
-            drains += 1
-            out = run_cli("drain", "--until-empty", env=env, timeout=drain_deadline)
-            assert out.returncode in (0, 4), out.stderr
-        stats = cli_json("cache", "stats", env=env)
-        metrics = cli_json("metrics", env=env)
+    fed = len(records)  # what the feed produced
     injected = re.search(r"chaos: lineage requests answered: (.*)", serve_log.read_text())
     assert injected, serve_log.read_text()[-2000:]
     answered = {k: int(v) for k, v in (item.rsplit(" ", 1) for item in injected.group(1).split(", "))}
@@ -256,13 +301,13 @@ def chaos_scenario(tmp_path: Path, events: int, files: int, feed_seconds: float,
     produced = stats["entered"]
     delivered = metrics["events"]["delivered"] + metrics["events"]["already_existed"]
     dead = metrics["events"]["dead_lettered"]
-    assert produced == events, stats
+    assert produced == fed, stats
     assert stats["acked"] == delivered, (stats, metrics["events"])
     assert produced == delivered + dead + stats["expired"] + stats["dropped"], (stats, metrics["events"])
     assert stats["size"] == 0 and dead == 0 == stats["dead_letter"] and stats["expired"] == 0 and stats["dropped"] == 0
     # The server: exactly the distinct events produced, as whole chains.
     nodes = server_nodes(service)
-    assert len(nodes) == events == len({n["pattern_id"] for n in nodes})
+    assert len(nodes) == fed == len({n["pattern_id"] for n in nodes})
     chains: dict[str, list[str]] = {}
     for path, code in records:
         chains.setdefault(path, []).append(code)
