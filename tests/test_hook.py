@@ -33,6 +33,16 @@ def spooled(data: Path) -> list[dict]:
         store.close()
 
 
+def lease_holder(data: Path) -> object | None:
+    from pattern_tracker.lease import DrainLease
+
+    store = Store.open(data)
+    try:
+        return DrainLease(store).holder(time.time())
+    finally:
+        store.close()
+
+
 def hook_log(data: Path) -> list[str]:
     path = data / "hook.log"
     return path.read_text().splitlines() if path.exists() else []
@@ -247,5 +257,5 @@ def test_one_drainer_is_started_for_a_burst_and_another_after_it_finished(tmp_pa
         assert first["drainer"] is True and second["drainer"] is False  # the first one drains both
         wait_for(lambda: (data / "drain.log").exists() and "left in spool 0" in (data / "drain.log").read_text(), timeout=30)
         wait_for(lambda: spooled(data) == [], timeout=10)
-        time.sleep(0.2)  # the drainer releases the lease as it exits
+        wait_for(lambda: lease_holder(data) is None, what="the drainer releasing its lease as it exits")
         assert write(3)["drainer"] is True  # the lease is free again: the next edit starts one
