@@ -11,6 +11,7 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -77,6 +78,35 @@ def pty_run(args: list[str], env: dict[str, str], *, tty: str, until=None, sig: 
     return rc, b"".join(chunks).decode(errors="replace"), other.read().decode()
 
 
+def pipe_run(args: list[str], env: dict[str, str], *, until, sig: int, timeout: float = 30) -> tuple[int, str, str]:
+    """Run the CLI on pipes; once its stdout so far satisfies ``until(text)``, send ``sig``.
+    Returns (rc, stdout, stderr). Waits on the output itself, not on a guessed duration."""
+    proc = subprocess.Popen([str(BIN), *args], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    chunks: list[bytes] = []
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in iter(proc.stdout.readline, b""):
+            chunks.append(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        wait_for(lambda: proc.poll() is not None or until(b"".join(list(chunks)).decode(errors="replace")),
+                 timeout=timeout, what=f"the output of {' '.join(args)}")
+        proc.send_signal(sig)
+        err = proc.stderr.read().decode()
+        rc = proc.wait(timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    reader.join(timeout)
+    return rc, b"".join(chunks).decode(), err
+
+
 @pytest.fixture
 def tracker_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """In-process facade over a private data directory (the same environment as cli_env)."""
@@ -130,14 +160,10 @@ def test_status_watch_refreshes_until_ctrl_c(tmp_path: Path) -> None:
     ok("run", "--source", "stdin", env=env, input=changes(("/p/a.py", "a = 1")))
 
     # Not a terminal: plain blocks, one after another; SIGINT ends it with 0.
-    proc = subprocess.Popen([str(BIN), "status", "--watch", "--interval", "0.1"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    time.sleep(1.5)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=10)
-    assert proc.returncode == 0, err
-    text = out.decode()
-    assert text.count("pattern-tracker status ") >= 3 and "\x1b[" not in text and err.decode() == ""
+    rc, text, err = pipe_run(["status", "--watch", "--interval", "0.1"], env, sig=signal.SIGINT,
+                             until=lambda t: t.count("pattern-tracker status ") >= 3)
+    assert rc == 0, err
+    assert text.count("pattern-tracker status ") >= 3 and "\x1b[" not in text and err == ""
 
     # On a terminal: clear + home each time, cursor hidden then restored; Ctrl-C → 0.
     rc, screen, err = pty_run(["status", "--watch", "--interval", "0.1"], env, tty="stdout",
@@ -148,13 +174,10 @@ def test_status_watch_refreshes_until_ctrl_c(tmp_path: Path) -> None:
     assert "Traceback" not in screen + err
 
     # --watch --json: one object per line; a bad interval is a usage error.
-    proc = subprocess.Popen([str(BIN), "status", "--watch", "--json", "--interval", "0.1"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    time.sleep(1.2)
-    proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=10)
-    assert proc.returncode == 0
-    lines = out.decode().splitlines()
+    rc, out, _ = pipe_run(["status", "--watch", "--json", "--interval", "0.1"], env, sig=signal.SIGTERM,
+                          until=lambda t: t.count("\n") >= 2)
+    assert rc == 0
+    lines = out.splitlines()
     assert len(lines) >= 2 and all(json.loads(line)["circuit"]["state"] == "closed" for line in lines)
     assert ok("status", "--interval", "0", env=env, code=2).stderr.count("\n") == 1
 
