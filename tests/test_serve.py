@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import threading
@@ -14,7 +15,7 @@ import pytest
 from aiohttp import web
 
 from pattern_tracker.serve import PREFIX, run_server
-from tests.clitools import cli_env, run_cli
+from tests.clitools import async_wait_for, cli_env, run_cli
 
 TRACK = PREFIX + "/lineage/track"
 BATCH = PREFIX + "/lineage/track/batch"
@@ -252,6 +253,29 @@ async def _post_slowly(url: str, path: str,
     return writer, body[10:], reader
 
 
+def _batch_writer_counts(monkeypatch) -> dict[str, int]:
+    """Batch requests the server started reading, and batches it submitted (its own _BatchWriter,
+    observed by wrapping the real methods): the states these tests wait on instead of sleeping."""
+    from pattern_tracker.serve import _BatchWriter
+
+    counts = {"reading": 0, "submitted": 0}
+    real_reading, real_submit = _BatchWriter.reading, _BatchWriter.submit
+
+    @contextlib.contextmanager
+    def reading(self, arrived):
+        counts["reading"] += 1
+        with real_reading(self, arrived):
+            yield
+
+    def submit(self, events, arrived):
+        counts["submitted"] += 1
+        return real_submit(self, events, arrived)
+
+    monkeypatch.setattr(_BatchWriter, "reading", reading)
+    monkeypatch.setattr(_BatchWriter, "submit", submit)
+    return counts
+
+
 def _transaction_sizes(monkeypatch, lineage, hold_first: threading.Event | None = None) -> list[int]:
     """Record the number of events of each store transaction; ``hold_first`` keeps the first one
     committing (its execution is over, so requests are decoded meanwhile) until it is set."""
@@ -276,12 +300,12 @@ async def test_batches_waiting_behind_a_commit_share_the_next_transaction(serve_
                                                                           monkeypatch) -> None:
     release = threading.Event()
     sizes = _transaction_sizes(monkeypatch, lineage, hold_first=release)
+    counts = _batch_writer_counts(monkeypatch)
     first = asyncio.create_task(call("POST", serve_url + BATCH, json={"events": [created("w0", "/src/w.py")]}))
-    while not sizes:
-        await asyncio.sleep(0.01)
+    await async_wait_for(lambda: sizes, what="the first transaction")
     later = [asyncio.create_task(call("POST", serve_url + BATCH, json={"events": [created(f"w{i}", f"/src/{i}.py")]}))
              for i in (1, 2)]
-    await asyncio.sleep(0.2)
+    await async_wait_for(lambda: counts["submitted"] == 3, what="both later batches waiting behind the held commit")
     release.set()
     answers = [await first, *[await task for task in later]]
     assert [(status, body["success"]) for status, body, _ in answers] == [(200, True)] * 3
@@ -292,10 +316,11 @@ async def test_batches_run_in_arrival_order_when_bodies_finish_out_of_order(serv
                                                                              monkeypatch) -> None:
     """A parent's batch whose body finishes uploading after its child's still runs first."""
     sizes = _transaction_sizes(monkeypatch, lineage)
+    counts = _batch_writer_counts(monkeypatch)
     writer, rest, reader = await _post_slowly(serve_url, BATCH, {"events": [created("g1"), created("g0", "/src/c.py")]})
-    await asyncio.sleep(0.1)  # the parent's request has arrived; its body has not
+    await async_wait_for(lambda: counts["reading"] == 1, what="the parent's request arrived; its body has not")
     child = asyncio.create_task(call("POST", serve_url + BATCH, json={"events": [modified("g2", "g1")]}))
-    await asyncio.sleep(0.1)  # the child's batch is read and waits for the parent's
+    await async_wait_for(lambda: counts["submitted"] == 1, what="the child's batch read, waiting for the parent's")
     writer.write(rest)
     await writer.drain()
     status, body, _ = await child
@@ -308,9 +333,10 @@ async def test_batches_run_in_arrival_order_when_bodies_finish_out_of_order(serv
     assert sizes == [3] and lineage.count() == 3
 
 
-async def test_a_stalled_upload_holds_later_batches_only_briefly(serve_url: str, lineage) -> None:
+async def test_a_stalled_upload_holds_later_batches_only_briefly(serve_url: str, lineage, monkeypatch) -> None:
+    counts = _batch_writer_counts(monkeypatch)
     writer, _, _ = await _post_slowly(serve_url, BATCH, {"events": [created("s1")]})
-    await asyncio.sleep(0.1)
+    await async_wait_for(lambda: counts["reading"] == 1, what="the stalled request being read")
     t0 = asyncio.get_running_loop().time()
     status, body, _ = await call("POST", serve_url + BATCH, json={"events": [created("s2", "/src/s.py")]})
     assert status == 200 and body["success"] is True
@@ -415,10 +441,7 @@ async def test_fault_hook(serve_factory) -> None:
 async def test_run_server_prints_and_stops(lineage, capsys) -> None:
     urls: list[str] = []
     task = asyncio.create_task(run_server("127.0.0.1", 0, lineage, ready=urls.append))
-    for _ in range(200):
-        if urls:
-            break
-        await asyncio.sleep(0.01)
+    await async_wait_for(lambda: urls, what="run_server's ready callback")
     assert urls and re.fullmatch(r"http://127\.0\.0\.1:\d+", urls[0])
     status, body, _ = await call("GET", urls[0] + "/health")
     assert status == 200 and body["status"] == "healthy"
