@@ -139,9 +139,15 @@ def _is_script_name(name: str) -> bool:
     return name == SCRIPT or name.lower() == SCRIPT + ".exe"
 
 
-def default_command(argv0: str | None = None) -> str:
-    """The running console script's absolute path + `` hook`` (quoted when needed)."""
+def default_command(argv0: str | None = None, python: str | None = None) -> str:
+    """``PYTHON -I SCRIPT hook``: the running console script, run by its own interpreter in isolated mode.
+
+    Claude Code runs the hook in the user's environment, where an exported ``PYTHONPATH`` (or a
+    ``pattern_tracker/`` on it) would otherwise be imported before ours: ``-I`` ignores PYTHONPATH,
+    the current directory and the user site. A script that cannot be found as a file stays bare.
+    """
     argv0 = sys.argv[0] if argv0 is None else argv0
+    python = sys.executable if python is None else python
     exe: str | None = None
     if argv0 and _is_script_name(Path(argv0).name):
         p = Path(argv0) if os.sep in argv0 else Path(shutil.which(argv0) or argv0)
@@ -150,6 +156,8 @@ def default_command(argv0: str | None = None) -> str:
         exe = str(resolved if _is_script_name(resolved.name) else p.absolute())
     if exe is None:
         exe = shutil.which(SCRIPT) or SCRIPT
+    if python and os.path.isabs(exe) and os.path.isfile(exe):
+        return f"{shlex.quote(python)} -I {shlex.quote(exe)} hook"
     return f"{shlex.quote(exe)} hook"
 
 

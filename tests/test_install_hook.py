@@ -6,6 +6,7 @@ import copy
 import json
 import os
 import stat
+import sys
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,7 @@ from tests.clitools import BIN, cli_env, run_cli
 CMD = "/opt/venv/bin/pattern-tracker hook"
 OTHER = {"type": "command", "command": "ruff format --quiet", "timeout": 30}
 REPO = Path(__file__).resolve().parent.parent
+HOOK_CMD = f"{sys.executable} -I {BIN} hook"  # what install-hook writes: isolated from PYTHONPATH and the cwd
 
 
 def ours(cmd: str = CMD, timeout: int = 10) -> dict:
@@ -296,8 +298,10 @@ def test_default_command(tmp_path):
     script = tmp_path / "my bin" / "pattern-tracker"
     script.parent.mkdir()
     script.write_text("#!/bin/sh\n")
-    assert default_command(str(script)) == f"'{script}' hook"
+    assert default_command(str(script), python="/opt/py env/bin/python") == f"'/opt/py env/bin/python' -I '{script}' hook"
+    assert default_command(str(script), python="") == f"'{script}' hook"
     assert is_our_command(default_command(str(script)))
+    assert default_command(str(tmp_path / "missing" / "pattern-tracker")).endswith("pattern-tracker hook")
     assert is_our_command(default_command("/usr/lib/python3/pipeline/cli.py"))
 
 
@@ -323,7 +327,7 @@ def test_cli_creates_the_file(tmp_path, env):
     assert r.returncode == 0, r.stderr
     path = project / ".claude" / "settings.json"
     assert f"installed the pattern-tracker PostToolUse hook in {path} (timeout 10s)" in r.stdout
-    assert _only_ours(path) == [ours(f"{BIN} hook", 10)]
+    assert _only_ours(path) == [ours(HOOK_CMD, 10)]
     assert path.read_text().endswith("}\n")
     assert not (project / ".claude" / "settings.local.json").exists()
     assert not (project / ".claude" / "settings.json.bak").exists()
@@ -360,7 +364,7 @@ def test_cli_keeps_unrelated_hooks_is_idempotent_and_uninstall_restores_bytes(tm
 
     r = run_cli("install-hook", "--project", str(project), env=env)  # another command: replaced in place
     assert r.returncode == 0 and r.stdout.startswith("updated"), r.stdout + r.stderr
-    assert _only_ours(path) == [ours(f"{BIN} hook")]
+    assert _only_ours(path) == [ours(HOOK_CMD)]
 
     r = run_cli("uninstall-hook", "--project", str(project), env=env)
     assert r.returncode == 0, r.stderr
@@ -391,7 +395,7 @@ def test_cli_default_is_the_users_own_settings_not_the_shared_project_file(tmp_p
     r = run_cli("install-hook", env=env, cwd=project)
     assert r.returncode == 0, r.stderr
     assert f"installed the pattern-tracker PostToolUse hook in {user} (timeout 10s)" in r.stdout
-    assert _only_ours(user) == [ours(f"{BIN} hook", 10)]
+    assert _only_ours(user) == [ours(HOOK_CMD, 10)]
     assert (project / ".claude" / "settings.json").read_text() == SHARED_TEXT
     assert sorted(p.name for p in (project / ".claude").iterdir()) == ["settings.json"]
     assert r.stderr == ""  # nothing to warn about
@@ -409,7 +413,7 @@ def test_cli_local_flag_writes_settings_local_json(tmp_path, env):
     local = project / ".claude" / "settings.local.json"
     r = run_cli("install-hook", "--local", env=env, cwd=project)  # DIR defaults to the cwd
     assert r.returncode == 0 and f"installed the pattern-tracker PostToolUse hook in {local}" in r.stdout, r.stdout + r.stderr
-    assert _only_ours(local) == [ours(f"{BIN} hook", 10)]
+    assert _only_ours(local) == [ours(HOOK_CMD, 10)]
     assert (project / ".claude" / "settings.json").read_text() == SHARED_TEXT
     assert not (Path(env["HOME"]) / ".claude").exists()
     r = run_cli("install-hook", "--local", str(project), env=env)  # the same file, named from elsewhere
@@ -429,7 +433,7 @@ def test_cli_shared_project_file_only_when_asked_and_help_says_why(tmp_path, env
     shared = project / ".claude" / "settings.json"
     r = run_cli("install-hook", "--project", env=env, cwd=project)
     assert r.returncode == 0 and f"installed the pattern-tracker PostToolUse hook in {shared}" in r.stdout, r.stderr
-    assert _only_ours(shared) == [ours(f"{BIN} hook", 10)]
+    assert _only_ours(shared) == [ours(HOOK_CMD, 10)]
     assert "fails on every edit for everyone else" in r.stderr and "--command 'pattern-tracker hook'" in r.stderr
     # With a PATH-relative command (what a team can share), no warning.
     r = run_cli("install-hook", "--project", "--command", "pattern-tracker hook", env=env, cwd=project)
@@ -542,7 +546,7 @@ def test_cli_timeout_from_config_and_dry_run_writes_nothing(tmp_path, env):
     cfg.write_text("hook:\n  timeout: 42\n")
     r = run_cli("install-hook", "--project", str(project), "--dry-run", "--config", str(cfg), env=env)
     assert r.returncode == 0, r.stderr
-    assert find_our_hooks(json.loads(r.stdout)) == [ours(f"{BIN} hook", 42)]
+    assert find_our_hooks(json.loads(r.stdout)) == [ours(HOOK_CMD, 42)]
     assert "dry run" in r.stderr and "nothing written" in r.stderr
     assert list(project.iterdir()) == []
     r = run_cli("install-hook", "--project", str(project), env={**env, "PATTERN_TRACKER__HOOK__TIMEOUT": "7"})
