@@ -2,7 +2,8 @@
 
 Exit codes: 0 success; 1 runtime failure (store, service, internal error); 2 usage or
 configuration error; 3 some input records were rejected (each reported on stderr);
-130 interrupted before a clean start. No traceback reaches a user unless ``--debug``.
+130 interrupted (before a clean start, ``replay`` before the archive's end, ``run`` while waiting
+for room in a full spool). No traceback reaches a user unless ``--debug``.
 """
 
 from __future__ import annotations
@@ -255,6 +256,12 @@ async def _run(cfg: Any, kinds: Sequence[str], paths: Sequence[str], sink: Any =
         f"already there {summary.already_existed}, dead-lettered {summary.dead_lettered}, "
         f"left in spool {summary.left_in_spool} ({summary.seconds:.1f}s)"
     )
+    if summary.stopped_waiting_for_room:
+        # overflow_policy block, the spool full: what was read is in the spool; the input not taken
+        # is left where it was (stdin: unread; watch: the next start's scan finds the files).
+        _stderr(f"stopped while waiting for room in the full spool ({summary.left_in_spool} events, "
+                "overflow_policy block): input not taken was left unread")
+        return EXIT_INTERRUPTED
     if stdin_stats is not None and stdin_stats.rejected:
         _stderr(f"{stdin_stats.rejected} input record(s) rejected (see the lines above)")
         return EXIT_REJECTED

@@ -105,6 +105,9 @@ class RunSummary(msgspec.Struct, kw_only=True):
     expired: int = 0
     left_in_spool: int = 0
     seconds: float = 0.0
+    # Stopped while a source waited for room in the full spool (overflow_policy "block"): the
+    # input it could not store was left unread (stdin) or is found again at the next start (watch).
+    stopped_waiting_for_room: bool = False
 
 
 class Credits:
@@ -133,27 +136,84 @@ class Credits:
         self._changed.set()
 
 
+# How often a source waiting for room in a full spool (overflow_policy "block") looks again.
+ROOM_POLL = 0.1
+
+
 class Feed:
     """What sources get: hand over changes or events; they become durable first, then flow."""
 
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: Pipeline, stop: asyncio.Event | None = None) -> None:
         self._p = pipeline
+        self._stop = stop if stop is not None else asyncio.Event()
+        self._said_full = False
 
-    async def _durably(self, fn: Callable[..., list[PatternEvent]], *args: Any) -> list[PatternEvent]:
-        while True:
+    async def room(self) -> int | None:
+        """Events the spool takes now without making anyone wait; None when it never makes a
+        source wait (the drop_* policies). Lets a source read no more input than it can store."""
+        spool = self._p.spool
+        if spool.limits.policy != "block":
+            return None
+        return max(0, spool.limits.bound - await self._p.io(spool.size))
+
+    async def wait_for_room(self) -> bool:
+        """Sleep until the spool may have room (False: stopped first). Nudges replay meanwhile."""
+        self._p.wake_replay()
+        try:
+            await asyncio.wait_for(self._stop.wait(), timeout=ROOM_POLL)
+        except TimeoutError:
+            return True
+        return False
+
+    def waiting_for_room(self) -> None:
+        """A source waits for room: said once a run, so a stalled ``run`` says why."""
+        if not self._said_full:
+            self._said_full = True
+            log.info("spool full (%d events, overflow_policy block): reading waits for room", self._p.spool.limits.bound)
+
+    def stopped_waiting_for_room(self) -> None:
+        """A source is ending on the stop signal with input it could not store for want of room."""
+        self._p.summary.stopped_waiting_for_room = True
+
+    async def _durably(self, fn: Callable[..., list[PatternEvent]], items: Sequence[Any], *args: Any) -> tuple[list[PatternEvent], int]:
+        """``fn(items, *args, now)`` in one write; returns (its events, how many items were stored).
+
+        Under overflow_policy "block" a full spool makes the source wait for room, as configured:
+        what fits is stored as room appears (a batch larger than the free room would otherwise
+        wait for ever), and the wait ends on the stop signal, the rest not stored.
+        """
+        out: list[PatternEvent] = []
+        rest = list(items)
+        while rest:
             try:
-                return await self._p.io(fn, *args, time.time())
+                out += await self._p.io(fn, rest, *args, time.time())
+                return out, len(items)
             except SpoolFull:
-                # overflow_policy "block": the source waits for room, as configured.
-                self._p.wake_replay()
-                await asyncio.sleep(0.1)
+                self.waiting_for_room()
+            room = await self.room() or 0
+            if 0 < room < len(rest):
+                try:
+                    out += await self._p.io(fn, rest[:room], *args, time.time())
+                    rest = rest[room:]
+                    continue
+                except SpoolFull:
+                    pass  # another process took the room first
+            if not await self.wait_for_room():
+                log.warning("stopped while waiting for room in the full spool: %d input record(s) not stored", len(rest))
+                self.stopped_waiting_for_room()
+                break
+        return out, len(items) - len(rest)
 
     async def changes(self, changes: Sequence[Change], source: SourceName) -> int:
-        """Version, spool and push ``changes``; returns how many became events (unchanged give none)."""
+        """Version, spool and push ``changes``; returns how many became events (unchanged give none).
+
+        Stopped while waiting for room (overflow_policy "block"), the changes not stored are
+        not counted as read.
+        """
         p = self._p
         before = p.ingest.unchanged
-        events = await self._durably(p.ingest.accept_changes, changes, source)
-        p.summary.read += len(changes)
+        events, stored = await self._durably(p.ingest.accept_changes, changes, source)
+        p.summary.read += stored
         p.summary.unchanged += p.ingest.unchanged - before
         p.offer(events)
         return len(events)
@@ -161,8 +221,8 @@ class Feed:
     async def events(self, events: Sequence[PatternEvent]) -> int:
         """Push fully formed events (queued in the spool first)."""
         p = self._p
-        queued = await self._durably(p.ingest.accept_events, list(events))
-        p.summary.read += len(events)
+        queued, stored = await self._durably(p.ingest.accept_events, list(events))
+        p.summary.read += stored
         p.offer(queued)
         return len(queued)
 
@@ -685,7 +745,7 @@ class Pipeline:
         done: asyncio.Future[None] = loop.create_future()
         self._graph(loop, done)
         await self.sink.start()
-        feed = Feed(self)
+        feed = Feed(self, stop)
         finish = asyncio.Event()
         if drain:
             finish.set()
