@@ -155,10 +155,9 @@ class StatusLine:
     async def loop(self, stop: asyncio.Event) -> None:
         if not self.enabled:
             return
-        handlers = [h for h in logging.getLogger("pattern_tracker").handlers
-                    if isinstance(h, logging.StreamHandler) and getattr(h, "stream", None) is sys.stderr]
-        for h in handlers:
-            h.addFilter(self._before_log)
+        from pattern_tracker.progress import clear_before_logs
+
+        undo = clear_before_logs(self.clear, sys.stderr)
         try:
             while not stop.is_set():
                 self.show()
@@ -167,13 +166,8 @@ class StatusLine:
                 except TimeoutError:
                     pass
         finally:
-            for h in handlers:
-                h.removeFilter(self._before_log)
+            undo()
             self.clear()
-
-    def _before_log(self, record: logging.LogRecord) -> bool:
-        self.clear()
-        return True
 
     def show(self) -> None:
         text = self.render()

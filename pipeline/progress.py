@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 import time
 from collections import deque
 
@@ -27,6 +28,31 @@ if TYPE_CHECKING:
     from typing import TextIO
 
 RATE_WINDOW = 5.0  # seconds of samples the rate is measured over
+
+
+def clear_before_logs(clear: Callable[[], None], stream: TextIO) -> Callable[[], None]:
+    """Make our log records bound for ``stream`` call ``clear()`` first; returns the undo.
+
+    A line redrawn in place has no newline: a log record written meanwhile would be glued to
+    its end. (The handler is shared with the third-party loggers: one filter covers them.)
+    """
+    import logging
+
+    handlers = [h for h in logging.getLogger("pattern_tracker").handlers
+                if isinstance(h, logging.StreamHandler) and getattr(h, "stream", None) is stream]
+
+    def before(record: logging.LogRecord) -> bool:
+        clear()
+        return True
+
+    for h in handlers:
+        h.addFilter(before)
+
+    def undo() -> None:
+        for h in handlers:
+            h.removeFilter(before)
+
+    return undo
 
 
 def _eta(seconds: float) -> str:
@@ -69,6 +95,8 @@ class Progress:
         self._samples: deque[tuple[float, int]] = deque([(self.started, 0)])
         self._shown = 0  # characters of the line on screen
         self._finished = False
+        self._lock = threading.Lock()  # log records (which clear the line) come from other threads too
+        self._undo_logs = clear_before_logs(self._clear, self.stream) if enabled else None
 
     # -- numbers -------------------------------------------------------------------------------
 
@@ -124,17 +152,32 @@ class Progress:
         if not self.enabled or self._finished:
             return
         text = self.render()
-        pad = max(0, self._shown - len(text))
-        try:
-            self.stream.write("\r" + text + " " * pad)
-            self.stream.flush()
-        except (OSError, ValueError):
-            self.enabled = False  # the terminal went away: stay quiet
-            return
-        self._shown = len(text)
+        with self._lock:
+            pad = max(0, self._shown - len(text))
+            try:
+                self.stream.write("\r" + text + " " * pad)
+                self.stream.flush()
+            except (OSError, ValueError):
+                self.enabled = False  # the terminal went away: stay quiet
+                return
+            self._shown = len(text)
+
+    def _clear(self) -> None:
+        """Blank the bar (a log line follows); the next update draws it again."""
+        with self._lock:
+            if self._shown and not self._finished:
+                try:
+                    self.stream.write("\r" + " " * self._shown + "\r")
+                    self.stream.flush()
+                except (OSError, ValueError):
+                    pass
+                self._shown = 0
 
     def finish(self, line: str | None = None) -> None:
         """Leave the final bar on screen (tty), then write ``line`` if given. Idempotent."""
+        if self._undo_logs is not None:
+            self._undo_logs()
+            self._undo_logs = None
         if self._finished:
             return
         if self.enabled:

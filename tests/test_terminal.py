@@ -141,6 +141,7 @@ def _live_edit_then_ctrl_c(term: Terminal, target: Path) -> str:
     assert code == 0, text
     assert re.search(r"done: read 2, unchanged 0, delivered 2, already there 0, dead-lettered 0, left in spool 0", text), text
     assert_clean(text)
+    assert not re.search(r"ev/s *\d{4}-\d\d-\d\d", text), text  # a log line is never glued to the status line
     return text
 
 
@@ -251,6 +252,31 @@ def test_status_watch_on_a_terminal_redraws_and_ctrl_c_restores_the_terminal(tmp
     assert raw.count("\x1b[H\x1b[2J") >= 2  # redrawn in place, at least twice
     assert raw.startswith("\x1b[?25l") and raw.rstrip().endswith("\x1b[?25h"), raw[-200:]  # cursor hidden, then restored
     assert_clean(text)
+
+
+def test_a_log_record_clears_the_progress_bar_first_and_finish_stops_that() -> None:
+    """A bar redrawn in place has no newline: a log line written meanwhile must start on a line of its own."""
+    import io
+    import logging
+
+    from pattern_tracker.progress import Progress
+
+    buf = io.StringIO()
+    handler = logging.StreamHandler(buf)
+    ours = logging.getLogger("pattern_tracker")
+    ours.addHandler(handler)
+    try:
+        bar = Progress(10, "drain", stream=buf, enabled=True)
+        bar.update(3)
+        logging.getLogger("pattern_tracker.runtime").warning("3 event(s) kept in the spool for later")
+        bar.update(4)
+        bar.finish()
+        assert handler.filters == []
+    finally:
+        ours.removeHandler(handler)
+    lines = buf.getvalue().replace("\r", "\n").splitlines()
+    assert "3 event(s) kept in the spool for later" in lines, lines
+    assert any(re.fullmatch(r"drain \[#+-+\]\s+4/10 .*", line) for line in lines), lines  # drawn again after it
 
 
 @pytest.fixture
