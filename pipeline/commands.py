@@ -2,7 +2,7 @@
 
 Exit codes: 0 success; 1 runtime failure (store, service, internal error); 2 usage or
 configuration error; 3 some input records were rejected (each reported on stderr);
-130 interrupted (before a clean start, ``replay`` before the archive's end, ``run`` while waiting
+141 stdout's reader went away (``… | head``: quiet, like a tool ended by SIGPIPE); 130 interrupted (before a clean start, ``replay`` before the archive's end, ``run`` while waiting
 for room in a full spool). No traceback reaches a user unless ``--debug``.
 """
 
@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import select
 import signal
 import sys
 import threading
@@ -25,6 +27,7 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_REJECTED = 3
 EXIT_INTERRUPTED = 130
+EXIT_STDOUT_CLOSED = 141  # 128 + SIGPIPE: what a shell reports for `seq 1000000 | head -1`
 
 log = logging.getLogger("pattern_tracker.cli")
 
@@ -54,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pattern-tracker",
         description="Track code patterns written by an AI coding assistant and deliver them to the Phase 4 lineage service.",
         parents=[common],
-        epilog="Exit codes: 0 ok, 1 failure, 2 usage/config error, 3 input rejected, 4 events left in the spool (drain), 130 interrupted.",
+        epilog="Exit codes: 0 ok, 1 failure, 2 usage/config error, 3 input rejected, 4 events left in the spool (drain), 130 interrupted, 141 stdout closed by its reader.",
     )
     parser.add_argument("--version", action="version", version=f"pattern-tracker {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -368,13 +371,24 @@ def cmd_config_validate(args: argparse.Namespace) -> int:
 def run(argv: Sequence[str] | None = None) -> int:
     """Every command but ``hook`` (see pipeline/cli.py)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        return _dispatch(parser, argv)
+    except BrokenPipeError:  # stdout's (see _dispatch) or argparse's --help: the reader has all it wanted
+        _silence_stdout()
+        return EXIT_STDOUT_CLOSED
+
+
+def _dispatch(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
+    """Parse and run one command; every failure becomes one line and an exit code."""
+    args = parser.parse_args(argv)  # inside run()'s BrokenPipeError guard: `--help | head -1`
     debug = getattr(args, "debug", False)
     from pattern_tracker.config import ConfigError
     from pattern_tracker.store import StoreError
 
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()  # a reader gone is met here, not in the interpreter's final flush
+        return code
     except ConfigError as exc:
         _stderr(str(exc))
         return EXIT_USAGE
@@ -387,6 +401,8 @@ def run(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, no traceback
+        if isinstance(exc, BrokenPipeError) and _stdout_reader_gone():
+            raise  # `… | head`: run() ends quietly, for every command at once
         known = _known_error(exc)
         if known is not None:
             _stderr(f"pattern-tracker: {known[0]}")
@@ -395,6 +411,31 @@ def run(argv: Sequence[str] | None = None) -> int:
             raise
         _stderr(f"pattern-tracker: internal error: {type(exc).__name__}: {exc} (run with --debug for details)")
         return EXIT_FAILURE
+
+
+def _stdout_reader_gone() -> bool:
+    """True when stdout is a pipe or socket whose reader has closed it.
+
+    A BrokenPipeError can also come from a socket (the lineage service, a webhook): that one is
+    a failure to report, not a reader who has read enough, so the pipe itself is asked.
+    """
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)  # POLLERR/POLLHUP are always reported
+        return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no fileno (replaced stdout), closed, no poll()
+        return False
+
+
+def _silence_stdout() -> None:
+    """Point fd 1 at /dev/null (docs.python.org, signal, "Note on SIGPIPE"): the output still
+    buffered is flushed there at exit, not into a closed pipe ("Exception ignored … BrokenPipeError")."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (AttributeError, OSError, ValueError):
+        pass
 
 
 def _known_error(exc: Exception) -> tuple[str, int] | None:

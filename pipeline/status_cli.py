@@ -270,13 +270,7 @@ def _watch(cfg: Any, store: Any, interval: float, as_json: bool) -> int:
             time.sleep(interval)
     except KeyboardInterrupt:
         pass
-    except BrokenPipeError:  # `status --watch | head`: the reader left
-        try:
-            sys.stdout = open("/dev/null", "w")  # noqa: SIM115 - silence the interpreter's final flush
-        except OSError:
-            pass
-        return 0
-    finally:
+    finally:  # `status --watch | head`: the BrokenPipeError ends it in commands.run, as for every command
         signal.signal(signal.SIGTERM, previous)
         if tty:
             try:

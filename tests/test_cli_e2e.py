@@ -282,6 +282,34 @@ def test_cli_usage_errors_and_version(tmp_path: Path) -> None:
     assert unknown.returncode == 1 and "not found" in unknown.stderr
 
 
+def _big_config(tmp_path: Path) -> Path:
+    """A config whose `config show` is ~150 KB: more than a pipe holds, so the writer meets the closed end."""
+    path = tmp_path / "big.yaml"
+    path.write_text("sources:\n  watch:\n    ignore:\n" + "".join(f'      - "generated-{i:05d}-*.tmp"\n' for i in range(6000)))
+    return path
+
+
+@pytest.mark.parametrize("argv", [
+    ["config", "show", "--config", "{big}"],  # one big print: failed with "internal error: BrokenPipeError"
+    ["status", "--watch", "--json", "--interval", "0.05"],  # endless output: the same path for every command
+], ids=["config-show", "status-watch"])
+def test_reader_closing_stdout_early_ends_quietly_with_141(tmp_path: Path, argv: list[str]) -> None:
+    """`pattern-tracker … | head -1`: no message, exit 141 (README "Exit codes"), like a tool ended by SIGPIPE."""
+    args = [a.format(big=_big_config(tmp_path)) for a in argv]
+    proc = subprocess.Popen([str(BIN), *args], env=cli_env(tmp_path / "d"), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline()  # the reader takes one line and goes away, as `head -1` does
+    proc.stdout.close()
+    try:
+        _, err_bytes = proc.communicate(timeout=30)  # stdout is closed: only stderr is read
+    finally:
+        stop(proc)
+    rc, err = proc.returncode, err_bytes.decode()
+    assert rc == 141, (rc, err)
+    assert err == "", err  # no "internal error", no "Exception ignored … BrokenPipeError", no traceback
+
+
 def test_unwritable_data_dir_is_one_clear_line(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
