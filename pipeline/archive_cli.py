@@ -8,7 +8,7 @@ import os
 import time
 from typing import Any
 
-from pattern_tracker.commands import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CliError, _install_stop, _load
+from pattern_tracker.commands import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CliError, _install_stop, _load, _stderr
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -153,6 +153,17 @@ async def _replay(cfg: Any, archive: Any, args: argparse.Namespace) -> int:
     if stop.is_set() and summary.read < total:
         # Ctrl-C/SIGTERM before the archive's end: not a failure, but not done either.
         return EXIT_INTERRUPTED
+    if summary.gave_up_on_full_spool:
+        # overflow_policy block: the spool full and the service unavailable, reading stopped;
+        # what was read is in the spool, the rest of the archive unread. Like drain: exit 4.
+        from pattern_tracker.ops_cli import EXIT_PENDING
+
+        limits = cfg.pattern_tracking
+        _stderr(f"pattern-tracker: replay stopped after {summary.read} of {total} events: the spool is full "
+                f"({summary.left_in_spool} of cache_size {limits.cache_size}, overflow_policy block) and the "
+                "service is unavailable (circuit open); nothing is lost: once it is back, `pattern-tracker drain`, "
+                "then replay again for the rest (events already delivered are recognised)")
+        return EXIT_PENDING
     if summary.left_in_spool:
         # Same contract as `drain`: nothing is lost, but the caller must know delivery is pending.
         from pattern_tracker.ops_cli import EXIT_PENDING

@@ -108,6 +108,9 @@ class RunSummary(msgspec.Struct, kw_only=True):
     # Stopped while a source waited for room in the full spool (overflow_policy "block"): the
     # input it could not store was left unread (stdin) or is found again at the next start (watch).
     stopped_waiting_for_room: bool = False
+    # A durable source (an archive) stopped reading, not the user: the spool full under "block"
+    # and the service unavailable (circuit open), waiting had no prospect; the rest is unread.
+    gave_up_on_full_spool: bool = False
 
 
 class Credits:
@@ -175,34 +178,72 @@ class Feed:
         """A source is ending on the stop signal with input it could not store for want of room."""
         self._p.summary.stopped_waiting_for_room = True
 
-    async def _durably(self, fn: Callable[..., list[PatternEvent]], items: Sequence[Any], *args: Any) -> tuple[list[PatternEvent], int]:
-        """``fn(items, *args, now)`` in one write; returns (its events, how many items were stored).
+    async def _durably(self, fn: Callable[..., list[PatternEvent]], items: Sequence[Any], *args: Any,
+                       hand_over: Callable[[list[PatternEvent]], Awaitable[None]],
+                       give_up: Callable[[], bool] | None = None) -> tuple[int, int]:
+        """``fn(items, *args, now)`` in one write, its events then given to ``hand_over`` (into
+        the graph, or left in the spool for replay); returns (events handed over, items stored).
 
         Under overflow_policy "block" a full spool makes the source wait for room, as configured:
         what fits is stored as room appears (a batch larger than the free room would otherwise
-        wait for ever), and the wait ends on the stop signal, the rest not stored.
+        wait for ever) and handed over at once (held back until the rest fits, it would hold the
+        very room the rest waits for), and the wait ends on the stop signal, the rest not stored.
+        ``give_up``: asked before each wait; True ends it too (a source whose input keeps: an archive).
         """
-        out: list[PatternEvent] = []
+        handed = 0
         rest = list(items)
         while rest:
             try:
-                out += await self._p.io(fn, rest, *args, time.time())
-                return out, len(items)
+                part = await self._p.io(fn, rest, *args, time.time())
             except SpoolFull:
                 self.waiting_for_room()
+            else:
+                handed += await self._hand(part, hand_over)
+                return handed, len(items)
             room = await self.room() or 0
             if 0 < room < len(rest):
                 try:
-                    out += await self._p.io(fn, rest[:room], *args, time.time())
-                    rest = rest[room:]
-                    continue
+                    part = await self._p.io(fn, rest[:room], *args, time.time())
                 except SpoolFull:
                     pass  # another process took the room first
+                else:
+                    rest = rest[room:]
+                    handed += await self._hand(part, hand_over)
+                    continue
+            if give_up is not None and give_up():
+                self._p.summary.gave_up_on_full_spool = True
+                break
             if not await self.wait_for_room():
                 log.warning("stopped while waiting for room in the full spool: %d input record(s) not stored", len(rest))
                 self.stopped_waiting_for_room()
                 break
-        return out, len(items) - len(rest)
+        return handed, len(items) - len(rest)
+
+    async def _hand(self, events: list[PatternEvent], hand_over: Callable[[list[PatternEvent]], Awaitable[None]]) -> int:
+        """``hand_over(events)``, just stored. Until it is done (it may wait for credits) replay
+        must not push them from the spool as well: each would be delivered twice."""
+        arriving = self._p._arriving
+        arriving.update(ev.event_id for ev in events)
+        try:
+            await hand_over(events)
+        finally:
+            arriving.difference_update(ev.event_id for ev in events)
+        return len(events)
+
+    async def _offer(self, events: list[PatternEvent]) -> None:
+        self._p.offer(events)
+
+    async def _to_graph(self, events: list[PatternEvent]) -> None:
+        """Into the graph once it has credits for them (a source paced by delivery), unless in
+        backlog mode: then they stay in the spool, for replay to feed in order."""
+        p = self._p
+        if events and not p._backlog:
+            await p._credits.acquire(len(events))
+            if not p._backlog:
+                p._push(events)
+                return
+            p._credits.release(len(events))
+        p.offer(events)
 
     async def changes(self, changes: Sequence[Change], source: SourceName) -> int:
         """Version, spool and push ``changes``; returns how many became events (unchanged give none).
@@ -212,34 +253,45 @@ class Feed:
         """
         p = self._p
         before = p.ingest.unchanged
-        events, stored = await self._durably(p.ingest.accept_changes, changes, source)
+        handed, stored = await self._durably(p.ingest.accept_changes, changes, source, hand_over=self._offer)
         p.summary.read += stored
         p.summary.unchanged += p.ingest.unchanged - before
-        p.offer(events)
-        return len(events)
+        return handed
 
     async def events(self, events: Sequence[PatternEvent]) -> int:
         """Push fully formed events (queued in the spool first)."""
         p = self._p
-        queued, stored = await self._durably(p.ingest.accept_events, list(events))
+        handed, stored = await self._durably(p.ingest.accept_events, list(events), hand_over=self._offer)
         p.summary.read += stored
-        p.offer(queued)
-        return len(queued)
+        return handed
 
-    async def archived(self, events: list[PatternEvent]) -> None:
+    async def archived(self, events: list[PatternEvent]) -> int:
         """Push events from a durable source (an archive): no spool write on the way in — the
-        archive is the record; only what cannot be delivered now is spooled (by the spill)."""
+        archive is the record; only what cannot be delivered now is spooled (by the spill).
+        Returns how many were taken; fewer than given: the source must stop (the rest unread).
+
+        Under overflow_policy "block" a spill must never need room the spool lacks (it would
+        fail, and the events be neither delivered nor spooled): the events are spooled first,
+        waiting for room as every source does. An archive keeps: while the service is
+        unavailable (circuit open), the wait ends, the rest of the archive left for a later replay.
+        """
         p = self._p
+        if p.spool.limits.policy == "block":
+            _, taken = await self._durably(p.spool.enqueue, events, hand_over=self._to_graph,
+                                           give_up=p.service_unavailable)
+            p.summary.read += taken
+            return taken
         p.summary.read += len(events)
         if p._backlog:
             # Older events wait in the spool: these queue behind them (replay keeps the order).
             await p.io(p.store.write, lambda txn: p.spool.mark_spilled(txn, events, "backlog", time.time()))
             p.summary.spilled += len(events)
             p.wake_replay()
-            return
+            return len(events)
         await p._credits.acquire(len(events))
         p._unspooled.update(ev.event_id for ev in events)
         p._push(events)
+        return len(events)
 
 
 Source = Callable[[Feed, asyncio.Event], Awaitable[None]]
@@ -283,6 +335,7 @@ class Pipeline:
         self._inflight: set[str] = set()
         self._leaving: set[str] = set()
         self._unspooled: set[str] = set()  # in the graph from a durable source: no spool entry
+        self._arriving: set[str] = set()  # spooled by a source, not yet handed over (Feed._hand)
         self._last_acked_at: float | None = None
         self._flush_pending = False
         self._from_replay: set[str] = set()
@@ -322,11 +375,18 @@ class Pipeline:
             log.error("store write failed: %s", fut.exception())
 
     def _busy(self, event_id: str) -> bool:
-        """In the graph, or settled with its spool removal not yet committed."""
-        return event_id in self._inflight or event_id in self._leaving
+        """In the graph, settled with its spool removal not yet committed, or spooled by a
+        source that has yet to hand it over."""
+        return event_id in self._inflight or event_id in self._leaving or event_id in self._arriving
 
     def wake_replay(self) -> None:
         self._wake.set()
+
+    def service_unavailable(self) -> bool:
+        """The circuit keeps deliveries out now (open until its trial time, or forced open):
+        the spool cannot drain before then. The replay loop's own test."""
+        due = self.breaker.retry_at()
+        return self.breaker.state().state == "forced_open" or (due is not None and time.time() < due)
 
     def offer(self, events: list[PatternEvent]) -> None:
         """Live events (already spooled): into the graph now, or left for replay (backlog mode)."""

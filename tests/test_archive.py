@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 import time
 import urllib.request
 from pathlib import Path
@@ -104,6 +105,63 @@ def test_replay_with_the_service_down_exits_4_and_keeps_the_events_in_the_spool(
         assert drained.returncode == 0 and json.loads(drained.stdout)["delivered"] == 40, drained.stdout
         again = run_cli("replay", str(tmp_path / "arch"), "--json", env=up)
         assert again.returncode == 0 and json.loads(again.stdout)["left_in_spool"] == 0, again.stdout
+
+
+def test_replay_under_block_with_a_full_spool_and_the_service_down_stops_cleanly_and_loses_nothing(tmp_path: Path) -> None:
+    """overflow_policy block, cache_size 10, the service down: replay ends with exit 4 and one line
+    (it read what the spool holds; the rest of the archive is unread), not "internal error:
+    SpoolFull" (a full spool at start) nor events spilled into a full spool and lost ("store write
+    failed", exit 0). The service back: circuit reset, drain, replay again: every event once."""
+    from pattern_tracker.sinks.lineage_store import LineageStore
+    from pattern_tracker.spool import Spool
+    from pattern_tracker.store import Store
+
+    bound, total = 10, 60
+    data, arch = tmp_path / "data", str(tmp_path / "arch")
+    assert run_cli("archive", "generate", "--events", str(total), "--files", "6", arch, env=cli_env(data)).returncode == 0
+    archive = Archive(arch)
+    try:
+        events = [ev for chunk in archive.chunks(100) for ev in chunk]
+    finally:
+        archive.close()
+    block = {"PATTERN_TRACKING_CACHE_SIZE": str(bound), "PATTERN_TRACKER__PATTERN_TRACKING__OVERFLOW_POLICY": "block"}
+    down = cli_env(data, PATTERN_TRACKING_API_URL=f"http://127.0.0.1:{_closed_port()}",
+                   PATTERN_TRACKER__PATTERN_TRACKING__SHUTDOWN_TIMEOUT="3",
+                   EXPONENTIAL_BACKOFF_BASE_DELAY="0.01", EXPONENTIAL_BACKOFF_MAX_DELAY="0.05", **block)
+
+    def stopped(res: subprocess.CompletedProcess[str], read: int) -> None:
+        assert res.returncode == 4, (res.returncode, res.stdout, res.stderr)  # README "Exit codes": 4
+        for bad in ("Traceback", "internal error", "store write failed", "SpoolFull"):
+            assert bad not in res.stderr, res.stderr
+        said = [line for line in res.stderr.splitlines() if line.startswith("pattern-tracker:")]
+        assert len(said) == 1 and f"replay stopped after {read} of {total} events: the spool is full" in said[0], res.stderr
+        summary = json.loads(res.stdout)
+        assert summary["read"] == read and summary["delivered"] == 0 and summary["left_in_spool"] == bound, summary
+
+    stopped(run_cli("replay", arch, "--json", env=down), bound)  # an empty spool at start: fills it, then stops
+    stopped(run_cli("replay", arch, "--json", env=down), 0)  # the spool full at start (backlog): reads nothing
+    store = Store.open(data)
+    try:  # what was read is in the spool: the archive's first events; the rest is unread
+        assert [e.event.event_id for _, e in Spool(store).read_batch(0, 1000)] == [ev.event_id for ev in events[:bound]]
+    finally:
+        store.close()
+    with serve(tmp_path / "service") as url:
+        up = cli_env(data, PATTERN_TRACKING_API_URL=url, **block)
+        assert run_cli("circuit", "reset", env=up).returncode == 0  # the outage opened it
+        drained = run_cli("drain", "--json", env=up)
+        assert drained.returncode == 0 and json.loads(drained.stdout)["delivered"] == bound, drained.stdout
+        again = run_cli("replay", arch, "--json", env=up)
+        assert again.returncode == 0, (again.stdout, again.stderr)
+        summary = json.loads(again.stdout)
+        assert (summary["read"], summary["delivered"], summary["already_existed"], summary["left_in_spool"]) == \
+            (total, total - bound, bound, 0), summary
+    store = Store.open(tmp_path / "service")
+    try:
+        nodes = LineageStore(store).query(None, limit=1000)
+    finally:
+        store.close()
+    assert sorted((n["pattern_id"], n["pattern_version"]) for n in nodes) == \
+        sorted((ev.pattern_id, ev.pattern_version) for ev in events)  # every archive event, each once
 
 
 def test_replay_rate_paces_the_source(tmp_path: Path) -> None:

@@ -2,7 +2,8 @@
 
 ``rate``: at most that many events per second. ``speedup``: the archive's own timing
 (``occurred_at`` gaps) played X times faster. Both may be combined. The archive is durable, so
-events are not spooled on the way in; what cannot be delivered is spooled by the spill.
+events are not spooled on the way in (but for overflow_policy ``block``, see Feed.archived);
+what cannot be delivered is spooled by the spill.
 """
 
 from __future__ import annotations
@@ -50,11 +51,13 @@ def replay_source(
                     continue
                 if rate:
                     ready = ready[: max(1, int(rate * (now + 0.05)) - sent)]
-                await feed.archived(ready)
-                sent += len(ready)
-                events = events[len(ready):]
+                taken = await feed.archived(ready)
+                sent += taken
+                events = events[taken:]
                 if on_progress is not None:
                     on_progress(sent)
+                if taken < len(ready):
+                    return  # the feed stopped taking (full spool under "block"): the rest stays unread
             if stop.is_set():
                 return
 
