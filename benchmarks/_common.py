@@ -45,7 +45,7 @@ CODE = "def handler(event, context):\n    return {'status': 200, 'body': event.g
 
 def producer(n: int) -> Any:
     """A source of ``n`` watch changes over 500 files (a new version each), 100 at a time."""
-    from pattern_tracker.hook_payload import Change
+    from pattern_tracker.core.capture import Change
 
     async def source(feed: Any, stop: Any) -> None:
         for start in range(0, n, 100):

@@ -55,7 +55,7 @@ def pct(xs: list[float], q: float) -> float:
 
 def import_budget(env: dict[str, str], body: bytes) -> list[tuple[float, str]]:
     """(cumulative ms, module) for every import of one hook run, largest first."""
-    out = subprocess.run([sys.executable, "-X", "importtime", "-m", "pattern_tracker.cli", "hook"], input=body, env=env,
+    out = subprocess.run([sys.executable, "-X", "importtime", "-m", "pattern_tracker.main", "hook"], input=body, env=env,
                          capture_output=True).stderr.decode()
     rows = []
     for line in out.splitlines():
@@ -111,7 +111,7 @@ def main(runs: int) -> str:
         lines.append(f"| {labels[key]} | {statistics.median(xs) * 1000:.1f} | {pct(xs, 0.99) * 1000:.1f} | "
                      f"{statistics.median(xs) / bare_median:.2f}× |")
     total_imports = sum(ms for ms, name in budget if not name.startswith("  "))
-    lines += ["", f"Import budget of the hook (`python -X importtime -m pattern_tracker.cli hook`, top-level imports "
+    lines += ["", f"Import budget of the hook (`python -X importtime -m pattern_tracker.main hook`, top-level imports "
               f"{total_imports:.1f} ms; the ten largest cumulative entries):", "", "```"]
     lines += [f"{ms:7.2f} ms  {name}" for ms, name in budget[:10]]
     lines += ["```", "", f"Machine: {machine()}."]

@@ -149,7 +149,7 @@ def child_env(data_dir: Path, url: str | None = None, **extra: str) -> dict[str,
 
 def pipeline_settings() -> tuple[int, int]:
     """(pattern_tracking.batch_size, api.max_concurrency) of the configuration `replay` uses."""
-    from pattern_tracker.config import load_config
+    from pattern_tracker.settings.config import load_config
 
     cfg = load_config(None).config
     return int(cfg.pattern_tracking.batch_size), int(cfg.api.max_concurrency)
@@ -167,8 +167,8 @@ def percentile(values: list[float], q: float) -> float | None:
 async def ceiling_client(archive_path: str, base: str, batch_size: int, concurrency: int) -> dict[str, Any]:
     import aiohttp
 
-    from pattern_tracker.archive import Archive
-    from pattern_tracker.events import batch_response_decoder, json_encoder, to_batch_request
+    from pattern_tracker.model.archive import Archive
+    from pattern_tracker.model.events import batch_response_decoder, json_encoder, to_batch_request
 
     archive = Archive(archive_path)
     url = f"{base}{PREFIX}/lineage/track/batch"
@@ -217,8 +217,8 @@ async def per_event_client(archive_path: str, base: str, limit: int) -> dict[str
     import aiohttp
     import msgspec
 
-    from pattern_tracker.archive import Archive
-    from pattern_tracker.events import to_track_request
+    from pattern_tracker.model.archive import Archive
+    from pattern_tracker.model.events import to_track_request
 
     archive = Archive(archive_path)
     url = f"{base}{PREFIX}/lineage/track"
@@ -259,7 +259,7 @@ async def per_event_client(archive_path: str, base: str, limit: int) -> dict[str
 
 def decode_only(archive_path: str, chunk: int) -> dict[str, Any]:
     """Read and decode every event of the archive, as `replay` does, and nothing else."""
-    from pattern_tracker.archive import Archive
+    from pattern_tracker.model.archive import Archive
 
     archive = Archive(archive_path)
     t0 = time.perf_counter()
@@ -431,7 +431,7 @@ def table(r: dict[str, Any]) -> str:
         f"sampled from /proc/PID/status: VmRSS {_mib(p.get('VmRSS'))} MiB = RssAnon {_mib(p.get('RssAnon'))} MiB (the process's own "
         f"heap) + RssFile {_mib(p.get('RssFile'))} MiB (mapped files: code, libraries, LMDB pages; each a separate "
         f"peak). The archive is read through LMDB's mmap; the replay gives the touched pages back every 32 MiB "
-        f"(`madvise(MADV_DONTNEED)`, pipeline/mapped_pages.py), so RSS does not grow with the archive.",
+        f"(`madvise(MADV_DONTNEED)`, pipeline/core/mapped_pages.py), so RSS does not grow with the archive.",
         "",
         f"Machine: {r['machine']}.",
     ])

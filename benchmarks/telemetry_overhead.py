@@ -32,8 +32,8 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from pattern_tracker.runtime import Pipeline, RuntimeSettings
-from pattern_tracker.spool import Spool, SpoolLimits
-from pattern_tracker.store import MIB, Store
+from pattern_tracker.state.spool import Spool, SpoolLimits
+from pattern_tracker.core.store import MIB, Store
 from pattern_tracker.telemetry import Telemetry
 from pattern_tracker.sinks.embedded import EmbeddedSink
 from pattern_tracker.sinks.lineage_store import LineageStore

@@ -18,7 +18,7 @@ import random
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from pattern_tracker.sinks.base import Outcome
+from pattern_tracker.model.outcome import Outcome
 
 # Outcome classes worth trying again soon: the service or the network failed transiently.
 # Not "parent_missing": the parent is usually still in the spool behind it, and retrying in place

@@ -2,7 +2,7 @@
 
 A refused batch is handed to ``on_rejected`` (the spill) at once: while the circuit is open
 nothing is sent, and sources are never blocked. ``CircuitGate`` adapts a breaker (the state
-machine in operators/breaker.py, stored by pipeline/circuit_store.py) to what ``retry`` needs,
+machine in operators/breaker.py, stored by pipeline/state/circuit_store.py) to what ``retry`` needs,
 and decides from a call's outcomes whether the *service* failed.
 """
 
@@ -15,7 +15,7 @@ import reactivex.operators as ops
 from reactivex import Observable
 
 from pattern_tracker.operators.breaker import Permit
-from pattern_tracker.sinks.base import Outcome
+from pattern_tracker.model.outcome import Outcome
 
 # Outcome classes that mean the service (or the way to it) is failing, not one event.
 SERVICE_FAILURES = frozenset(

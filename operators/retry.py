@@ -22,7 +22,7 @@ from reactivex import Observable, abc
 from pattern_tracker.operators.backoff import RetryPolicy
 from pattern_tracker.operators.breaker import Permit
 from pattern_tracker.operators.spill import Spill
-from pattern_tracker.sinks.base import Outcome
+from pattern_tracker.model.outcome import Outcome
 
 # The delivery call: events → an Observable of exactly one list of outcomes (one per event).
 Call = Callable[[list[Any]], Observable[list[Outcome]]]

@@ -58,7 +58,7 @@ def traced(stage: Stage, operator: Callable[[Observable[A]], Observable[B]]) -> 
                 if isinstance(item, list) or stage.sample():
                     duration = time.perf_counter() - started
                     stage.observe(duration)
-                    stage.emit_span(wall, wall + duration, **{"pattern_tracker.events": n})
+                    stage.emit_span(wall, wall + duration, **{"pattern_tracker.model.events": n})
 
             return source.pipe(ops.do_action(on_in), operator, ops.do_action(on_out)).subscribe(observer, scheduler=scheduler)
 

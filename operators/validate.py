@@ -12,7 +12,7 @@ from collections.abc import Callable
 import reactivex.operators as ops
 from reactivex import Observable
 
-from pattern_tracker.events import EDGE_TYPES, EVENT_TYPES, TRANSFORMATION_TYPES, PatternEvent
+from pattern_tracker.model.events import EDGE_TYPES, EVENT_TYPES, TRANSFORMATION_TYPES, PatternEvent
 
 _LIMITS: tuple[tuple[str, int], ...] = (
     ("pattern_id", 255),

@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "PatternTracker": ("pattern_tracker.facade", "PatternTracker"),
-    "ConfigError": ("pattern_tracker.config", "ConfigError"),
+    "ConfigError": ("pattern_tracker.settings.config", "ConfigError"),
 }
 
 

@@ -1,11 +1,11 @@
 """``pattern_tracker.PatternTracker``: the resilience guide's Python API, for programs that embed the tracker.
 
     from pattern_tracker import PatternTracker
-
+    
     with PatternTracker("my.yaml") as tracker:
         result = tracker.track_pattern_creation(code, {"file_path": "src/app.py", "session_id": "s1"})
         tracker.get_health_summary()      # from the store: circuit, spool, dead letters, last delivery
-        tracker.get_error_metrics()       # from the shared counters (pipeline/metrics.py names)
+        tracker.get_error_metrics()       # from the shared counters (pipeline/core/metrics.py names)
         tracker.circuit_breaker.reset()   # the breaker shared by every process on the data directory
         tracker.pattern_cache.cleanup()   # the spool (the guide's "pattern cache")
         tracker.service_monitor.get_service_status()
@@ -77,14 +77,14 @@ def metric_name(name: str, tags: Mapping[str, Any] | None = None) -> str:
 
 
 class CircuitBreakerView:
-    """The shared circuit breaker (``pattern_tracker.circuit_store.SharedBreaker``); every read is fresh."""
+    """The shared circuit breaker (``pattern_tracker.state.circuit_store.SharedBreaker``); every read is fresh."""
 
     def __init__(self, tracker: PatternTracker) -> None:
         self._t = tracker
 
     @property
     def _breaker(self) -> Any:
-        from pattern_tracker.assembly import breaker_for
+        from pattern_tracker.composition import breaker_for
 
         return breaker_for(self._t.config, self._t.store)
 
@@ -179,7 +179,7 @@ class SpoolEntries(Mapping[str, Any]):
     def _lookup(self, event_id: str) -> Any:
         import msgspec
 
-        from pattern_tracker.spool_codec import decoder
+        from pattern_tracker.model.spool_codec import decoder
 
         store = self._t.store
 
@@ -212,14 +212,14 @@ class SpoolEntries(Mapping[str, Any]):
 
 
 class PatternCacheView:
-    """The spool of undelivered events (``pattern_tracker.spool.Spool``), the guide's pattern cache."""
+    """The spool of undelivered events (``pattern_tracker.state.spool.Spool``), the guide's pattern cache."""
 
     def __init__(self, tracker: PatternTracker) -> None:
         self._t = tracker
 
     @property
     def _spool(self) -> Any:
-        from pattern_tracker.assembly import spool_for
+        from pattern_tracker.composition import spool_for
 
         return spool_for(self._t.config, self._t.store)
 
@@ -275,7 +275,7 @@ class ServiceMonitor:
         self.timeout = timeout
 
     async def aget_service_status(self) -> dict[str, Any]:
-        from pattern_tracker.assembly import build_sink
+        from pattern_tracker.composition import build_sink
 
         cfg = self._t.config
         target = "http" if cfg.api.url else "embedded"
@@ -322,12 +322,12 @@ class PatternTracker:
 
     ``PatternTracker(config_path=None, debug=False)`` loads the configuration at once
     (``config/default.yaml`` → ``config_path`` → environment; a bad value raises
-    ``pattern_tracker.config.ConfigError``) and opens the store on first use. Thread-safe for the
+    ``pattern_tracker.settings.config.ConfigError``) and opens the store on first use. Thread-safe for the
     store calls it makes (LMDB serialises writers); one ``inline`` drain runs at a time.
     """
 
     def __init__(self, config_path: str | os.PathLike[str] | None = None, debug: bool = False) -> None:
-        from pattern_tracker.config import load_config
+        from pattern_tracker.settings.config import load_config
 
         self.config_path = os.path.abspath(os.fspath(config_path)) if config_path else None
         self.loaded = load_config(self.config_path)
@@ -362,7 +362,7 @@ class PatternTracker:
         if self._store is None:
             with self._lock:
                 if self._store is None:
-                    from pattern_tracker.assembly import open_store
+                    from pattern_tracker.composition import open_store
 
                     store = open_store(self.config)
                     with _STORE_LOCK:
@@ -408,7 +408,7 @@ class PatternTracker:
     # -- tracking ------------------------------------------------------------------------------
 
     def _change(self, code: str, context: Mapping[str, Any]) -> Any:
-        from pattern_tracker.hook_payload import Change
+        from pattern_tracker.core.capture import Change
 
         if not isinstance(code, str):
             raise TypeError(f"code must be a str, got {type(code).__name__}")
@@ -433,10 +433,10 @@ class PatternTracker:
 
     def _ingest(self, change: Any, language: str | None) -> dict[str, Any]:
         """Screen, version and spool one change (one write transaction); the result dict."""
-        from pattern_tracker.identity import normalise_path
-        from pattern_tracker.ingest import Ingest
-        from pattern_tracker.redact import Redactor
-        from pattern_tracker.spool import Spool, SpoolFull, SpoolLimits, never_blocking
+        from pattern_tracker.core.identity import normalise_path
+        from pattern_tracker.state.ingest import Ingest
+        from pattern_tracker.core.redact import Redactor
+        from pattern_tracker.state.spool import Spool, SpoolFull, SpoolLimits, never_blocking
 
         cfg = self.config
         store = self.store
@@ -480,8 +480,8 @@ class PatternTracker:
 
     def _start_drainer(self) -> str:
         """Start a detached ``pattern-tracker drain`` when the hook would; returns what happened."""
-        from pattern_tracker.hook import claim_drainer_start, spawn_drainer
-        from pattern_tracker.lease import DrainLease
+        from pattern_tracker.usecases.drainer import claim_drainer_start, spawn_drainer
+        from pattern_tracker.core.lease import DrainLease
 
         cfg = self.config
         if not cfg.hook.spawn_drainer:
@@ -509,7 +509,7 @@ class PatternTracker:
         return result
 
     def _settled(self, event_id: str) -> str:
-        from pattern_tracker.spool import Spool
+        from pattern_tracker.state.spool import Spool
 
         spool = Spool(self.store)
         queued = self.store.read(lambda txn: spool.queued(txn, event_id))
@@ -565,8 +565,8 @@ class PatternTracker:
         """
         import msgspec
 
-        from pattern_tracker.assembly import build_pipeline, build_telemetry
-        from pattern_tracker.lease import DrainLease
+        from pattern_tracker.composition import build_pipeline, build_telemetry
+        from pattern_tracker.core.lease import DrainLease
 
         store = self.store
         holder = DrainLease(store).holder(time.time())
@@ -589,20 +589,16 @@ class PatternTracker:
 
     def get_health_summary(self, check_service: bool = False) -> dict[str, Any]:
         """Health from the store (no network unless ``check_service``): the monitoring module's
-        snapshot and rules (pipeline/monitoring.py, the same as ``pattern-tracker health``), plus
+        snapshot and rules (pipeline/usecases/health.py, the same as ``pattern-tracker health``), plus
         the guide's flat keys: ``status``, ``api_available``, ``circuit_state``, ``cache_size``,
         ``oldest_age``, ``dead_letters``, ``last_delivery_at`` (epoch seconds) …
 
         ``api_available`` is the service's own answer with ``check_service=True``; otherwise the
         circuit's view (not open, half-open or forced open).
         """
-        try:
-            from pattern_tracker import monitoring as mon
+        from pattern_tracker.usecases import health as mon
 
-            read_snapshot, assess, rules_for, document = (mon.read_snapshot, mon.assess, mon.rules_for,
-                                                          mon.health_document)
-        except (ImportError, AttributeError):  # monitoring not available: our own simple summary
-            return self._simple_health(check_service)
+        read_snapshot, assess, rules_for, document = mon.read_snapshot, mon.assess, mon.rules_for, mon.health_document
         import msgspec
 
         snap = read_snapshot(self.config, self.store)
@@ -629,66 +625,22 @@ class PatternTracker:
             out["service"] = service
         return out
 
-    def _simple_health(self, check_service: bool) -> dict[str, Any]:
-        """A summary from pattern_tracker/status_cli.collect when pipeline/monitoring.py is absent."""
-        from pattern_tracker.status_cli import collect
-
-        data = collect(self.config, self.store)
-        circuit = data["circuit"]["state"]
-        spool = data["spool"]
-        reasons: list[str] = []
-        if circuit in ("open", "half_open", "forced_open"):
-            reasons.append(f"circuit {circuit}")
-        if spool["fill"] is not None and spool["fill"] >= 0.8:
-            reasons.append(f"spool {spool['fill']:.0%} full")
-        if data["dead_letters"]:
-            reasons.append(f"{data['dead_letters']} dead letter(s)")
-        status = ("unhealthy" if circuit == "forced_open" or spool["size"] >= spool["bound"]
-                  else "degraded" if reasons else "healthy")
-        out: dict[str, Any] = {
-            "status": status, "reasons": reasons, "api_available": circuit not in ("open", "half_open", "forced_open"),
-            "api_available_from": "circuit", "circuit_state": circuit, "cache_size": spool["size"],
-            "cache_bound": spool["bound"], "oldest_age": spool["oldest_age"], "dead_letters": data["dead_letters"],
-            "last_delivery_at": data["last_delivery_at"], "checked_at": data["now"], "data_dir": data["data_dir"],
-        }
-        if check_service:
-            out["service"] = self.service_monitor.get_service_status()
-            out["api_available"] = bool(out["service"]["available"])
-            out["api_available_from"] = "service"
-        return out
-
     def get_error_metrics(self, window: float | None = None) -> dict[str, Any]:
         """The guide's error metrics from the store's shared counters (every process): the
         monitoring module's ``error_metrics`` (``pattern-tracker metrics``) over ``window``
         seconds (default ``monitoring.metrics_retention``), plus flat keys and ``custom_metrics``
         (see :meth:`record_metric`). ``success_rate`` is None when no delivery call was made;
         ``avg_response_time`` is the guide's mean delivery call in seconds (0.0 then)."""
-        from pattern_tracker import metrics
-        from pattern_tracker.counters import Counters
+        from pattern_tracker.core import metrics
+        from pattern_tracker.core.counters import Counters
 
         store = self.store
         now = time.time()
         span = float(self.config.monitoring.metrics_retention if window is None else window)
         c = Counters(store).totals(now - span)
-        try:
-            from pattern_tracker.monitoring import error_metrics
+        from pattern_tracker.usecases.health import error_metrics
 
-            out: dict[str, Any] = dict(error_metrics(self.config, store, now=now, since_seconds=span))
-        except (ImportError, AttributeError):
-            from pattern_tracker.assembly import breaker_for
-
-            total, ok = c.get("requests.total", 0), c.get("requests.succeeded", 0)
-            out = {
-                "total_requests": total,
-                "successful_requests": ok,
-                "failed_requests": sum(v for k, v in c.items() if k.startswith("requests.failed.")),
-                "success_rate": round(ok / total, 4) if total else None,
-                "circuit_breaker_trips": breaker_for(self.config, store).state().trip_count,
-                "cached_events": self.pattern_cache.size,
-                "retry_attempts": c.get("retry.attempts", 0),
-                "average_response_time_ms": metrics.histogram(c, "delivery")["mean_ms"],
-                "avg_response_time": (metrics.histogram(c, "delivery")["mean_ms"] or 0.0) / 1000.0,  # s
-            }
+        out: dict[str, Any] = dict(error_metrics(self.config, store, now=now, since_seconds=span))
         delivery = metrics.histogram(c, "delivery")
         custom: dict[str, dict[str, float]] = {}
         for key, value in sorted(c.items()):
@@ -719,7 +671,7 @@ class PatternTracker:
         if value == float("inf"):
             raise ValueError("metric value must be finite")
         base = metric_name(name, tags)
-        from pattern_tracker.counters import Counters
+        from pattern_tracker.core.counters import Counters
 
         Counters(self.store).bump({f"{base}.count": 1, f"{base}.sum_milli": int(round(value * 1000))}, time.time())
         return base

@@ -100,66 +100,6 @@ def _describe_json_error(exc: ValueError) -> str:
     return f"malformed JSON payload{where}: {getattr(exc, 'msg', 'cannot decode')}"
 
 
-# A drainer takes the lease only once it has started (~0.3 s of imports); hooks in between would
-# each start another one. The hook that starts one notes it (pattern_tracker.lease.SPAWNED_KEY) in its
-# write transaction; the drainer clears it when it takes the lease. After SPAWN_GRACE seconds
-# without a lease (the drainer failed to start) the next hook starts another.
-SPAWN_GRACE = 5.0
-
-
-def _circuit_blocks(store: Any, recovery_timeout: float, now: float, txn: Any = None) -> bool:
-    """Is the shared circuit open (a drain now would only find it open)?"""
-    raw = (txn.get(b"circuit", db=store.db("state")) if txn is not None
-           else store.read(lambda t: t.get(b"circuit", db=store.db("state"))))
-    if not raw:
-        return False
-    try:
-        state = json.loads(raw)
-    except ValueError:
-        return False
-    if state.get("state") == "forced_open":
-        return True
-    opened = state.get("opened_at")
-    return state.get("state") == "open" and opened is not None and now < float(opened) + recovery_timeout
-
-
-def claim_drainer_start(txn: Any, store: Any, lease: Any, recovery_timeout: float, now: float) -> bool:
-    """Should this process start a drainer? Not when one holds the lease, was just started by
-    another process, or would only find the circuit open. Claims the start inside ``txn``."""
-    state = store.db("state")
-    if lease.holder(now, txn) is not None or _circuit_blocks(store, recovery_timeout, now, txn):
-        return False
-    from pattern_tracker.lease import SPAWNED_KEY
-
-    raw = txn.get(SPAWNED_KEY, db=state)
-    try:
-        if raw is not None and now - float(raw) < SPAWN_GRACE:
-            return False
-    except ValueError:
-        pass
-    txn.put(SPAWNED_KEY, repr(now).encode(), db=state)
-    return True
-
-
-def spawn_drainer(config_path: str | None, data_dir: str) -> None:
-    """``pattern-tracker drain`` in its own session, detached from Claude Code's pipes.
-
-    ``-I`` (isolated mode): the child never resolves code through the current directory, which is
-    the user's project (it may hold its own ``pipeline/`` or ``pattern_tracker/``), nor through
-    PYTHONPATH or the user site; ``pattern_tracker`` comes from this interpreter's installation.
-    """
-    args = [sys.executable, "-I", "-m", "pattern_tracker.cli", "drain"]
-    if config_path:
-        args += ["--config", config_path]
-    log = os.path.join(data_dir, "drain.log")
-    actions = [
-        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-        (os.POSIX_SPAWN_OPEN, 1, log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
-        (os.POSIX_SPAWN_DUP2, 1, 2),
-    ]
-    os.posix_spawn(sys.executable, args, os.environ, file_actions=actions, setsid=True)
-
-
 def run_hook(payload_bytes: bytes, settings: dict[str, Any], log: HookLog, started: float,
              config_error: str | None = None) -> dict[str, Any]:
     """Everything after reading stdin; returns what happened (for --verbose and tests).
@@ -168,7 +108,7 @@ def run_hook(payload_bytes: bytes, settings: dict[str, Any], log: HookLog, start
     it is recorded with the edit, in the same transaction, for ``health`` to show. Without one,
     a recorded error is cleared: this hook read the configuration.
     """
-    from pattern_tracker.hook_payload import PayloadError, changes_from_payload
+    from pattern_tracker.core.capture import PayloadError, changes_from_payload
 
     result: dict[str, Any] = {"events": 0, "ignored": False}
     try:
@@ -183,7 +123,7 @@ def run_hook(payload_bytes: bytes, settings: dict[str, Any], log: HookLog, start
         log.error(_describe_json_error(exc))
         return result
     now = time.time()
-    from pattern_tracker.sources.readfile import read_text_file
+    from pattern_tracker.core.readfile import read_text_file
 
     def read_text(path: str) -> str | None:
         read = read_text_file(path, int(settings["max_file_size"]))
@@ -199,10 +139,11 @@ def run_hook(payload_bytes: bytes, settings: dict[str, Any], log: HookLog, start
         result["ignored"] = True
         return result
 
-    from pattern_tracker.ingest import Ingest
-    from pattern_tracker.redact import Redactor
-    from pattern_tracker.spool import Spool, SpoolFull, SpoolLimits, never_blocking
-    from pattern_tracker.store import Store
+    from pattern_tracker.state.ingest import Ingest
+    from pattern_tracker.core.redact import Redactor
+    from pattern_tracker.state.spool import Spool, SpoolFull, SpoolLimits, never_blocking
+    from pattern_tracker.core.store import Store
+    from pattern_tracker.usecases.drainer import claim_drainer_start, spawn_drainer
 
     store = Store.open(settings["data_dir"], map_size=settings["map_size"], max_map_size=settings["max_map_size"])
     try:
@@ -219,10 +160,10 @@ def run_hook(payload_bytes: bytes, settings: dict[str, Any], log: HookLog, start
         counts["hook.invocations"] = 1
         if config_error is not None:
             counts["hook.config_errors"] = 1
-        from pattern_tracker.hook_config import note_config_error
+        from pattern_tracker.settings.hook_settings import note_config_error
         timings = {"hook": [started, time.time()]}
 
-        from pattern_tracker.lease import DrainLease
+        from pattern_tracker.core.lease import DrainLease
 
         lease = DrainLease(store)
 
@@ -261,18 +202,18 @@ def main(argv: list[str]) -> int:
         os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share"), "pattern-tracker")
     log = HookLog(os.path.join(fallback_dir, "hook.log"))  # until the configuration says where
     try:
-        from pattern_tracker.hook_config import hook_settings
+        from pattern_tracker.settings.hook_settings import hook_settings
 
         config_error: str | None = None
         try:
             settings = hook_settings(config_path)
         except Exception as exc:
-            from pattern_tracker.config import ConfigError  # loaded already when it raised one
+            from pattern_tracker.settings.config import ConfigError  # loaded already when it raised one
 
             if not isinstance(exc, ConfigError):
                 raise
             # Capture does not need the settings that failed: keep the edit with what can be read.
-            from pattern_tracker.hook_config import fallback_settings
+            from pattern_tracker.settings.hook_settings import fallback_settings
 
             config_error = str(exc)
             settings = fallback_settings(config_path)

@@ -39,18 +39,19 @@ from pattern_tracker.operators.retry import Attempted, retry
 from pattern_tracker.operators.spill import Spill, spill
 from pattern_tracker.operators.traced import traced
 from pattern_tracker.operators.validate import validate
-from pattern_tracker import metrics
-from pattern_tracker.circuit_store import SharedBreaker
-from pattern_tracker.dead_letter import DeadLetter, DeadLetters
-from pattern_tracker.events import PatternEvent, SourceName
-from pattern_tracker.hook_payload import Change
-from pattern_tracker.ingest import Ingest
-from pattern_tracker.lease import DrainLease
-from pattern_tracker.redact import Redactor
-from pattern_tracker.spool import Spool, SpoolFull
-from pattern_tracker.store import Store
+from pattern_tracker.core import metrics
+from pattern_tracker.state.circuit_store import SharedBreaker
+from pattern_tracker.state.dead_letter import DeadLetter, DeadLetters
+from pattern_tracker.model.events import PatternEvent, SourceName
+from pattern_tracker.core.capture import Change
+from pattern_tracker.state.ingest import Ingest
+from pattern_tracker.core.lease import DrainLease
+from pattern_tracker.core.redact import Redactor
+from pattern_tracker.state.spool import Spool, SpoolFull
+from pattern_tracker.core.store import Store
 from pattern_tracker.telemetry import Telemetry
-from pattern_tracker.sinks.base import Outcome, Sink
+from pattern_tracker.model.outcome import Outcome
+from pattern_tracker.sinks.base import Sink
 
 log = logging.getLogger("pattern_tracker.runtime")
 T = TypeVar("T")
@@ -450,7 +451,7 @@ class Pipeline:
             earlier = self._m.call_started(ev.event_id for ev in events)  # for http.request.resend_count
             started = time.perf_counter()
             # A re-attempt: a retry span around its deliver span (retry → deliver → HTTP client spans).
-            with self._s["retry"].span(sampled=earlier > 0, **{"pattern_tracker.events": len(events),
+            with self._s["retry"].span(sampled=earlier > 0, **{"pattern_tracker.model.events": len(events),
                                                                 "pattern_tracker.attempt": earlier + 1}), \
                     self._s["deliver"].span(**{"pattern_tracker.batch.size": len(events), "pattern_tracker.sink": self.sink.name,
                                                "pattern_tracker.attempt": earlier + 1}):

@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 from opentelemetry import metrics, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from pattern_tracker.metrics import BUCKETS_MS
+from pattern_tracker.core.metrics import BUCKETS_MS
 
 log = logging.getLogger("pattern_tracker.telemetry")
 
@@ -58,7 +58,7 @@ STAGES: tuple[str, ...] = (
 )
 
 # Histogram bucket boundaries (seconds). Latencies use the store histogram's buckets
-# (pipeline/metrics.py), so `metrics` and Prometheus give the same p50/p95/p99.
+# (pipeline/core/metrics.py), so `metrics` and Prometheus give the same p50/p95/p99.
 LATENCY_BUCKETS_S: tuple[float, ...] = tuple(b / 1000.0 for b in BUCKETS_MS if b != math.inf)
 STAGE_DURATION_BUCKETS_S: tuple[float, ...] = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -177,7 +177,7 @@ class Stage:
         if not self._tel.tracing:
             return
         now = time.time_ns()
-        attrs = {"pattern_tracker.stage": self.name, "pattern_tracker.events": events, **attributes}
+        attrs = {"pattern_tracker.stage": self.name, "pattern_tracker.model.events": events, **attributes}
         span = self._tel.tracer.start_span(self._span_name, attributes=attrs, start_time=now)
         if error:
             span.set_status(Status(StatusCode.ERROR, error))
@@ -233,9 +233,9 @@ class PipelineMetrics:
                                                 description="Delivery calls that failed, by error.type")
         self.retry_calls = m.create_counter("pattern_tracker.retry.calls", unit="{event}",
                                             description="Events by retry outcome kind")
-        self.replayed = m.create_counter("pattern_tracker.spool.replayed", unit="{event}",
+        self.replayed = m.create_counter("pattern_tracker.state.spool.replayed", unit="{event}",
                                          description="Events fed back from the spool")
-        self.expired = m.create_counter("pattern_tracker.spool.expired", unit="{event}",
+        self.expired = m.create_counter("pattern_tracker.state.spool.expired", unit="{event}",
                                         description="Events removed from the spool after cache_ttl")
         self.dead_letters = m.create_counter("pattern_tracker.dead_letters", unit="{event}",
                                              description="Events moved to the dead letter store")
@@ -353,12 +353,12 @@ class PipelineMetrics:
         m.create_observable_counter(
             "pattern_tracker.circuit.calls_not_permitted", [self._observe_not_permitted], unit="{call}",
             description="Calls refused while the circuit was open (shared breaker state)")
-        m.create_observable_gauge("pattern_tracker.spool.size", [self._observe_spool_size], unit="{event}",
+        m.create_observable_gauge("pattern_tracker.state.spool.size", [self._observe_spool_size], unit="{event}",
                                   description="Events in the spool")
-        m.create_observable_gauge("pattern_tracker.spool.oldest_age", [self._observe_spool_age], unit="s",
+        m.create_observable_gauge("pattern_tracker.state.spool.oldest_age", [self._observe_spool_age], unit="s",
                                   description="Age of the oldest spooled event")
         m.create_observable_counter(
-            "pattern_tracker.spool.overflowed", [self._observe_overflow], unit="{event}",
+            "pattern_tracker.state.spool.overflowed", [self._observe_overflow], unit="{event}",
             description="Events dropped by the spool's overflow policy since this process started, by reason")
 
     def _read_breaker(self) -> Any:

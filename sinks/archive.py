@@ -7,9 +7,9 @@ import asyncio
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from pattern_tracker.archive import Archive
-from pattern_tracker.events import PatternEvent
-from pattern_tracker.sinks.base import DELIVERED, Outcome, ServiceHealth
+from pattern_tracker.model.archive import Archive
+from pattern_tracker.model.events import PatternEvent
+from pattern_tracker.model.outcome import DELIVERED, Outcome, ServiceHealth
 
 
 class ArchiveSink:

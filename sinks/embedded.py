@@ -14,9 +14,9 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from pattern_tracker.events import PatternEvent, to_track_request
-from pattern_tracker.store import Store
-from pattern_tracker.sinks.base import ALREADY_EXISTS, DELIVERED, Outcome, ServiceHealth
+from pattern_tracker.model.events import PatternEvent, to_track_request
+from pattern_tracker.core.store import Store
+from pattern_tracker.model.outcome import ALREADY_EXISTS, DELIVERED, Outcome, ServiceHealth
 from pattern_tracker.sinks.lineage_store import LineageStore, LineageValidationError
 
 __all__ = ["EmbeddedSink"]

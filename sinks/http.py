@@ -38,14 +38,14 @@ import aiohttp
 import msgspec
 import yarl
 
+from pattern_tracker.model.api import PREFIX
 from pattern_tracker import __version__
-from pattern_tracker.events import PatternEvent, json_encoder, to_batch_request, to_track_request
-from pattern_tracker.events import batch_response_decoder as _batch_decoder
-from pattern_tracker.sinks.base import ALREADY_EXISTS, DELIVERED, Outcome, ServiceHealth
+from pattern_tracker.model.events import PatternEvent, json_encoder, to_batch_request, to_track_request
+from pattern_tracker.model.events import batch_response_decoder as _batch_decoder
+from pattern_tracker.model.outcome import ALREADY_EXISTS, DELIVERED, Outcome, ServiceHealth
 from pattern_tracker.sinks.retry_after import parse_retry_after
 
 __all__ = [
-    "API_PREFIX",
     "MAX_RESPONSE_BYTES",
     "HttpSink",
     "OnRequest",
@@ -56,7 +56,6 @@ __all__ = [
 
 log = logging.getLogger("pattern_tracker.http")
 
-API_PREFIX = "/api/pattern-traceability"
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 MAX_REASON = 300
 
@@ -304,11 +303,11 @@ class HttpSink:
             self._basic_auth = "Basic " + base64.b64encode(pair).decode("ascii")
         url = url.with_user(None).with_query(None).with_fragment(None)
         path = url.path.rstrip("/")
-        if path.endswith(API_PREFIX):
-            path = path[: -len(API_PREFIX)]
+        if path.endswith(PREFIX):
+            path = path[: -len(PREFIX)]
         root = url.with_path(path or "/")
         self.root_url = str(root).rstrip("/")
-        self.api_url = self.root_url + API_PREFIX
+        self.api_url = self.root_url + PREFIX
         self.server_address: str = url.host
         self.server_port: int | None = url.port
         self._token = token or None
@@ -481,7 +480,7 @@ class HttpSink:
         if status in (404, 405):
             if self._use_batch:
                 log.warning("lineage service has no batch endpoint (HTTP %d): using %s/lineage/track from now on",
-                            status, API_PREFIX)
+                            status, PREFIX)
             self._use_batch = False
             return await self._deliver_singles(events, resend=resend + 1)
         if status == 422:

@@ -15,7 +15,7 @@ Semantics follow shared/PHASE4_API.md and the behaviour of the real service:
   ``LineageValidationError(kind="execution")`` with the ``Validation error: ...`` prefix
   (e.g. ``Validation error: Parent pattern not found: X``).
 
-Layout in the shared LMDB environment (named dbs of ``pattern_tracker.store``):
+Layout in the shared LMDB environment (named dbs of ``pattern_tracker.core.store``):
 
 * ``lineage_nodes``    K(pattern_id) \\0 K(version)        -> Node (msgpack, array_like)
 * ``lineage_latest``   K(pattern_id)                       -> node key of the newest version
@@ -40,9 +40,9 @@ from typing import Any, Literal
 import lmdb
 import msgspec
 
-from pattern_tracker.events import EDGE_TYPES, EVENT_TYPES, TRANSFORMATION_TYPES, TrackRequest
-from pattern_tracker.identity import event_id_for
-from pattern_tracker.store import Store, from_u64, u64
+from pattern_tracker.model.events import EDGE_TYPES, EVENT_TYPES, TRANSFORMATION_TYPES, TrackRequest
+from pattern_tracker.core.identity import event_id_for
+from pattern_tracker.core.store import Store, from_u64, u64
 
 __all__ = [
     "LineageStore",
@@ -501,7 +501,7 @@ class LineageStore:
         """Nodes of ``file_path`` oldest first (every node, by insertion, when None); at most ``limit``.
 
         For a notebook (``*.ipynb``) its cells' nodes come too: a NotebookEdit is tracked per cell
-        under ``NOTEBOOK#CELL_ID`` (pattern_tracker.hook_payload), so the notebook's own path alone
+        under ``NOTEBOOK#CELL_ID`` (pattern_tracker.core.capture), so the notebook's own path alone
         would find none of them. Each node's ``file_path`` says which cell it is.
         """
         limit = max(0, int(limit))

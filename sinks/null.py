@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pattern_tracker.events import PatternEvent
-from pattern_tracker.sinks.base import DELIVERED, Outcome, ServiceHealth
+from pattern_tracker.model.events import PatternEvent
+from pattern_tracker.model.outcome import DELIVERED, Outcome, ServiceHealth
 
 
 class NullSink:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from pattern_tracker.store import MIB, Store
+from pattern_tracker.core.store import MIB, Store
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ def lineage(store: Store):
 @pytest.fixture
 async def serve_factory(lineage) -> AsyncIterator[Callable[..., Awaitable[str]]]:
     """``await serve_factory(**build_app_kwargs)`` -> base URL of a running server (cleaned up after)."""
-    from pattern_tracker.serve import build_app
+    from pattern_tracker.service.serve import build_app
 
     runners: list[web.AppRunner] = []
 

@@ -9,8 +9,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from pattern_tracker.archive import Archive
-from pattern_tracker.archive_gen import MAX_SIZE, MIN_SIZE, generate
+from pattern_tracker.model.archive import Archive
+from pattern_tracker.usecases.archive_gen import MAX_SIZE, MIN_SIZE, generate
 from tests.clitools import cli_env, run_cli, serve
 
 
@@ -72,8 +72,8 @@ def _closed_port() -> int:
 
 
 def test_replay_with_the_service_down_exits_4_and_keeps_the_events_in_the_spool(tmp_path: Path) -> None:
-    from pattern_tracker.spool import Spool
-    from pattern_tracker.store import Store
+    from pattern_tracker.state.spool import Spool
+    from pattern_tracker.core.store import Store
 
     env = cli_env(tmp_path / "data")
     assert run_cli("archive", "generate", "--events", "40", "--files", "4", str(tmp_path / "arch"), env=env).returncode == 0
@@ -113,8 +113,8 @@ def test_replay_under_block_with_a_full_spool_and_the_service_down_stops_cleanly
     SpoolFull" (a full spool at start) nor events spilled into a full spool and lost ("store write
     failed", exit 0). The service back: circuit reset, drain, replay again: every event once."""
     from pattern_tracker.sinks.lineage_store import LineageStore
-    from pattern_tracker.spool import Spool
-    from pattern_tracker.store import Store
+    from pattern_tracker.state.spool import Spool
+    from pattern_tracker.core.store import Store
 
     bound, total = 10, 60
     data, arch = tmp_path / "data", str(tmp_path / "arch")
@@ -203,7 +203,7 @@ def _mapped_rss_kib(path: Path) -> int:
 
 
 def test_chunks_read_everything_once_in_order_and_give_back_the_map(tmp_path: Path, monkeypatch) -> None:
-    import pattern_tracker.archive as archive_mod
+    import pattern_tracker.model.archive as archive_mod
 
     events = list(generate(700, 25, seed=9))
     archive = Archive(str(tmp_path / "arch"), create=True)

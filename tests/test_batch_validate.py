@@ -8,7 +8,7 @@ from reactivex.testing import ReactiveTest, TestScheduler
 
 from pattern_tracker.operators.batch import batch
 from pattern_tracker.operators.validate import validate, validate_event
-from pattern_tracker.events import build_event
+from pattern_tracker.model.events import build_event
 
 T0 = 300  # virtual time of "0" in these tests: after the scheduler subscribes (200)
 

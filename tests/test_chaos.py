@@ -15,10 +15,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from pattern_tracker.chaos import Chaos, ChaosScheduleError, Schedule, decide, load_schedule, locate, parse_schedule
-from pattern_tracker.config import ConfigError
-from pattern_tracker.events import build_event
-from pattern_tracker.serve import PREFIX, run_server
+from pattern_tracker.service.chaos import Chaos, ChaosScheduleError, Schedule, decide, load_schedule, locate, parse_schedule
+from pattern_tracker.settings.config import ConfigError
+from pattern_tracker.model.events import build_event
+from pattern_tracker.model.api import PREFIX
+from pattern_tracker.service.serve import run_server
 from pattern_tracker.sinks.http import HttpSink
 from tests.clitools import BIN, async_wait_for, cli_env, run_cli, stop
 
@@ -55,7 +56,7 @@ class Captured(logging.Handler):
 
 @pytest.fixture
 def chaos_log():
-    lg = logging.getLogger("pattern_tracker.chaos")
+    lg = logging.getLogger("pattern_tracker.service.chaos")
     handler, old_level = Captured(), lg.level
     lg.addHandler(handler)
     lg.setLevel(logging.INFO)

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from pattern_tracker.counters import Counters
-from pattern_tracker.store import Store
+from pattern_tracker.core.counters import Counters
+from pattern_tracker.core.store import Store
 from pattern_tracker.sinks.lineage_store import LineageStore
 from tests.clitools import BIN, cli_env, run_cli, serve, stop, wait_for
 
@@ -108,7 +108,7 @@ class HangingService:
         return None
 
     def _run(self) -> None:
-        from pattern_tracker.serve import build_app
+        from pattern_tracker.service.serve import build_app
 
         asyncio.set_event_loop(self._loop)
 
@@ -206,7 +206,7 @@ def test_kill_9_mid_delivery_then_restart_loses_nothing(tmp_path: Path) -> None:
         for i in range(30):
             chain = sorted((n for n in nodes if n["file_path"] == f"/k/f{i}.py"), key=lambda n: n["generation"])
             assert [int(n["pattern_version"]) for n in chain] == list(range(1, len(chain) + 1))
-        verify = subprocess.run([sys.executable, "-c", "import sys; from pattern_tracker.store import Store; "
+        verify = subprocess.run([sys.executable, "-c", "import sys; from pattern_tracker.core.store import Store; "
                                  "print(Store.open(sys.argv[1]).verify())", str(tmp_path / "client")],
                                 capture_output=True, text=True)
         assert verify.stdout.strip() == "[]", verify

@@ -15,7 +15,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pattern_tracker.config import (
+from pattern_tracker.settings.config import (
     DEFAULT_CONFIG_PATH,
     ENV_ALIASES,
     ENV_VARS,
@@ -77,8 +77,8 @@ def test_defaults_equal_documented_values() -> None:
     assert (m.enabled, m.interval, m.metrics_retention, m.status_port) == (True, 60, 86400, 0)
     a = m.alerting
     assert (a.enabled, a.threshold, a.channels, a.webhook_url) == (True, 0.8, ["log"], None)  # the guide's 0.8
-    from pattern_tracker.alerting import AlertRules
-    from pattern_tracker.monitoring import Rules
+    from pattern_tracker.usecases.alerting import AlertRules
+    from pattern_tracker.usecases.health import Rules
 
     assert Rules().success_threshold == AlertRules().threshold == a.threshold  # the code defaults agree
     api = cfg.api
@@ -151,7 +151,7 @@ def test_data_dir_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_import_stays_light() -> None:
     code = (
-        "import sys, pattern_tracker.config as c; c.load_config(env={});"
+        "import sys, pattern_tracker.settings.config as c; c.load_config(env={});"
         "heavy = [m for m in ('aiohttp', 'reactivex', 'opentelemetry', 'lmdb', 'watchfiles') if m in sys.modules];"
         "assert not heavy, heavy"
     )

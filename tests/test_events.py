@@ -7,10 +7,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pattern_tracker.events import PatternEvent, TrackRequest, build_event, from_track_request, to_batch_request, to_track_request
-from pattern_tracker.identity import content_hash, event_id_for, pattern_id_for
-from pattern_tracker.languages import detect_language
-from pattern_tracker.store import Store
+from pattern_tracker.model.events import PatternEvent, TrackRequest, build_event, from_track_request, to_batch_request, to_track_request
+from pattern_tracker.core.identity import content_hash, event_id_for, pattern_id_for
+from pattern_tracker.core.languages import detect_language
+from pattern_tracker.core.store import Store
 
 
 def test_first_version_is_created_then_modified_chain(store: Store) -> None:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pattern_tracker.spool import Spool
-from pattern_tracker.store import Store
+from pattern_tracker.state.spool import Spool
+from pattern_tracker.core.store import Store
 from tests.clitools import BIN, cli_env, run_cli, serve, wait_for
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "hook_payloads.jsonl"
@@ -34,7 +34,7 @@ def spooled(data: Path) -> list[dict]:
 
 
 def lease_holder(data: Path) -> object | None:
-    from pattern_tracker.lease import DrainLease
+    from pattern_tracker.core.lease import DrainLease
 
     store = Store.open(data)
     try:

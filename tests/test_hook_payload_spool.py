@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from pattern_tracker.events import build_event
-from pattern_tracker.hook_payload import PayloadError, changes_from_payload
-from pattern_tracker.ingest import Ingest
-from pattern_tracker.spool import Spool, SpoolLimits
-from pattern_tracker.store import Store, u64
-from pattern_tracker.counters import Counters
+from pattern_tracker.model.events import build_event
+from pattern_tracker.core.capture import PayloadError, changes_from_payload
+from pattern_tracker.state.ingest import Ingest
+from pattern_tracker.state.spool import Spool, SpoolLimits
+from pattern_tracker.core.store import Store, u64
+from pattern_tracker.core.counters import Counters
 
 # A copy of shared/fixtures/hook_payloads.jsonl (the PostToolUse shapes Claude Code sends).
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "hook_payloads.jsonl"
@@ -104,7 +104,7 @@ def test_spool_survives_reopen(tmp_path: Path) -> None:
 
 
 def test_ingest_versions_and_spools_in_one_step(store: Store) -> None:
-    from pattern_tracker.hook_payload import Change
+    from pattern_tracker.core.capture import Change
 
     ingest = Ingest(store)
     e1 = ingest.accept_changes([Change(path="/x.py", code="1", occurred_at=1)], "watch", 1.0)
@@ -131,7 +131,7 @@ def test_store_files_are_private_and_map_grows(tmp_path: Path) -> None:
 
 
 def test_store_refuses_to_grow_past_the_limit(tmp_path: Path) -> None:
-    from pattern_tracker.store import StoreError
+    from pattern_tracker.core.store import StoreError
 
     s = Store.open(tmp_path / "small", map_size=1 << 20, max_map_size=2 << 20)
     try:
@@ -145,10 +145,10 @@ def test_store_refuses_to_grow_past_the_limit(tmp_path: Path) -> None:
 
 WRITER = """
 import sys
-from pattern_tracker.hook_payload import Change
-from pattern_tracker.ingest import Ingest
-from pattern_tracker.store import Store
-from pattern_tracker.spool import Spool, SpoolLimits
+from pattern_tracker.core.capture import Change
+from pattern_tracker.state.ingest import Ingest
+from pattern_tracker.core.store import Store
+from pattern_tracker.state.spool import Spool, SpoolLimits
 store = Store.open(sys.argv[1])
 ingest = Ingest(store, Spool(store, SpoolLimits(bound=10_000)))
 for i in range(100):
@@ -176,7 +176,7 @@ def test_several_processes_write_one_store_safely(tmp_path: Path) -> None:
 
 
 def test_counters_sum_by_name_over_a_window_and_prune(store: Store) -> None:
-    from pattern_tracker.counters import Counters
+    from pattern_tracker.core.counters import Counters
 
     c = Counters(store)
     t = 1_700_000_000.0  # bucket numbers with NUL bytes inside them

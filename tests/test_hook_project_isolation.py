@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from pattern_tracker.claude_settings import is_our_command
+from pattern_tracker.usecases.claude_settings import is_our_command
 from tests.clitools import BIN, cli_env, serve, wait_for
 from tests.test_hook import payloads
 

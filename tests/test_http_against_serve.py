@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from pattern_tracker.events import build_event
+from pattern_tracker.model.events import build_event
 from pattern_tracker.sinks.http import HttpSink
 
 

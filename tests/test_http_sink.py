@@ -14,8 +14,9 @@ import pytest
 from aiohttp import web
 
 from pattern_tracker import __version__
-from pattern_tracker.events import EVENT_TYPES, PatternEvent, build_event
-from pattern_tracker.sinks.http import API_PREFIX, HttpSink, SinkError, classify_error
+from pattern_tracker.model.events import EVENT_TYPES, PatternEvent, build_event
+from pattern_tracker.model.api import PREFIX as API_PREFIX
+from pattern_tracker.sinks.http import HttpSink, SinkError, classify_error
 from pattern_tracker.sinks.retry_after import MAX_RETRY_AFTER, parse_retry_after
 
 P = API_PREFIX

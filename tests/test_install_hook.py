@@ -6,13 +6,12 @@ import copy
 import json
 import os
 import stat
-import sys
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
-from pattern_tracker.claude_settings import (
+from pattern_tracker.usecases.claude_settings import (
     MATCHER,
     SettingsError,
     find_our_hooks,
@@ -23,13 +22,15 @@ from pattern_tracker.claude_settings import (
     uninstall_hook,
     write_settings,
 )
-from pattern_tracker.hook_cli import default_command
+from pattern_tracker.cli.install_hook import default_command
 from tests.clitools import BIN, cli_env, run_cli
 
 CMD = "/opt/venv/bin/pattern-tracker hook"
 OTHER = {"type": "command", "command": "ruff format --quiet", "timeout": 30}
 REPO = Path(__file__).resolve().parent.parent
-HOOK_CMD = f"{sys.executable} -I {BIN} hook"  # what install-hook writes: isolated from PYTHONPATH and the cwd
+# What install-hook writes: the console script run by its own interpreter (its shebang), isolated
+# from PYTHONPATH and the cwd.
+HOOK_CMD = f"{BIN.read_text().splitlines()[0].removeprefix('#!')} -I {BIN} hook"
 
 
 def ours(cmd: str = CMD, timeout: int = 10) -> dict:
@@ -302,7 +303,7 @@ def test_default_command(tmp_path):
     assert default_command(str(script), python="") == f"'{script}' hook"
     assert is_our_command(default_command(str(script)))
     assert default_command(str(tmp_path / "missing" / "pattern-tracker")).endswith("pattern-tracker hook")
-    assert is_our_command(default_command("/usr/lib/python3/pipeline/cli.py"))
+    assert is_our_command(default_command("/usr/lib/python3/pipeline/main.py"))
 
 
 # ---------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import uuid
 import msgspec
 import pytest
 
-from pattern_tracker.events import TrackRequest, build_event, to_track_request
+from pattern_tracker.model.events import TrackRequest, build_event, to_track_request
 from pattern_tracker.sinks.embedded import EmbeddedSink
 from pattern_tracker.sinks.lineage_store import LineageStore, LineageValidationError, PatternNotFound, random_uuids
 

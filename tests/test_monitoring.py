@@ -1,4 +1,4 @@
-"""Health, error metrics and alerting (pipeline/monitoring.py, alerting.py, monitor_cli.py,
+"""Health, error metrics and alerting (pipeline/usecases/health.py, alerting.py, monitor_cli.py,
 status_server.py): the pure rules, then the real CLI and servers over a real store."""
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ import msgspec
 import pytest
 from aiohttp import web
 
-from pattern_tracker.alerting import Alerter, AlertRules, Incident, evaluate, load_states
-from pattern_tracker.assembly import breaker_for
-from pattern_tracker.config import load_config
-from pattern_tracker.counters import Counters
-from pattern_tracker.monitoring import Rules, Snapshot, assess, error_trends
-from pattern_tracker.status_server import StatusServer
+from pattern_tracker.usecases.alerting import Alerter, AlertRules, Incident, evaluate, load_states
+from pattern_tracker.composition import breaker_for
+from pattern_tracker.settings.config import load_config
+from pattern_tracker.core.counters import Counters
+from pattern_tracker.usecases.health import Rules, Snapshot, assess, error_trends
+from pattern_tracker.web.status_server import StatusServer
 from tests.clitools import BIN, async_wait_for, cli_env, run_cli, stop, wait_for
 
 NOW = 1_800_000_000.0
@@ -358,7 +358,7 @@ async def test_alert_fires_once_and_resolves_once_through_a_webhook_even_across_
     caplog.clear()
     breaker.force_open()
     await run_alerter(1)  # the evaluation that fires has tried (and failed) to send
-    warnings = [r.getMessage() for r in caplog.records if r.name == "pattern_tracker.monitoring"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "pattern_tracker.usecases.health"]
     assert any("alert webhook failed for circuit_open firing" in w for w in warnings), warnings
     assert not any("s3cr3t" in r.getMessage() or str(port) in r.getMessage() for r in caplog.records)
 

@@ -21,9 +21,9 @@ from pattern_tracker.operators.breaker import BreakerSettings, Permit
 from pattern_tracker.operators.circuit_gate import CircuitGate, circuit_gate
 from pattern_tracker.operators.retry import Attempted, retry
 from pattern_tracker.operators.spill import Spill
-from pattern_tracker.circuit_store import SharedBreaker
-from pattern_tracker.store import Store
-from pattern_tracker.sinks.base import DELIVERED, Outcome
+from pattern_tracker.state.circuit_store import SharedBreaker
+from pattern_tracker.core.store import Store
+from pattern_tracker.model.outcome import DELIVERED, Outcome
 
 T0 = 300.0
 END = 10_000.0

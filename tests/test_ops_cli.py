@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from pattern_tracker.dead_letter import DeadLetter, DeadLetters
-from pattern_tracker.events import PatternEvent, build_event
-from pattern_tracker.lease import DrainLease
-from pattern_tracker.spool import Spool
-from pattern_tracker.store import MIB, Store, u64
+from pattern_tracker.state.dead_letter import DeadLetter, DeadLetters
+from pattern_tracker.model.events import PatternEvent, build_event
+from pattern_tracker.core.lease import DrainLease
+from pattern_tracker.state.spool import Spool
+from pattern_tracker.core.store import MIB, Store, u64
 from tests.clitools import cli_env, run_cli, serve
 
 # Fast failure: tiny backoff, the circuit opens after two failed calls.
@@ -114,7 +114,7 @@ def test_circuit_open_status_reset_disable_across_processes(tmp_path: Path) -> N
     assert status["state"] == "forced_open" and status["trip_count"] == 1 and status["opened_at_iso"].endswith("Z")
     with opened(tmp_path / "data") as store:
         from pattern_tracker.operators.breaker import BreakerSettings
-        from pattern_tracker.circuit_store import SharedBreaker
+        from pattern_tracker.state.circuit_store import SharedBreaker
 
         assert SharedBreaker(store, BreakerSettings()).state().state == "forced_open"
 

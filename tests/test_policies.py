@@ -26,10 +26,10 @@ from pattern_tracker.operators.backoff import RETRYABLE_CLASSES, ExponentialBack
 from pattern_tracker.operators.breaker import BreakerSettings, BreakerState
 from pattern_tracker.operators.circuit_gate import call_failed
 from pattern_tracker.operators.overflow import OverflowPlan, is_expired, overflow_plan
-from pattern_tracker.circuit_store import SharedBreaker
-from pattern_tracker.config import RetryConfig
-from pattern_tracker.store import MIB, Store
-from pattern_tracker.sinks.base import DELIVERED, Outcome
+from pattern_tracker.state.circuit_store import SharedBreaker
+from pattern_tracker.settings.config import RetryConfig
+from pattern_tracker.core.store import MIB, Store
+from pattern_tracker.model.outcome import DELIVERED, Outcome
 from pattern_tracker.sinks.retry_after import MAX_RETRY_AFTER, parse_retry_after
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -778,8 +778,8 @@ def test_shared_breaker_two_instances_race_for_the_last_trial(store: Store) -> N
 CHILD = """
 import sys, msgspec
 from pattern_tracker.operators.breaker import BreakerSettings
-from pattern_tracker.circuit_store import SharedBreaker
-from pattern_tracker.store import MIB, Store
+from pattern_tracker.state.circuit_store import SharedBreaker
+from pattern_tracker.core.store import MIB, Store
 path, now, action = sys.argv[1], float(sys.argv[2]), sys.argv[3]
 store = Store.open(path, map_size=64 * MIB)
 b = SharedBreaker(store, BreakerSettings(failure_threshold=5, recovery_timeout=60.0, half_open_attempts=3),

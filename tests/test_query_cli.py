@@ -13,7 +13,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from pattern_tracker.serve import PREFIX
+from pattern_tracker.model.api import PREFIX
 from tests.clitools import cli_env, run_cli, serve
 
 EDITED_AT = 1_700_000_000.25  # 2023-11-14T22:13:20.250Z: far from any time the store could receive it

@@ -1,4 +1,4 @@
-"""pattern_tracker.redact: secrets never survive, look-alikes do, and it is fast and total.
+"""pattern_tracker.core.redact: secrets never survive, look-alikes do, and it is fast and total.
 
 The fake secrets are assembled at run time (prefix + deterministic random body) so that this
 file holds no string a secret scanner would flag.
@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pattern_tracker.redact import Redactor, is_denied
+from pattern_tracker.core.redact import Redactor, is_denied
 
 _rng = random.Random(20240229)
 ALNUM = string.ascii_letters + string.digits
@@ -418,7 +418,7 @@ def test_five_megabytes_of_code_with_secrets() -> None:
 
 def test_import_is_cheap_and_compiles_nothing() -> None:
     code = (
-        "import sys, time; before = set(sys.modules); t = time.perf_counter(); import pattern_tracker.redact as r; "
+        "import sys, time; before = set(sys.modules); t = time.perf_counter(); import pattern_tracker.core.redact as r; "
         "dt = time.perf_counter() - t; "
         "bad = sorted(m for m in set(sys.modules) - before if m.split('.')[0] in "
         "('typing', 'dataclasses', 'pathlib', 'logging', 'msgspec')); "

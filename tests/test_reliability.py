@@ -33,8 +33,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from pattern_tracker.events import PatternEvent, build_event
-from pattern_tracker.store import Store
+from pattern_tracker.model.events import PatternEvent, build_event
+from pattern_tracker.core.store import Store
 from pattern_tracker.sinks.lineage_store import LineageStore
 from tests.clitools import BIN, cli_env, run_cli, stop, wait_for
 
@@ -49,7 +49,7 @@ FAST_RETRY = {"EXPONENTIAL_BACKOFF_BASE_DELAY": "0.02", "EXPONENTIAL_BACKOFF_MAX
 
 def verify_in_subprocess(path: Path) -> list[str]:
     """Store.verify() of ``path`` in a fresh process (no handle of ours in the way)."""
-    out = subprocess.run([sys.executable, "-c", "import json, sys; from pattern_tracker.store import Store; "
+    out = subprocess.run([sys.executable, "-c", "import json, sys; from pattern_tracker.core.store import Store; "
                           "s = Store.open(sys.argv[1]); print(json.dumps(s.verify())); s.close()", str(path)],
                          capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert out.returncode == 0, out.stderr
@@ -97,7 +97,7 @@ def crash_replay_scenario(tmp_path: Path, events: int, files: int, kills: int = 
     gen = run_cli("archive", "generate", "--events", str(events), "--files", str(files), "--seed", str(seed), str(arch),
                   env=cli_env(tmp_path / "gen"), timeout=timeout)
     assert gen.returncode == 0, gen.stderr
-    from pattern_tracker.archive import Archive
+    from pattern_tracker.model.archive import Archive
 
     archive = Archive(str(arch))
     try:
@@ -215,7 +215,7 @@ def free_port() -> int:
 
 def holds_drain_lease(data_dir: Path, pid: int) -> bool:
     """True once process ``pid`` runs its pipeline over ``data_dir`` (it holds the drain lease)."""
-    from pattern_tracker.lease import DrainLease
+    from pattern_tracker.core.lease import DrainLease
 
     if not (data_dir / "data.mdb").exists():
         return False
@@ -383,7 +383,7 @@ class HookFuzz:
 
     def check(self, payload: bytes, subprocess_: bool = False) -> None:
         from pattern_tracker.operators.validate import validate_event
-        from pattern_tracker.spool_codec import decoder
+        from pattern_tracker.model.spool_codec import decoder
 
         before_log, before = len(self.log_lines()), _spool_raw(self.data)
         if subprocess_:
@@ -505,7 +505,7 @@ def test_parse_record_fuzz_one_line_errors_only(obj: Any) -> None:
 
 
 def check_parse_record(obj: Any) -> None:
-    from pattern_tracker.hook_payload import Change
+    from pattern_tracker.core.capture import Change
     from pattern_tracker.sources.stdin import RecordError, parse_record
 
     try:
@@ -730,7 +730,7 @@ def test_http_sink_fuzz_never_raises_and_acks_only_what_the_server_acked(script:
 def check_http_answers(script: list[Answer], n: int, use_batch: bool) -> None:
     """HttpSink.deliver never raises, gives one Outcome per event, acknowledges only what the
     service acknowledged, and its own safety net (error_class internal) never fires."""
-    from pattern_tracker.sinks.base import Outcome
+    from pattern_tracker.model.outcome import Outcome
 
     events, outcomes, service = asyncio.run(_deliver_against(script, n, use_batch))
     assert len(outcomes) == len(events) and all(isinstance(o, Outcome) for o in outcomes)
@@ -759,8 +759,8 @@ def _map_env(data: Path, map_mb: int, max_mb: int, **extra: str) -> dict[str, st
 
 def _readable_spool(data: Path) -> list[str]:
     """Every spooled entry decodes (in a fresh process); returns their event ids."""
-    out = subprocess.run([sys.executable, "-c", "import json, sys; from pattern_tracker.store import Store; "
-                          "from pattern_tracker.spool import Spool; s = Store.open(sys.argv[1]); "
+    out = subprocess.run([sys.executable, "-c", "import json, sys; from pattern_tracker.core.store import Store; "
+                          "from pattern_tracker.state.spool import Spool; s = Store.open(sys.argv[1]); "
                           "print(json.dumps([e.event.event_id for _, e in Spool(s).read_batch(0, 10**6)]))", str(data)],
                          capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert out.returncode == 0, out.stderr

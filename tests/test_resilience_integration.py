@@ -11,11 +11,11 @@ from aiohttp import web
 
 from pattern_tracker.operators.backoff import ExponentialBackoff
 from pattern_tracker.operators.breaker import BreakerSettings
-from pattern_tracker.circuit_store import SharedBreaker
-from pattern_tracker.hook_payload import Change
+from pattern_tracker.state.circuit_store import SharedBreaker
+from pattern_tracker.core.capture import Change
 from pattern_tracker.runtime import Feed, Pipeline, RuntimeSettings
-from pattern_tracker.spool import Spool, SpoolLimits
-from pattern_tracker.store import MIB, Store
+from pattern_tracker.state.spool import Spool, SpoolLimits
+from pattern_tracker.core.store import MIB, Store
 from pattern_tracker.telemetry import Telemetry
 from pattern_tracker.sinks.http import HttpSink
 

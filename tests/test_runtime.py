@@ -7,11 +7,11 @@ import time
 
 import msgspec
 
-from pattern_tracker.events import build_event
-from pattern_tracker.hook_payload import Change
+from pattern_tracker.model.events import build_event
+from pattern_tracker.core.capture import Change
 from pattern_tracker.runtime import Feed, Pipeline, RuntimeSettings
-from pattern_tracker.spool import Spool
-from pattern_tracker.store import Store
+from pattern_tracker.state.spool import Spool
+from pattern_tracker.core.store import Store
 from pattern_tracker.telemetry import Telemetry
 from pattern_tracker.sinks.embedded import EmbeddedSink
 from pattern_tracker.sinks.lineage_store import LineageStore

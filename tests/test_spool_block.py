@@ -55,8 +55,8 @@ def _spool_size(env: dict[str, str]) -> int:
 
 def _spooled_paths(data: Path) -> list[str]:
     """The file paths of the spool's events, oldest first (read after the run has exited)."""
-    from pattern_tracker.spool import Spool
-    from pattern_tracker.store import Store
+    from pattern_tracker.state.spool import Spool
+    from pattern_tracker.core.store import Store
 
     store = Store.open(data)
     try:
@@ -119,9 +119,9 @@ def test_block_waits_for_room_and_delivers_more_than_the_bound(tmp_path: Path) -
 
 def _fill_spool(data: Path, n: int) -> None:
     """``n`` events in the spool, as earlier runs leave them while the service is down."""
-    from pattern_tracker.hook_payload import Change
-    from pattern_tracker.ingest import Ingest
-    from pattern_tracker.store import Store
+    from pattern_tracker.core.capture import Change
+    from pattern_tracker.state.ingest import Ingest
+    from pattern_tracker.core.store import Store
 
     store = Store.open(data)
     try:

@@ -188,7 +188,7 @@ def test_status_watch_refreshes_until_ctrl_c(tmp_path: Path) -> None:
 
 def _seed(tracker_env: Path, n: int, prefix: str) -> None:
     from pattern_tracker import PatternTracker
-
+    
     with PatternTracker() as t:
         for i in range(n):
             assert t.track_pattern_creation(f"v = {i}\n", {"file_path": f"/q/{prefix}{i}.py"}, deliver="none")["queued"]
@@ -218,7 +218,7 @@ def test_drain_shows_a_progress_bar_on_a_terminal_only(tracker_env: Path) -> Non
 def test_progress_bar_numbers() -> None:
     import io
 
-    from pattern_tracker.progress import Progress
+    from pattern_tracker.cli.progress import Progress
 
     now = [0.0]
     buf = io.StringIO()
@@ -266,17 +266,18 @@ def test_json_logs_are_structured_and_hold_no_code_or_token(tmp_path: Path) -> N
 # the Python facade
 
 
-def test_importing_pipeline_stays_free() -> None:
+def test_importing_the_package_stays_free() -> None:
     code = (
-        "import sys, pipeline\n"
-        "from pattern_tracker import hook, ingest, spool\n"
+        "import sys, pattern_tracker\n"
+        "from pattern_tracker import hook\n"
+        "from pattern_tracker.state import ingest, spool\n"
         "heavy = [m for m in ('msgspec', 'reactivex', 'aiohttp', 'yaml', 'asyncio', 'opentelemetry') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
         "assert 'pattern_tracker.facade' not in sys.modules\n"
         "from pattern_tracker import PatternTracker\n"
         "assert PatternTracker.__module__ == 'pattern_tracker.facade'\n"
         "assert 'reactivex' not in sys.modules and 'msgspec' not in sys.modules\n"
-        "try:\n    pipeline.nope\nexcept AttributeError:\n    print('ok')\n"
+        "try:\n    pattern_tracker.nope\nexcept AttributeError:\n    print('ok')\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
@@ -284,8 +285,8 @@ def test_importing_pipeline_stays_free() -> None:
 
 def test_facade_end_to_end(tracker_env: Path, tmp_path: Path) -> None:
     from pattern_tracker import PatternTracker
-    from pattern_tracker.config import ConfigError
-    from pattern_tracker.spool import Spool
+    from pattern_tracker.settings.config import ConfigError
+    from pattern_tracker.state.spool import Spool
     from pattern_tracker.sinks.lineage_store import LineageStore
 
     path = str(tmp_path / "src" / "app.py")
@@ -359,7 +360,7 @@ def test_facade_end_to_end(tracker_env: Path, tmp_path: Path) -> None:
 async def test_facade_async_against_serve_and_an_unreachable_service(tracker_env: Path, tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     from pattern_tracker import PatternTracker
-
+    
     path = "/q/async.py"
     with serve(tmp_path / "service") as url:
         monkeypatch.setenv("PATTERN_TRACKING_API_URL", url)

@@ -11,10 +11,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from pattern_tracker.events import build_event
-from pattern_tracker.hook_payload import Change
+from pattern_tracker.model.events import build_event
+from pattern_tracker.core.capture import Change
 from pattern_tracker.runtime import Feed, Pipeline, RuntimeSettings
-from pattern_tracker.store import Store
+from pattern_tracker.core.store import Store
 from pattern_tracker.telemetry import Telemetry
 from pattern_tracker.sinks.embedded import EmbeddedSink
 from pattern_tracker.sinks.lineage_store import LineageStore
@@ -59,7 +59,7 @@ async def test_each_stage_emits_spans_and_counts(store: Store) -> None:
     names = [s.name for s in spans.get_finished_spans()]
     # The graph carries chunks: one validate span per chunk that had valid events.
     validated = [s for s in spans.get_finished_spans() if s.name == "pattern_tracker.validate"]
-    assert len(validated) >= 1 and sum(s.attributes["pattern_tracker.events"] for s in validated) == passes
+    assert len(validated) >= 1 and sum(s.attributes["pattern_tracker.model.events"] for s in validated) == passes
     assert names.count("pattern_tracker.batch") == names.count("pattern_tracker.deliver") >= 3
     deliver = [s for s in spans.get_finished_spans() if s.name == "pattern_tracker.deliver"]
     assert sum(s.attributes["pattern_tracker.batch.size"] for s in deliver) == passes
@@ -100,9 +100,9 @@ from opentelemetry.trace import SpanKind, StatusCode  # noqa: E402
 
 from pattern_tracker.operators.backoff import ExponentialBackoff  # noqa: E402
 from pattern_tracker.operators.breaker import BreakerSettings  # noqa: E402
-from pattern_tracker.circuit_store import SharedBreaker  # noqa: E402
-from pattern_tracker.spool import Spool, SpoolLimits  # noqa: E402
-from pattern_tracker.store import MIB  # noqa: E402
+from pattern_tracker.state.circuit_store import SharedBreaker  # noqa: E402
+from pattern_tracker.state.spool import Spool, SpoolLimits  # noqa: E402
+from pattern_tracker.core.store import MIB  # noqa: E402
 from pattern_tracker.telemetry import LATENCY_BUCKETS_S, HttpClientSpans  # noqa: E402
 from pattern_tracker.sinks.http import HttpSink  # noqa: E402
 from tests.clitools import async_wait_for  # noqa: E402
@@ -181,8 +181,8 @@ async def test_outage_run_emits_spans_metrics_and_gauges(tmp_path, serve_factory
         # Gauges while the circuit is open and the spool holds the backlog: read once the spool
         # gauge shows the spilled batch (its write is committed), not after a guessed delay.
         during.update(await async_wait_for(
-            lambda: (pts := points(reader)) and value(pts, "pattern_tracker.spool.size") >= 20
-            and value(pts, "pattern_tracker.spool.oldest_age") > 0 and pts,
+            lambda: (pts := points(reader)) and value(pts, "pattern_tracker.state.spool.size") >= 20
+            and value(pts, "pattern_tracker.state.spool.oldest_age") > 0 and pts,
             timeout=15, what="the spool gauge showing the backlog"))
         outage["on"] = False  # 3. recovery: replay delivers the spool (the run ends when open)
         await async_wait_for(lambda: pipeline.summary.delivered + pipeline.summary.already_existed >= 25, timeout=15,
@@ -199,12 +199,12 @@ async def test_outage_run_emits_spans_metrics_and_gauges(tmp_path, serve_factory
 
     # -- gauges --------------------------------------------------------------------------
     assert value(during, "pattern_tracker.circuit.state") in (1, 2)  # open (or half-open: a trial)
-    assert value(during, "pattern_tracker.spool.size") >= 20
-    assert value(during, "pattern_tracker.spool.oldest_age") > 0
+    assert value(during, "pattern_tracker.state.spool.size") >= 20
+    assert value(during, "pattern_tracker.state.spool.oldest_age") > 0
     assert value(after, "pattern_tracker.circuit.state") == 0  # closed again
     assert value(after, "pattern_tracker.circuit.trips") >= 1
     assert value(after, "pattern_tracker.circuit.calls_not_permitted") >= 1
-    assert value(after, "pattern_tracker.spool.size") == 0 and value(after, "pattern_tracker.spool.oldest_age") == 0
+    assert value(after, "pattern_tracker.state.spool.size") == 0 and value(after, "pattern_tracker.state.spool.oldest_age") == 0
 
     # -- metrics -------------------------------------------------------------------------
     m = after
@@ -215,7 +215,7 @@ async def test_outage_run_emits_spans_metrics_and_gauges(tmp_path, serve_factory
     assert st("events_in", "retry") == summary.retried
     assert st("events_in", "circuit_gate") == st("errors", "circuit_gate") >= 5  # refused batches
     assert st("events_in", "spill") == summary.spilled
-    assert st("events_in", "replay") == summary.replayed == value(m, "pattern_tracker.spool.replayed")
+    assert st("events_in", "replay") == summary.replayed == value(m, "pattern_tracker.state.spool.replayed")
     assert st("events_in", "dead_letter") == 1
     assert value(m, "pattern_tracker.dead_letters", stage="validate", **{"error.type": "validation"}) == 1
     dropped = "pattern_tracker.stage.dropped"

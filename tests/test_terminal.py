@@ -199,9 +199,9 @@ def test_replay_on_a_terminal_draws_its_bar_and_ctrl_c_ends_it_with_the_document
 
 def _fill_spool(data_dir: Path, n: int) -> None:
     """``n`` events in the spool, as a source leaves them when the service is down."""
-    from pattern_tracker.hook_payload import Change
-    from pattern_tracker.ingest import Ingest
-    from pattern_tracker.store import Store
+    from pattern_tracker.core.capture import Change
+    from pattern_tracker.state.ingest import Ingest
+    from pattern_tracker.core.store import Store
 
     store = Store.open(data_dir)
     try:
@@ -259,7 +259,7 @@ def test_a_log_record_clears_the_progress_bar_first_and_finish_stops_that() -> N
     import io
     import logging
 
-    from pattern_tracker.progress import Progress
+    from pattern_tracker.cli.progress import Progress
 
     buf = io.StringIO()
     handler = logging.StreamHandler(buf)

@@ -14,9 +14,9 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from pattern_tracker.sources import readfile as files_mod
+from pattern_tracker.core import readfile as files_mod
 from pattern_tracker.sources.files import DEFAULT_IGNORE, IgnoreRules, WatchStats
-from pattern_tracker.sources.readfile import ReadOk, ReadSkipped, read_text_file
+from pattern_tracker.core.readfile import ReadOk, ReadSkipped, read_text_file
 from pattern_tracker.sources.watch import FileChange, WatchError, WatchSettings, WatchSource
 from tests.clitools import async_wait_for, wait_for
 

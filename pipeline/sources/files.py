@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import pathspec
 
-from pattern_tracker.sources.readfile import is_inside
+from pattern_tracker.core.readfile import is_inside
 
 __all__ = ["ALWAYS_IGNORED", "DEFAULT_IGNORE", "IgnoreRules", "WatchStats"]
 

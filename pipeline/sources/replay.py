@@ -12,7 +12,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from pattern_tracker.archive import Archive
+from pattern_tracker.model.archive import Archive
 from pattern_tracker.runtime import Feed, Source
 
 

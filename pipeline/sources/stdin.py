@@ -24,8 +24,8 @@ from typing import Any
 
 import msgspec
 
-from pattern_tracker.events import PatternEvent
-from pattern_tracker.hook_payload import Change, PayloadError, changes_from_payload, is_hook_payload
+from pattern_tracker.model.events import PatternEvent
+from pattern_tracker.core.capture import Change, PayloadError, changes_from_payload, is_hook_payload
 from pattern_tracker.runtime import ROOM_POLL, Feed
 
 log = logging.getLogger("pattern_tracker.stdin")

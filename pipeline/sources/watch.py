@@ -40,7 +40,7 @@ import msgspec
 import watchfiles
 
 from pattern_tracker.sources.files import DEFAULT_IGNORE, GITIGNORE, IgnoreRules, WatchStats
-from pattern_tracker.sources.readfile import ReadOk, is_inside, read_text_file
+from pattern_tracker.core.readfile import ReadOk, is_inside, read_text_file
 
 __all__ = ["FileChange", "WatchError", "WatchSettings", "WatchSource", "WatchStats"]
 

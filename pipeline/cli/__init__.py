@@ -1,0 +1,1 @@
+"""The `pattern-tracker` command line: one module per command group."""

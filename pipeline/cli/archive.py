@@ -1,0 +1,201 @@
+"""`pattern-tracker archive generate|info|record` and `pattern-tracker replay`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import time
+from typing import Any
+
+from pattern_tracker.cli.support import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_PENDING,
+    EXIT_USAGE,
+    CliError,
+    install_stop,
+    load,
+    stderr_line,
+)
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("archive", parents=[common], help="LMDB archives of pattern events: generate, info, record")
+    asub = p.add_subparsers(dest="archive_command", metavar="ACTION")
+    asub.required = True
+    g = asub.add_parser("generate", parents=[common], help="write a deterministic archive of realistic events")
+    g.add_argument("--events", type=int, required=True, help="number of events")
+    g.add_argument("--files", type=int, default=100, help="number of files (edit chains), default 100")
+    g.add_argument("--seed", type=int, default=1, help="random seed (same arguments, same archive)")
+    g.add_argument("out", metavar="OUT", help="directory of the new archive (must not hold one)")
+    g.set_defaults(func=cmd_generate)
+    i = asub.add_parser("info", parents=[common], help="what an archive holds")
+    i.add_argument("archive", metavar="ARCHIVE")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=cmd_info)
+    r = asub.add_parser("record", parents=[common], help="run the sources from config and record every event into OUT")
+    r.add_argument("out", metavar="OUT")
+    r.add_argument("--source", action="append", choices=["watch", "stdin"], help="override sources.enabled")
+    r.add_argument("paths", nargs="*", metavar="PATH", help="trees to watch")
+    r.set_defaults(func=cmd_record)
+
+    p = sub.add_parser("replay", parents=[common], help="replay an archive through the full pipeline")
+    p.add_argument("archive", metavar="ARCHIVE")
+    p.add_argument("--rate", type=float, default=None, metavar="EVENTS_PER_S", help="at most this many events per second")
+    p.add_argument("--speedup", type=float, default=None, metavar="X", help="the archive's own timing, X times faster")
+    p.add_argument("--sink", choices=["config", "null"], default="config",
+                   help="config: api.url or the embedded store (default); null: acknowledge everything (a ceiling)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=cmd_replay)
+
+
+def _open_archive(path: str) -> Any:
+    from pattern_tracker.model.archive import Archive, ArchiveError
+
+    try:
+        return Archive(path)
+    except ArchiveError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from pattern_tracker.model.archive import Archive
+    from pattern_tracker.usecases.archive_gen import generate
+
+    if args.events < 1 or args.files < 1:
+        raise CliError("--events and --files must be >= 1", EXIT_USAGE)
+    if os.path.exists(os.path.join(args.out, "data.mdb")):
+        raise CliError(f"{args.out} already holds an archive; choose another directory", EXIT_USAGE)
+    archive = Archive(args.out, create=True)
+    started = time.monotonic()
+    try:
+        batch = []
+        for ev in generate(args.events, args.files, args.seed):
+            batch.append(ev)
+            if len(batch) == 2000:
+                archive.append(batch)
+                batch = []
+        if batch:
+            archive.append(batch)
+        archive.set_meta({"generator": "pattern-tracker archive generate", "events": args.events, "files": args.files,
+                          "seed": args.seed, "generated_at": time.time()})
+        n = archive.count()
+    finally:
+        archive.close()
+    print(f"wrote {n} events over {args.files} files to {args.out} ({time.monotonic() - started:.1f}s)")
+    return EXIT_OK
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import json
+
+    archive = _open_archive(args.archive)
+    try:
+        info = archive.info()
+    finally:
+        archive.close()
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return EXIT_OK
+    print(f"archive {info['path']}")
+    for key in ("events", "files", "bytes_of_code", "code_size_min", "code_size_median", "code_size_max"):
+        print(f"  {key + ':':18} {info[key]}")
+    print(f"  {'languages:':18} {', '.join(f'{k} {v}' for k, v in info['languages'].items())}")  # type: ignore[union-attr]
+    if info["meta"]:
+        print(f"  {'meta:':18} {info['meta']}")
+    return EXIT_OK
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from pattern_tracker.cli.running import run_sources
+    from pattern_tracker.sinks.archive import ArchiveSink
+
+    loaded = load(args)
+    cfg = loaded.config
+    kinds = args.source or list(cfg.sources.enabled)
+    paths = args.paths or list(cfg.sources.watch.paths)
+    return asyncio.run(run_sources(cfg, kinds, paths, sink=ArchiveSink(args.out)))
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    loaded = load(args)
+    archive = _open_archive(args.archive)
+    try:
+        return asyncio.run(_replay(loaded.config, archive, args))
+    except ValueError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    finally:
+        archive.close()
+
+
+async def _replay(cfg: Any, archive: Any, args: argparse.Namespace) -> int:
+    import json
+
+    from pattern_tracker.composition import build_pipeline, open_store
+    from pattern_tracker.sources.replay import replay_source
+    from pattern_tracker.sinks.null import NullSink
+
+    store = open_store(cfg)
+    pipeline = build_pipeline(cfg, store, sink=NullSink() if args.sink == "null" else None)
+    total = archive.count()
+    stop = asyncio.Event()
+    install_stop(stop)
+    progress = _progress(total)
+    source = replay_source(archive, rate=args.rate, speedup=args.speedup, chunk=cfg.pattern_tracking.batch_size,
+                           on_progress=progress)
+    started = time.monotonic()
+    summary = await pipeline.run([source], stop)
+    elapsed = time.monotonic() - started
+    progress(None)
+    done = summary.delivered + summary.already_existed
+    result = {"archive_events": total, "read": summary.read, "delivered": summary.delivered,
+              "already_existed": summary.already_existed, "dead_lettered": summary.dead_lettered,
+              "left_in_spool": summary.left_in_spool, "seconds": round(elapsed, 3),
+              "events_per_second": round(done / elapsed, 1) if elapsed > 0 else None}
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"replay: read {summary.read} of {total}, delivered {summary.delivered}, already there "
+              f"{summary.already_existed}, dead-lettered {summary.dead_lettered}, left in spool "
+              f"{summary.left_in_spool} ({elapsed:.1f}s, {result['events_per_second']} events/s)")
+    if stop.is_set() and summary.read < total:
+        # Ctrl-C/SIGTERM before the archive's end: not a failure, but not done either.
+        return EXIT_INTERRUPTED
+    if summary.gave_up_on_full_spool:
+        # overflow_policy block: the spool full and the service unavailable, reading stopped;
+        # what was read is in the spool, the rest of the archive unread. Like drain: exit 4.
+        limits = cfg.pattern_tracking
+        stderr_line(f"pattern-tracker: replay stopped after {summary.read} of {total} events: the spool is full "
+                f"({summary.left_in_spool} of cache_size {limits.cache_size}, overflow_policy block) and the "
+                "service is unavailable (circuit open); nothing is lost: once it is back, `pattern-tracker drain`, "
+                "then replay again for the rest (events already delivered are recognised)")
+        return EXIT_PENDING
+    if summary.left_in_spool:
+        # Same contract as `drain`: nothing is lost, but the caller must know delivery is pending.
+
+        if not args.json:
+            print(f"{summary.left_in_spool} event(s) could not be delivered now and stay in the spool; "
+                  "`pattern-tracker drain` delivers them")
+        return EXIT_PENDING
+    return EXIT_OK
+
+
+def _progress(total: int) -> Any:
+    """A progress callback: a bar with rate and ETA on a terminal (redrawn ~5 times a second)."""
+    from pattern_tracker.cli.progress import Progress
+
+    bar = Progress(total, label="replay")
+    last = 0.0
+
+    def update(done: int | None) -> None:
+        nonlocal last
+        if done is None:
+            bar.finish()
+            return
+        now = time.monotonic()
+        if now - last >= 0.2 or done >= total:
+            last = now
+            bar.update(done)
+
+    return update

@@ -1,0 +1,162 @@
+"""The ``pattern-tracker`` commands (all but ``hook``, which pipeline/main.py dispatches first).
+
+Exit codes: 0 success; 1 runtime failure (store, service, internal error); 2 usage or
+configuration error; 3 some input records were rejected (each reported on stderr);
+141 stdout's reader went away (``… | head``: quiet, like a tool ended by SIGPIPE); 130 interrupted (before a clean start, ``replay`` before the archive's end, ``run`` while waiting
+for room in a full spool). No traceback reaches a user unless ``--debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from typing import Any
+
+from pattern_tracker.cli.running import run_sources
+from pattern_tracker.cli.support import (
+    EXIT_OK,
+    EXIT_USAGE,
+    CliError,
+    load,
+    stderr_line,
+)
+
+log = logging.getLogger("pattern_tracker.main")
+
+
+# ---------------------------------------------------------------------------------------
+# Helpers
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Add ``run``, ``watch``, ``serve``, ``query``, ``config`` and ``hook`` (its help; main runs it)."""
+    p = sub.add_parser("run", parents=[common], help="run the pipeline with the sources from config (default: watch .)")
+    p.add_argument("--source", action="append", choices=["watch", "stdin"], help="override sources.enabled (repeatable)")
+    p.add_argument("paths", nargs="*", metavar="PATH", help="trees to watch (default: sources.watch.paths)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("watch", parents=[common], help="watch DIR… and deliver every change")
+    p.add_argument("paths", nargs="+", metavar="DIR")
+    p.set_defaults(func=cmd_watch)
+
+    p = sub.add_parser("serve", parents=[common], help="serve the Phase 4 API over the embedded lineage store")
+    p.add_argument("--host", default=None, help="bind address (default: serve.host, 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="port (default: serve.port, 8053; 0 = any free port)")
+    p.add_argument("--chaos", metavar="FILE", default=None,
+                   help="inject faults on the schedule in FILE (README \"Chaos schedules\"; examples in config/chaos/)")
+    p.add_argument("--seed", metavar="N", type=int, default=None,
+                   help="seed of the chaos decisions (overrides the schedule's seed; same seed, same decisions)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("query", parents=[common], help="print the lineage chain of a pattern or a file")
+    p.add_argument("pattern_id", nargs="?", help="pattern id (any version of the chain)")
+    p.add_argument("--file", metavar="PATH", help="the chain of this file instead")
+    p.add_argument("--descendants", action="store_true", help="descendants instead of ancestry")
+    p.add_argument("--limit", type=int, default=100, help="at most this many versions (--file)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_query)
+
+    p = sub.add_parser("config", parents=[common], help="show or validate configuration")
+    csub = p.add_subparsers(dest="config_command", metavar="ACTION")
+    csub.required = True
+    c = csub.add_parser("show", parents=[common], help="the effective config with the origin of every value")
+    c.add_argument("--format", choices=["text", "yaml", "json"], default="text")
+    c.set_defaults(func=cmd_config_show)
+    c = csub.add_parser("validate", parents=[common], help="check a config file (defaults + FILE, no env)")
+    c.add_argument("file", metavar="FILE")
+    c.set_defaults(func=cmd_config_validate)
+
+    p = sub.add_parser(
+        "hook",
+        parents=[common],
+        help="the Claude Code PostToolUse hook: read the payload on stdin, spool the change, exit 0",
+        description="Run by Claude Code after Write/Edit/MultiEdit/NotebookEdit with the PostToolUse JSON on "
+        "stdin. Always exits 0; problems go to its log file (hook.log_file). Install it with install-hook.",
+    )
+    p.add_argument("--verbose", action="store_true", help="print what was recorded on stdout")
+
+
+# ---------------------------------------------------------------------------------------
+# run / watch
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    loaded = load(args)
+    cfg = loaded.config
+    if not cfg.pattern_tracking.enabled:
+        stderr_line(f"pattern tracking is disabled (pattern_tracking.enabled = false, from {loaded.origins.get('pattern_tracking.enabled')})")
+        return EXIT_OK
+    kinds = args.source or list(cfg.sources.enabled)
+    paths = args.paths or list(cfg.sources.watch.paths)
+    return asyncio.run(run_sources(cfg, kinds, paths))
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    loaded = load(args)
+    return asyncio.run(run_sources(loaded.config, ["watch"], args.paths))
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    loaded = load(args)
+    cfg = loaded.config
+    from pattern_tracker.composition import open_store
+    from pattern_tracker.service.serve import ListenError, run_server
+    from pattern_tracker.sinks.lineage_store import LineageStore
+
+    host = args.host or cfg.serve.host
+    port = cfg.serve.port if args.port is None else args.port
+    if not 0 <= port <= 65535:
+        raise CliError(f"--port {port} is out of range 0..65535", EXIT_USAGE)
+    chaos = None
+    if args.chaos is not None:
+        from pattern_tracker.service.chaos import Chaos, load_schedule
+
+        chaos = Chaos(load_schedule(args.chaos), seed=args.seed, source=args.chaos)  # ChaosScheduleError: exit 2
+    elif args.seed is not None:
+        raise CliError("--seed needs --chaos FILE", EXIT_USAGE)
+    store = open_store(cfg)
+    try:
+        asyncio.run(
+            run_server(
+                host,
+                port,
+                lineage=LineageStore(store),
+                token=cfg.serve.token,
+                max_request_bytes=cfg.serve.max_request_bytes,
+                rate_limit_per_minute=cfg.serve.rate_limit_per_minute,
+                chaos=chaos,
+            )
+        )
+    except ListenError as exc:  # a busy port is the user's to change: usage error (2), one line
+        hint = "choose another with --port N (--port 0 picks a free one)" if exc.port_problem else "check --host"
+        raise CliError(f"{exc}; {hint}", EXIT_USAGE) from None
+    return EXIT_OK
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    loaded = load(args)
+    cfg = loaded.config
+    if bool(args.pattern_id) == bool(args.file):
+        raise CliError("query needs exactly one of PATTERN_ID or --file PATH", EXIT_USAGE)
+    from pattern_tracker.usecases.query import query_lineage
+
+    return asyncio.run(query_lineage(cfg, args.pattern_id, args.file, args.descendants, args.limit, args.json))
+
+
+def cmd_config_show(args: argparse.Namespace) -> int:
+    from pattern_tracker.settings.config import load_config, render_effective
+
+    loaded = load_config(getattr(args, "config", None))
+    print(render_effective(loaded, args.format))
+    return EXIT_OK
+
+
+def cmd_config_validate(args: argparse.Namespace) -> int:
+    from pattern_tracker.settings.config import validate_file
+
+    validate_file(args.file)
+    print(f"{args.file}: ok")
+    return EXIT_OK
+
+

@@ -1,0 +1,1 @@
+"""Core: standard library and lmdb only (the hook's import budget): the store, identity, capture, redaction, counters."""

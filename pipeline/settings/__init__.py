@@ -1,0 +1,1 @@
+"""Settings: the configuration schema, its loader and the hook's cached slice of it."""

@@ -1,0 +1,1 @@
+"""Durable state shared by every process of a data directory: spool, dead letters, circuit, ingest."""

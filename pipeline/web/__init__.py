@@ -1,0 +1,1 @@
+"""HTTP faces of a running tracker: the status endpoint."""
