@@ -1,7 +1,7 @@
 """``pattern_tracker.PatternTracker``: the resilience guide's Python API, for programs that embed the tracker.
 
     from pattern_tracker import PatternTracker
-    
+
     with PatternTracker("my.yaml") as tracker:
         result = tracker.track_pattern_creation(code, {"file_path": "src/app.py", "session_id": "s1"})
         tracker.get_health_summary()      # from the store: circuit, spool, dead letters, last delivery

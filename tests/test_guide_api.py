@@ -162,7 +162,7 @@ def test_the_guides_snippets_run_verbatim_against_serve(tmp_path: Path) -> None:
 def test_pattern_cache_cache_is_a_live_view_of_the_spool(tracker_env: Path, tmp_path: Path) -> None:
     """``len()`` without a scan, ids oldest first across pages, ``in`` and ``[]`` by event id."""
     from pattern_tracker import PatternTracker
-    
+
     n = SpoolEntries.PAGE + 44  # more than one page
     with PatternTracker() as t:
         ids = [t.track_pattern_creation(f"x = {i}\n", {"file_path": str(tmp_path / f"m{i}.py")}, deliver="none")["event_id"]
@@ -186,7 +186,7 @@ def test_pattern_cache_cache_is_a_live_view_of_the_spool(tracker_env: Path, tmp_
 def test_mean_latency_keeps_sub_millisecond_calls() -> None:
     """Calls under 0.5 ms round to 0 ms each: the mean comes from the µs sum when every call has it."""
     from pattern_tracker.core import metrics
-    
+
     counts: dict[str, int] = {}
     metrics.observe(counts, "delivery", [0.0002, 0.0004])
     assert counts["hist.delivery.sum_ms"] == 0

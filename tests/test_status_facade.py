@@ -188,7 +188,7 @@ def test_status_watch_refreshes_until_ctrl_c(tmp_path: Path) -> None:
 
 def _seed(tracker_env: Path, n: int, prefix: str) -> None:
     from pattern_tracker import PatternTracker
-    
+
     with PatternTracker() as t:
         for i in range(n):
             assert t.track_pattern_creation(f"v = {i}\n", {"file_path": f"/q/{prefix}{i}.py"}, deliver="none")["queued"]
@@ -360,7 +360,7 @@ def test_facade_end_to_end(tracker_env: Path, tmp_path: Path) -> None:
 async def test_facade_async_against_serve_and_an_unreachable_service(tracker_env: Path, tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     from pattern_tracker import PatternTracker
-    
+
     path = "/q/async.py"
     with serve(tmp_path / "service") as url:
         monkeypatch.setenv("PATTERN_TRACKING_API_URL", url)

@@ -158,5 +158,3 @@ def cmd_config_validate(args: argparse.Namespace) -> int:
     validate_file(args.file)
     print(f"{args.file}: ok")
     return EXIT_OK
-
-

@@ -60,7 +60,7 @@ def _age(seconds: float | None) -> str:
 
 def cmd_health(args: argparse.Namespace) -> int:
     from pattern_tracker.usecases import health as monitoring
-    
+
     cfg, store = open_store_for(args)
     snap, h = asyncio.run(_health(cfg, store))
     doc = monitoring.health_document(snap, h)
@@ -104,7 +104,7 @@ def _hist(h: dict[str, Any]) -> str:
 
 def cmd_metrics(args: argparse.Namespace) -> int:
     from pattern_tracker.usecases import health as monitoring
-    
+
     if args.since is not None and not (args.since > 0 and math.isfinite(args.since)):
         raise CliError(f"--since must be a number of seconds > 0, got {args.since:g}", EXIT_USAGE)
     cfg, store = open_store_for(args)
