@@ -18,7 +18,7 @@ venv: $(STAMP)
 EDITABLE := --config-settings editable_mode=strict
 # pip's build warnings go to a log, shown only when the install fails.
 PIP = sh -c '$(BIN)/python -m pip install --quiet "$$@" >$(VENV)/pip.log 2>&1 || { cat $(VENV)/pip.log; exit 1; }' pip
-SOURCE_DIRS := pipeline pipeline/sources operators sinks config config/chaos
+SOURCE_DIRS := $(filter-out %__pycache__/,$(wildcard pipeline pipeline/*/ operators sinks config config/chaos))
 $(STAMP): pyproject.toml $(SOURCE_DIRS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -41,8 +41,11 @@ run: $(STAMP)
 	$(COMPILE)
 	$(BIN)/pattern-tracker run
 
+# The layer contracts (pyproject [tool.importlinter], docs/architecture.md) run first: a
+# violation fails make test before the suite starts (tests/test_architecture.py checks it too).
 test: $(TEST_STAMP)
 	$(COMPILE)
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q tests
 
 # The long reliability suite (README "Reliability suite"): 100k-event crash/restart, 20k events
