@@ -22,12 +22,12 @@ from pattern_tracker.settings.config import (
     Config,
     ConfigError,
     LoadedConfig,
-    _leaf_keys,
     default_config,
     load_config,
     render_effective,
     validate_file,
 )
+from pattern_tracker.settings.introspect import leaf_keys as _leaf_keys
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_LINES = DEFAULT_CONFIG_PATH.read_text().splitlines()
@@ -113,7 +113,7 @@ def test_default_yaml_holds_every_key_commented_with_its_line() -> None:
     assert set(loaded.origins) == set(leaves)
     for key in leaves:
         origin = loaded.origins[key]
-        m = re.fullmatch(r"default \(config/default\.yaml:(\d+)\)", origin)
+        m = re.fullmatch(r"default \(pattern_tracker/defaults/default\.yaml:(\d+)\)", origin)
         assert m, (key, origin)
         line = DEFAULT_LINES[int(m.group(1)) - 1]
         assert line.strip().startswith(key.rpartition(".")[2] + ":"), (key, line)
@@ -185,7 +185,7 @@ def test_file_overrides_defaults_and_env_overrides_both(tmp_path: Path) -> None:
     assert loaded.origins["pattern_tracking.cache_size"] == "env PATTERN_TRACKING_CACHE_SIZE"
     assert loaded.origins["pattern_tracking.batch_size"] == f"{path}:4"
     assert loaded.origins["resilience.retry.max_attempts"] == f"{path}:8"
-    assert loaded.origins["resilience.retry.base_delay"].startswith("default (config/default.yaml:")
+    assert loaded.origins["resilience.retry.base_delay"].startswith("default (pattern_tracker/defaults/default.yaml:")
     assert loaded.sources == [str(DEFAULT_CONFIG_PATH), path]
     assert loaded.origin("pattern_tracking.batch_size") == f"{path}:4"
 
@@ -511,7 +511,7 @@ def test_render_text_masks_secrets_and_shows_origins(tmp_path: Path) -> None:
     assert '"https://***@hooks.example.com/***"' in by_key["monitoring.alerting.webhook_url"]
     assert '"https://***@lineage.example.com:8443/v1?***"' in by_key["api.url"]
     assert by_key["logging.file"].startswith("logging.file = null")
-    assert "# default (config/default.yaml:" in by_key["logging.file"]
+    assert "# default (pattern_tracker/defaults/default.yaml:" in by_key["logging.file"]
 
 
 @pytest.mark.parametrize("fmt", ["yaml", "json"])

@@ -1,0 +1,155 @@
+"""Loading: the layers merged in order of precedence, then converted and validated against the schema.
+
+A validation failure is turned back into one line naming the key, the value, the layer it came
+from and what is allowed.
+"""
+
+import functools
+import os
+import re
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from pattern_tracker import defaults as _shipped_defaults
+from pattern_tracker.settings.environment import merge_env
+from pattern_tracker.settings.errors import ConfigError
+from pattern_tracker.settings.introspect import describe_allowed, field_at, leaf_keys, short_repr, unwrap_annotated, value_kind
+from pattern_tracker.settings.schema import BUILTIN_ORIGIN, Config, LoadedConfig
+from pattern_tracker.settings.yaml_layer import MergeState, merge_yaml_file, read_config_text
+
+
+DEFAULT_CONFIG_PATH = Path(_shipped_defaults.__file__).resolve().parent / "default.yaml"
+_DEFAULT_LABEL = "pattern_tracker/defaults/default.yaml"  # where the shipped defaults live in an install
+
+
+
+@functools.cache
+def _default_state() -> tuple[MergeState, tuple[str, ...]]:
+    try:
+        text = DEFAULT_CONFIG_PATH.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        # An install without config/ (e.g. a wheel): the Struct defaults mirror the file exactly.
+        return MergeState(), ()
+    except (OSError, UnicodeDecodeError):
+        text = read_config_text(DEFAULT_CONFIG_PATH)  # raises a ConfigError naming the file
+    state = MergeState()
+    merge_yaml_file(state, text, str(DEFAULT_CONFIG_PATH), lambda line: f"default ({_DEFAULT_LABEL}:{line})")
+    return state, (str(DEFAULT_CONFIG_PATH),)
+
+
+# --------------------------------------------------------------------------------------------
+# Validation
+
+_PATH_TOKEN = re.compile(r"\.([^.\[\]]+)|\[(\d+)\]")
+
+
+def _validation_error(exc: msgspec.ValidationError, state: MergeState) -> ConfigError:
+    message = str(exc)
+    head, sep, tail = message.rpartition(" - at `")
+    if not sep:
+        return ConfigError(message)
+    keys: list[str] = []
+    index: int | None = None
+    for name, idx in _PATH_TOKEN.findall(tail.rstrip("`")[1:]):
+        if idx:
+            index = int(idx)
+            break
+        keys.append(name)
+    dotted = ".".join(keys)
+    tp = field_at(dotted) if keys else None
+    if tp is None:
+        return ConfigError(f"{message}")
+    origin = state.origins.get(dotted, BUILTIN_ORIGIN)
+    value: Any = state.data
+    for k in keys:
+        value = value.get(k) if isinstance(value, dict) else None
+    if dotted in state.env_raw and index is None:
+        value = state.env_raw[dotted]
+    if index is not None and isinstance(value, list) and index < len(value):
+        base, _ = unwrap_annotated(tp)
+        if typing.get_origin(base) is list:
+            tp = typing.get_args(base)[0]
+        value = value[index]
+        item_origins = state.item_origins.get(dotted, [])
+        if index < len(item_origins):
+            origin = item_origins[index]
+        dotted = f"{dotted}[{index}]"
+    allowed = describe_allowed(tp)
+    hint = ""
+    if "str" in value_kind(tp) and isinstance(value, (bool, int, float)) and not origin.startswith("env "):
+        hint = " (quote it in YAML)"
+    return ConfigError(
+        f"{dotted} = {short_repr(value)} (from {origin}): expected {allowed}{hint}", key=dotted, origin=origin, allowed=allowed
+    )
+
+
+def _normalise(data: dict[str, Any]) -> None:
+    log = data.get("logging")
+    if isinstance(log, dict) and isinstance(log.get("level"), str):
+        log["level"] = log["level"].strip().upper()
+
+
+def _finish(state: MergeState, sources: list[str]) -> LoadedConfig:
+    _normalise(state.data)
+    try:
+        config = msgspec.convert(state.data, Config, strict=False)
+    except msgspec.ValidationError as exc:
+        raise _validation_error(exc, state) from None
+    _check_patterns(config, state)
+    origins = {}
+    for key in leaf_keys(Config):  # every leaf, in section order
+        origins[key] = state.origins.get(key, BUILTIN_ORIGIN)
+    return LoadedConfig(config=config, origins=origins, sources=sources)
+
+
+def _check_patterns(config: Config, state: MergeState) -> None:
+    """Regular expressions must compile: say which one, where it came from, and why not."""
+    key = "redaction.extra_patterns"
+    items = state.item_origins.get(key, [])
+    for i, pattern in enumerate(config.redaction.extra_patterns):
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            origin = items[i] if i < len(items) else state.origins.get(key, BUILTIN_ORIGIN)
+            raise ConfigError(
+                f"{key}[{i}] = {short_repr(pattern)} (from {origin}): expected a regular expression ({exc})",
+                key=f"{key}[{i}]", origin=origin, allowed="a regular expression",
+            ) from None
+
+
+# --------------------------------------------------------------------------------------------
+# Public API
+
+
+def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> LoadedConfig:
+    """Defaults, then the file at ``path`` (if any), then ``env`` (default: ``os.environ``).
+
+    Raises:
+        ConfigError: one line naming the key, value, origin and what is allowed.
+    """
+    base, default_sources = _default_state()
+    state = base.copy()
+    sources = list(default_sources)
+    if path is not None:
+        label = os.fspath(path)
+        text = read_config_text(label)
+        merge_yaml_file(state, text, label, lambda line: f"{label}:{line}")
+        sources.append(label)
+    merge_env(state, os.environ if env is None else env)
+    return _finish(state, sources)
+
+
+def validate_file(path: str | os.PathLike[str]) -> LoadedConfig:
+    """Defaults plus ``path``, ignoring the environment. Raises ConfigError."""
+    return load_config(path, env={})
+
+
+@functools.cache
+def default_config() -> Config:
+    """The configuration the shipped ``default.yaml`` describes (cached; do not mutate its lists)."""
+    base, _ = _default_state()
+    return _finish(base.copy(), []).config
