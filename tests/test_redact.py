@@ -17,7 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pattern_tracker.core.redact import Redactor, is_denied
+from pattern_tracker.core.deny_globs import is_denied
+from pattern_tracker.core.redact import Redactor
 
 _rng = random.Random(20240229)
 ALNUM = string.ascii_letters + string.digits

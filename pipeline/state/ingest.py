@@ -57,7 +57,7 @@ class Ingest:
         """
         if not self.deny_globs and self.redactor is None:
             return list(changes), {}
-        from pattern_tracker.core.redact import is_denied
+        from pattern_tracker.core.deny_globs import is_denied
 
         kept: list[Change] = []
         counts: dict[str, int] = {}
