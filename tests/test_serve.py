@@ -257,7 +257,7 @@ async def _post_slowly(url: str, path: str,
 def _batch_writer_counts(monkeypatch) -> dict[str, int]:
     """Batch requests the server started reading, and batches it submitted (its own _BatchWriter,
     observed by wrapping the real methods): the states these tests wait on instead of sleeping."""
-    from pattern_tracker.service.serve import _BatchWriter
+    from pattern_tracker.service.group_commit import BatchWriter as _BatchWriter
 
     counts = {"reading": 0, "submitted": 0}
     real_reading, real_submit = _BatchWriter.reading, _BatchWriter.submit

@@ -1,0 +1,418 @@
+"""The stand-in service's aiohttp app: the Phase 4 routes, their handlers and middlewares.
+
+Status codes and bodies mirror the real service (see :mod:`pattern_tracker.service.serve`); the
+lineage store is any :class:`~pattern_tracker.sinks.lineage_contract.LineageBackend`, called on
+one worker thread; batch requests that wait for it share one transaction (:mod:`.group_commit`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import hmac
+import logging
+import math
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+import lmdb
+import msgspec
+from aiohttp import web
+
+from pattern_tracker import __version__
+from pattern_tracker.core.store import StoreError
+from pattern_tracker.model.api import PREFIX
+from pattern_tracker.model.events import TrackRequest
+from pattern_tracker.service.group_commit import BatchWriter
+from pattern_tracker.service.listener import SiteListener
+from pattern_tracker.service.wire import (
+    decode_body,
+    json_response,
+    ms_since,
+    op_metadata,
+    read_body,
+    store_failure,
+    unprocessable,
+)
+from pattern_tracker.sinks.lineage_contract import (
+    LineageBackend,
+    LineageValidationError,
+    PatternNotFound,
+    TrackResult,
+    operation_for,
+)
+from pattern_tracker.sinks.lineage_layout import random_uuids
+
+__all__ = ["DEFAULT_MAX_REQUEST_BYTES", "STATE", "FaultHook", "FaultInjector", "Middleware", "build_app"]
+
+log = logging.getLogger("pattern_tracker.service.serve")  # one logger for the stand-in, whichever module
+
+DEFAULT_MAX_REQUEST_BYTES = 10 * 1024 * 1024
+FaultHook = Callable[[web.Request], Awaitable[web.StreamResponse | None]]
+Middleware = Callable[[web.Request, Callable[[web.Request], Awaitable[web.StreamResponse]]], Awaitable[web.StreamResponse]]
+
+_TRACK_TIMEOUT = 30.0
+
+
+class _BatchIn(msgspec.Struct, kw_only=True):
+    """The service's batch body: processing_mode is free text (unknown values fall back)."""
+
+    events: list[TrackRequest]
+    batch_id: str | None = None
+    processing_mode: str = "parallel"
+    sequential_processing: bool = False
+    timeout_per_event: float = 10.0
+
+
+class FaultInjector(Protocol):
+    """What serve needs of a fault schedule (``service.chaos.Chaos``): serve never imports chaos,
+    chaos builds on serve."""
+
+    middleware: Any
+
+    def degraded(self) -> bool: ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def attach_listener(self, listener: SiteListener) -> None: ...
+
+
+class _State:
+    def __init__(self, lineage: LineageBackend, token: str | None, max_request_bytes: int, rate_limit: int,
+                 fault_hook: FaultHook | None, chaos: FaultInjector | None = None) -> None:
+        self.lineage = lineage
+        self.token = token.encode() if token else None
+        self.max_request_bytes = max_request_bytes
+        self.rate_limit = rate_limit
+        self.fault_hook = fault_hook
+        self.chaos = chaos
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lineage-store")
+        self.batches = BatchWriter(self.run, lineage)
+        self.started = time.monotonic()
+        self.window: collections.deque[float] = collections.deque()
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+
+STATE: web.AppKey[_State] = web.AppKey("pattern_tracker_serve_state", _State)
+
+
+# -- handlers ---------------------------------------------------------------------------------------
+
+
+async def _parse(request: web.Request, st: Any, type_: Any) -> Any:
+    """The request body decoded as ``type_``, or the error response (413 / 422) to send."""
+    body = await read_body(request, st.max_request_bytes)
+    if isinstance(body, web.Response):
+        return body
+    return decode_body(body, type_)
+
+
+async def track(request: web.Request) -> web.Response:
+    st = request.app[STATE]
+    start = time.perf_counter()
+    req = await _parse(request, st, TrackRequest)
+    if isinstance(req, web.Response):
+        return req
+    operation = operation_for(req.event_type)
+    try:
+        t0 = time.perf_counter()
+        data = await asyncio.wait_for(st.run(st.lineage.track, req), _TRACK_TIMEOUT)
+        duration = ms_since(t0)
+    except LineageValidationError as exc:
+        if exc.kind == "static":
+            return json_response({"detail": exc.detail}, status=400)
+        return json_response({"success": False, "error": exc.detail, "detail": exc.detail,
+                      "metadata": {"correlation_id": str(uuid.uuid4()), "operation": operation,
+                                   "duration_ms": ms_since(start), "error_type": "validation_error"},
+                      "processing_time_ms": ms_since(start)}, status=400)
+    except (TimeoutError, asyncio.TimeoutError):
+        return json_response({"detail": "Tracking operation timed out"}, status=504)
+    except Exception as exc:  # noqa: BLE001 - mirrored as the service's 500/503
+        return store_failure(exc)
+    return json_response({"success": True, "data": data,
+                  "metadata": op_metadata(operation, req.pattern_id, duration, processing_time_ms=ms_since(start))})
+
+
+def _batch_results(events: Sequence[TrackRequest], results: Sequence[TrackResult],
+                   per_event: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
+    """(successful_results, failed_results, handled duplicates) of a batch response."""
+    successes: list[dict[str, Any]] = []
+    failures: list[dict[str, Any]] = []
+    duplicates = 0
+    ids = random_uuids(len(events))
+    for i, ev in enumerate(events):
+        res = results[i]
+        meta = {"correlation_id": ids[i], "operation": operation_for(ev.event_type), "duration_ms": per_event}
+        if isinstance(res, LineageValidationError):
+            meta["error_type"] = "validation_error"
+            failures.append({"event_index": i, "error": res.detail, "metadata": meta, "pattern_id": ev.pattern_id})
+            continue
+        meta["pattern_id"] = ev.pattern_id
+        if res.get("status") == "already_exists":
+            duplicates += 1
+            meta["error_type"] = "unique_violation_handled"
+        successes.append({"event_index": i, "data": res, "metadata": meta, "pattern_id": ev.pattern_id})
+    return successes, failures, duplicates
+
+
+async def _read_batch(request: web.Request, st: _State) -> _BatchIn | web.Response:
+    """The request's valid, non-empty batch, or the error response (413 / 422 / 500 / 400) to send."""
+    body = await read_body(request, st.max_request_bytes)
+    if isinstance(body, web.Response):
+        return body
+    await st.batches.between_executions()
+    batch = decode_body(body, _BatchIn)
+    if isinstance(batch, web.Response):
+        return batch
+    if not batch.events:
+        return json_response({"detail": "Lineage tracking failed: empty batch"}, status=500)
+    problem = st.lineage.validate_batch(batch.events)
+    if problem is not None:
+        return json_response({"detail": problem}, status=400)
+    return batch
+
+
+async def track_batch(request: web.Request) -> web.Response:
+    st = request.app[STATE]
+    start = time.perf_counter()
+    with st.batches.reading(start):
+        batch = await _read_batch(request, st)
+        if isinstance(batch, web.Response):
+            return batch
+        done = st.batches.submit(batch.events, start)
+    events = batch.events
+    mode = batch.processing_mode
+    if mode not in ("parallel", "sequential"):
+        mode = "sequential" if batch.sequential_processing else "parallel"
+    try:
+        results, per_event = await asyncio.wait_for(done, max(_TRACK_TIMEOUT, len(events) * 5.0))
+    except (TimeoutError, asyncio.TimeoutError):
+        return json_response({"detail": "Batch tracking operation timed out"}, status=504)
+    except Exception as exc:  # noqa: BLE001
+        if isinstance(exc, (StoreError, lmdb.Error)):
+            return store_failure(exc)
+        log.exception("batch lineage tracking failed")
+        return json_response({"detail": f"Batch lineage tracking failed: {exc}"}, status=500)
+
+    successes, failures, duplicates = _batch_results(events, results, per_event)
+    total_ms = (time.perf_counter() - start) * 1000
+    n = len(events)
+    return json_response({
+        "success": not failures,
+        "batch_summary": {"total_events": n, "successful_events": len(successes), "failed_events": len(failures),
+                          "handled_duplicates": duplicates, "processing_mode": mode,
+                          "requested_processing_mode": batch.processing_mode},
+        "successful_results": successes,
+        "failed_results": failures or None,
+        "metadata": {"processing_time_ms": round(total_ms, 2), "average_time_per_event": round(total_ms / n, 2),
+                     "batch_efficiency_gain": round((n * 50.0 - total_ms) / (n * 50.0) * 100, 1)},
+    })
+
+
+async def lineage_graph(request: web.Request) -> web.Response:
+    st = request.app[STATE]
+    start = time.perf_counter()
+    pattern_id = request.match_info["pattern_id"]
+    query_type = request.query.get("query_type", "ancestry")
+    operation = "query_ancestry" if query_type == "ancestry" else "query_descendants"
+    fn = st.lineage.ancestry if query_type == "ancestry" else st.lineage.descendants
+    try:
+        t0 = time.perf_counter()
+        data = await asyncio.wait_for(st.run(fn, pattern_id), _TRACK_TIMEOUT)
+        duration = ms_since(t0)
+    except PatternNotFound as exc:
+        return json_response({"success": False, "error": exc.detail,
+                      "metadata": {"correlation_id": str(uuid.uuid4()), "operation": operation,
+                                   "duration_ms": ms_since(start), "error_type": "validation_error"},
+                      "processing_time_ms": ms_since(start)}, status=404)
+    except (TimeoutError, asyncio.TimeoutError):
+        return json_response({"detail": "Query operation timed out"}, status=504)
+    except Exception as exc:  # noqa: BLE001
+        if isinstance(exc, (StoreError, lmdb.Error)):
+            return store_failure(exc)
+        log.exception("lineage query failed")
+        return json_response({"detail": f"Lineage query failed: {exc}"}, status=500)
+    return json_response({"success": True, "data": data,
+                  "metadata": op_metadata(operation, pattern_id, duration, processing_time_ms=ms_since(start),
+                                    query_type=query_type)})
+
+
+async def query(request: web.Request) -> web.Response:
+    """Extension (never implemented by the real service): nodes of a file, oldest first."""
+    st = request.app[STATE]
+    start = time.perf_counter()
+    file_path = request.query.get("file_path") or None
+    raw_limit = request.query.get("limit", "100")
+    try:
+        limit = int(raw_limit)
+    except ValueError:
+        return unprocessable([{"type": "int_parsing", "loc": ["query", "limit"],
+                                "msg": "Input should be a valid integer, unable to parse string as an integer",
+                                "input": raw_limit}])
+    if not 1 <= limit <= 1000:
+        return unprocessable([{"type": "less_than_equal" if limit > 1000 else "greater_than_equal",
+                                "loc": ["query", "limit"],
+                                "msg": "Input should be less than or equal to 1000" if limit > 1000
+                                else "Input should be greater than or equal to 1",
+                                "input": raw_limit}])
+    try:
+        nodes = await st.run(st.lineage.query, file_path, limit)
+    except Exception as exc:  # noqa: BLE001
+        if isinstance(exc, (StoreError, lmdb.Error)):
+            return store_failure(exc)
+        log.exception("lineage query failed")
+        return json_response({"detail": f"Lineage query failed: {exc}"}, status=500)
+    return json_response({"success": True, "data": {"file_path": file_path, "patterns": nodes, "total": len(nodes)},
+                  "metadata": {"correlation_id": str(uuid.uuid4()), "operation": "query_file",
+                               "processing_time_ms": ms_since(start), "limit": limit}})
+
+
+def _store_status(st: _State) -> str:
+    if st.chaos is not None and st.chaos.degraded():
+        return "database_unavailable"
+    try:
+        st.lineage.count()
+        return "operational"
+    except Exception as exc:  # noqa: BLE001
+        return f"error: {exc}"
+
+
+async def root_health(request: web.Request) -> web.Response:
+    st = request.app[STATE]
+    component = _store_status(st)
+    status = "healthy" if component == "operational" else "degraded" if component == "database_unavailable" \
+        else "unhealthy"
+    return json_response({"status": status,
+                  "service": "pattern-tracker",
+                  "service_version": __version__,
+                  "uptime_seconds": round(time.monotonic() - st.started, 3),
+                  "timestamp": datetime.now(timezone.utc).isoformat(),
+                  "components": {"lineage_tracker": component}})
+
+
+async def api_health(request: web.Request) -> web.Response:
+    st = request.app[STATE]
+    start = time.perf_counter()
+    component = _store_status(st)
+    now = time.monotonic()
+    current = sum(1 for t in st.window if now - t < 60.0)
+    return json_response({"status": "healthy" if component == "operational" else "degraded",
+                  "components": {"lineage_tracker": component, "usage_analytics": "operational",
+                                 "feedback_orchestrator": "operational"},
+                  "performance": {"rate_limiting": {"current_window_requests": current,
+                                                    "max_requests_per_window": st.rate_limit,
+                                                    "window_seconds": 60}},
+                  "timestamp": datetime.now(timezone.utc).isoformat(),
+                  "response_time_ms": ms_since(start)})
+
+
+# -- middlewares (outermost first) ---------------------------------------------------------------
+
+_HEALTH_PATHS = frozenset({"/health", PREFIX + "/health"})
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    """aiohttp's own 404/405/413 as FastAPI-like JSON ``{"detail": ...}``; a client gone while
+    its body was read (or its connection closed by a chaos outage) is not an error of ours."""
+    try:
+        return await handler(request)
+    except ConnectionResetError:
+        log.debug("client connection lost while handling %s %s", request.method, request.path)
+        return web.Response(status=400)  # nobody is there to read it
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.content_type == "application/json":
+            raise
+        headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after", "www-authenticate")}
+        return json_response({"detail": exc.reason}, status=exc.status, headers=headers)
+
+
+@web.middleware
+async def _faults(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    hook = request.app[STATE].fault_hook
+    if hook is not None and request.path.startswith("/api/"):
+        injected = await hook(request)
+        if injected is not None:
+            return injected
+    return await handler(request)
+
+
+@web.middleware
+async def _auth(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    token = request.app[STATE].token
+    if token is not None and request.path not in _HEALTH_PATHS:
+        header = request.headers.get("Authorization", "")
+        scheme, _, presented = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), token):
+            return json_response({"detail": "Not authenticated"}, status=401, headers={"WWW-Authenticate": "Bearer"})
+    return await handler(request)
+
+
+@web.middleware
+async def _rate_limit(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    st = request.app[STATE]
+    if st.rate_limit > 0 and request.path.startswith(PREFIX + "/lineage"):
+        now = time.monotonic()
+        window = st.window
+        while window and now - window[0] >= 60.0:
+            window.popleft()
+        if len(window) >= st.rate_limit:
+            retry_after = max(1, math.ceil(window[0] + 60.0 - now))
+            return json_response({"detail": "Rate limit exceeded"}, status=429, headers={"Retry-After": str(retry_after)})
+        window.append(now)
+    return await handler(request)
+
+
+# -- assembly -----------------------------------------------------------------------------------
+
+
+def build_app(
+    lineage: LineageBackend,
+    *,
+    token: str | None = None,
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+    rate_limit_per_minute: int = 0,
+    fault_hook: FaultHook | None = None,
+    middlewares: Sequence[Middleware] = (),
+    chaos: FaultInjector | None = None,
+) -> web.Application:
+    """The Phase 4 API over ``lineage``. ``rate_limit_per_minute=0`` means unlimited; ``fault_hook``
+    (an async ``request -> response | None``) is consulted first on every /api request.
+    ``middlewares`` (aiohttp middlewares) run after the fault hook, before authentication;
+    ``chaos`` (pattern_tracker.service.chaos.Chaos) adds its middleware there too, reports the health endpoints
+    degraded during its error and outage phases, and is started and stopped with the app."""
+    extra = list(middlewares)
+    if chaos is not None:
+        extra.append(chaos.middleware)
+    app = web.Application(middlewares=[_errors, _faults, *extra, _auth, _rate_limit], client_max_size=max_request_bytes)
+    state = _State(lineage, token, max_request_bytes, rate_limit_per_minute, fault_hook, chaos)
+    app[STATE] = state
+    app.router.add_get("/health", root_health)
+    app.router.add_get(PREFIX + "/health", api_health)
+    app.router.add_post(PREFIX + "/lineage/track", track)
+    app.router.add_post(PREFIX + "/lineage/track/batch", track_batch)
+    app.router.add_get(PREFIX + "/lineage/query", query)  # before {pattern_id}
+    app.router.add_get(PREFIX + "/lineage/{pattern_id}", lineage_graph)
+
+    async def _shutdown(_app: web.Application) -> None:
+        state.executor.shutdown(wait=True)
+
+    app.on_cleanup.append(_shutdown)
+    if chaos is not None:
+        async def _chaos_start(_app: web.Application) -> None:
+            await chaos.start()
+
+        async def _chaos_stop(_app: web.Application) -> None:
+            await chaos.close()
+
+        app.on_startup.append(_chaos_start)
+        app.on_shutdown.append(_chaos_stop)
+    return app
