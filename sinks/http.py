@@ -1,4 +1,5 @@
-"""HttpSink — delivers PatternEvents to the Phase 4 lineage service (shared/PHASE4_API.md).
+"""HttpSink — delivers PatternEvents to the Phase 4 lineage service (the Phase 4 API contract,
+docs/phase4-contract.md).
 
 One aiohttp ``ClientSession`` per sink. ``deliver`` returns exactly one :class:`Outcome` per
 event, in order, and never raises for delivery problems:
@@ -19,6 +20,7 @@ Events sent one by one go in *waves*: events whose parents are not in the same s
 their children after them (concurrently within a wave, bounded by ``max_connections``),
 so a child never overtakes its parent.
 
+Classification lives in :mod:`.http_errors`, the reading of answers in :mod:`.http_responses`.
 Nothing here logs code contents, request bodies or the token (logger ``pattern_tracker.http``).
 """
 
@@ -26,24 +28,29 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import errno
 import logging
-import socket
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
-from urllib.parse import quote, urlsplit, urlunsplit
+from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import msgspec
 import yarl
 
-from pattern_tracker.model.api import PREFIX
 from pattern_tracker import __version__
+from pattern_tracker.model.api import PREFIX
 from pattern_tracker.model.events import PatternEvent, json_encoder, to_batch_request, to_track_request
-from pattern_tracker.model.events import batch_response_decoder as _batch_decoder
-from pattern_tracker.model.outcome import ALREADY_EXISTS, DELIVERED, Outcome, ServiceHealth
-from pattern_tracker.sinks.retry_after import parse_retry_after
+from pattern_tracker.model.outcome import Outcome, ServiceHealth
+from pattern_tracker.sinks.http_errors import TransportError, classify_error, safe_url, transport_error, truncate
+from pattern_tracker.sinks.http_responses import (
+    RETRYABLE_STATUSES,
+    Response,
+    batch_outcomes,
+    invalid_event_indexes,
+    single_outcome,
+    status_outcome,
+)
 
 __all__ = [
     "MAX_RESPONSE_BYTES",
@@ -57,10 +64,6 @@ __all__ = [
 log = logging.getLogger("pattern_tracker.http")
 
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
-MAX_REASON = 300
-
-# Statuses that say "try again later" (the body, if any, is informational).
-_RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
 # on_request(method, url_path, status, duration_s, error_class, resend_count)
 OnRequest = Callable[[str, str, "int | None", float, "str | None", int], None]
@@ -81,168 +84,6 @@ class RequestInfo(msgspec.Struct, kw_only=True, frozen=True):
     resend_count: int = 0
 
 
-# ---------------------------------------------------------------------------------------
-# Classification (pure)
-
-
-def classify_error(text: str) -> tuple[Literal["retryable", "permanent"], str]:
-    """Classify a per-event error string of a batch answer (or a 200 single answer with success=false).
-
-    Returns ``(status, error_class)``.
-    """
-    if "Parent pattern not found" in text:
-        return "retryable", "parent_missing"
-    lowered = text.lower()
-    if (
-        "timed out" in lowered
-        or "database connection not available" in lowered
-        or "lineage tracking failed" in lowered
-    ):
-        return "retryable", "server_error"
-    if "validation error" in lowered or "invalid" in lowered or "required" in lowered:
-        return "permanent", "validation"
-    return "retryable", "server_error"
-
-
-def _truncate(text: str, limit: int = MAX_REASON) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _loc_text(loc: Any) -> str:
-    if not isinstance(loc, list):
-        return ""
-    parts = [str(p) for p in loc]
-    if parts and parts[0] == "body":
-        parts = parts[1:]
-    return ".".join(parts)
-
-
-def _detail_items_text(items: list[Any]) -> str:
-    """FastAPI 422 detail list → "field: msg; ..." (never the ``input`` — it may hold code)."""
-    out = []
-    for item in items:
-        if isinstance(item, dict):
-            msg = str(item.get("msg", "")) or str(item.get("type", "invalid"))
-            where = _loc_text(item.get("loc"))
-            out.append(f"{where}: {msg}" if where else msg)
-    return "; ".join(out)
-
-
-def _is_json(content_type: str) -> bool:
-    return content_type == "application/json" or content_type.endswith("+json")
-
-
-class _TrackResponse(msgspec.Struct):
-    # Required: a 2xx answer that does not say "success" (``{}``, another service's JSON) is not
-    # an acknowledgement — it is a bad_response, retried, never removed from the spool.
-    success: bool
-    data: dict[str, Any] | None = None
-    error: str | None = None
-
-
-_track_decoder = msgspec.json.Decoder(_TrackResponse)
-_any_decoder = msgspec.json.Decoder()
-
-
-class _Response(msgspec.Struct):
-    status: int
-    reason: str
-    content_type: str
-    headers: dict[str, str]
-    body: bytes | None  # None when larger than the limit
-
-    def json_object(self) -> dict[str, Any] | None:
-        if self.body is None or not _is_json(self.content_type):
-            return None
-        try:
-            value = _any_decoder.decode(self.body)
-        except msgspec.DecodeError:
-            return None
-        return value if isinstance(value, dict) else None
-
-    def detail(self) -> str:
-        """The service's error text (``detail`` / ``error``), or the status line."""
-        obj = self.json_object()
-        if obj is not None:
-            for key in ("detail", "error", "message"):
-                value = obj.get(key)
-                if isinstance(value, str) and value:
-                    return _truncate(value)
-                if isinstance(value, list) and value:
-                    return _truncate(_detail_items_text(value))
-        elif self.body and self.content_type == "text/plain":
-            return _truncate(self.body[:4096].decode("utf-8", "replace"))
-        return f"HTTP {self.status} {self.reason}".strip()
-
-    def retry_after(self) -> float | None:
-        return parse_retry_after(self.headers.get("Retry-After"))
-
-
-class _TransportError(Exception):
-    def __init__(self, error_class: str, reason: str) -> None:
-        super().__init__(reason)
-        self.error_class = error_class
-        self.reason = reason
-
-
-def _host_port(host: str | None, port: int | None) -> str:
-    host = host or "?"
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _transport_error(exc: BaseException, target: yarl.URL | None = None) -> _TransportError:
-    """The error class and a plain reason naming the address (``connection refused at HOST:PORT``).
-
-    Why not ``str(exc)``: aiohttp's text (``Cannot connect to host h:p ssl:default [Connect call
-    failed ('h', p)]``) repeats itself and leaks its internals into ``health`` and dead letters.
-    """
-    name = type(exc).__name__
-    where = _host_port(target.host, target.port) if target is not None else "the service"
-    # aiohttp's total timeout raises plain TimeoutError; its sock_* timeouts raise
-    # ServerTimeoutError, which is both a ClientError and a TimeoutError.
-    if isinstance(exc, TimeoutError):
-        if isinstance(exc, aiohttp.ConnectionTimeoutError):
-            return _TransportError("timeout", f"timed out connecting to {where}")
-        if isinstance(exc, aiohttp.SocketTimeoutError):
-            return _TransportError("timeout", f"timed out waiting for an answer from {where}")
-        return _TransportError("timeout", f"timed out talking to {where}")
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        where = _host_port(exc.host, exc.port)
-        os_error = exc.os_error
-        if isinstance(exc, aiohttp.ClientSSLError):
-            return _TransportError("connection", _truncate(f"TLS failed with {where}: {os_error}"))
-        if isinstance(exc, getattr(aiohttp, "ClientConnectorDNSError", ())) or isinstance(os_error, socket.gaierror):
-            return _TransportError("connection", f"cannot resolve host {exc.host} (DNS lookup failed)")
-        if isinstance(os_error, ConnectionRefusedError):
-            return _TransportError("connection", f"connection refused at {where}")
-        why = (os_error.strerror or str(os_error)) if isinstance(os_error, OSError) else str(os_error)
-        return _TransportError("connection", _truncate(f"cannot connect to {where}: {why.lower()}"))
-    if isinstance(exc, ConnectionResetError) or (isinstance(exc, OSError) and exc.errno == errno.ECONNRESET):
-        return _TransportError("connection", f"connection reset by {where}")
-    if isinstance(exc, (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError)):
-        msg = str(exc)
-        return _TransportError("connection", _truncate(f"{name}: {msg}" if msg else name))
-    return _TransportError("client_error", _truncate(f"{name}: {exc}"))
-
-
-def _safe_url(url: str) -> str:
-    """``url`` without user:password (for messages)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable URL>"
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    netloc = f"{host}:{port}" if port is not None else host
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def _waves(events: Sequence[PatternEvent]) -> list[list[int]]:
@@ -286,7 +127,7 @@ class HttpSink:
         on_request: OnRequest | None = None,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
-        safe = _safe_url(base_url)
+        safe = safe_url(base_url)
         try:
             url = yarl.URL(base_url.strip())
         except (ValueError, TypeError):
@@ -374,8 +215,8 @@ class HttpSink:
         body: bytes | None = None,
         params: dict[str, str] | None = None,
         resend_count: int = 0,
-    ) -> _Response:
-        """Send one request and read its body (≤ the limit). Raises _TransportError only."""
+    ) -> Response:
+        """Send one request and read its body (≤ the limit). Raises TransportError only."""
         if self._session is None or self._session.closed:
             await self.start()
         assert self._session is not None
@@ -400,7 +241,7 @@ class HttpSink:
                     error_class = "bad_response"
                 elif status >= 400:
                     error_class = f"http_{status}"
-                return _Response(
+                return Response(
                     status=resp.status,
                     reason=resp.reason or "",
                     content_type=resp.content_type,
@@ -408,7 +249,7 @@ class HttpSink:
                     body=raw,
                 )
         except (aiohttp.ClientError, TimeoutError) as exc:
-            err = _transport_error(exc, target)
+            err = transport_error(exc, target)
             error_class = err.error_class
             raise err from None
         finally:
@@ -471,12 +312,12 @@ class HttpSink:
         body = json_encoder.encode(to_batch_request(events))
         try:
             resp = await self._request("POST", f"{self.api_url}/lineage/track/batch", body=body, resend_count=resend)
-        except _TransportError as err:
+        except TransportError as err:
             return [Outcome(status="retryable", reason=err.reason, error_class=err.error_class)] * n
         status = resp.status
 
         if 200 <= status < 300:
-            return self._map_batch_response(resp, n)
+            return batch_outcomes(resp, n, self._max_body)
         if status in (404, 405):
             if self._use_batch:
                 log.warning("lineage service has no batch endpoint (HTTP %d): using %s/lineage/track from now on",
@@ -485,7 +326,7 @@ class HttpSink:
             return await self._deliver_singles(events, resend=resend + 1)
         if status == 422:
             return await self._split_422(events, resp, resend=resend)
-        if status in (401, 403) or status in _RETRYABLE_STATUSES or not 400 <= status < 500:
+        if status in (401, 403) or status in RETRYABLE_STATUSES or not 400 <= status < 500:
             # Not about any one event (auth, overload, server down, redirect): all retryable alike.
             return [self._status_outcome(resp)] * n
         # 400 (all-or-nothing validation) and any other 4xx: we don't know which event is at
@@ -493,34 +334,16 @@ class HttpSink:
         log.info("batch of %d refused (HTTP %d): isolating events", n, status)
         return await self._deliver_singles(events, resend=resend + 1)
 
-    async def _split_422(self, events: list[PatternEvent], resp: _Response, *, resend: int) -> list[Outcome]:
+    async def _split_422(self, events: list[PatternEvent], resp: Response, *, resend: int) -> list[Outcome]:
         n = len(events)
-        obj = resp.json_object()
-        items = obj.get("detail") if obj is not None else None
-        bad: dict[int, list[str]] = {}
-        parsed_all = isinstance(items, list) and bool(items)
-        for item in items if isinstance(items, list) else []:
-            idx = None
-            loc = item.get("loc") if isinstance(item, dict) else None
-            if isinstance(loc, list) and len(loc) >= 3 and loc[0] == "body" and loc[1] == "events":
-                raw = loc[2]
-                if isinstance(raw, int) and not isinstance(raw, bool):
-                    idx = raw
-                elif isinstance(raw, str) and raw.isdigit():
-                    idx = int(raw)
-            if idx is None or not 0 <= idx < n:
-                parsed_all = False
-                continue
-            field = ".".join(str(p) for p in loc[3:])
-            msg = str(item.get("msg", "")) or "invalid"
-            bad.setdefault(idx, []).append(f"{field}: {msg}" if field else msg)
-        if not parsed_all or not bad:
+        bad = invalid_event_indexes(resp, n)
+        if bad is None:
             log.info("batch of %d refused (HTTP 422, no event index): isolating events", n)
             return await self._deliver_singles(events, resend=resend + 1)
 
         outcomes: list[Outcome | None] = [None] * n
         for idx, msgs in bad.items():
-            outcomes[idx] = Outcome(status="permanent", reason=_truncate("; ".join(msgs)), http_status=422,
+            outcomes[idx] = Outcome(status="permanent", reason=truncate("; ".join(msgs)), http_status=422,
                                     error_class="validation")
         rest = [i for i in range(n) if outcomes[i] is None]
         log.info("batch of %d refused (HTTP 422): %d invalid, resending %d", n, len(bad), len(rest))
@@ -529,41 +352,6 @@ class HttpSink:
             for i, outcome in zip(rest, again, strict=True):
                 outcomes[i] = outcome
         return [o for o in outcomes if o is not None]
-
-    def _map_batch_response(self, resp: _Response, n: int) -> list[Outcome]:
-        def bad(reason: str) -> list[Outcome]:
-            log.warning("bad batch response: %s", reason)
-            return [Outcome(status="retryable", reason=reason, http_status=resp.status,
-                            error_class="bad_response")] * n
-
-        if resp.body is None:
-            return bad(f"batch response larger than {self._max_body} bytes")
-        if not _is_json(resp.content_type):
-            return bad(f"batch response has content type {resp.content_type!r}, expected application/json")
-        try:
-            decoded = _batch_decoder.decode(resp.body)
-        except msgspec.DecodeError as exc:
-            return bad(_truncate(f"undecodable batch response: {exc}"))
-
-        outcomes: list[Outcome | None] = [None] * n
-        for ok in decoded.successful_results:
-            if 0 <= ok.event_index < n:
-                outcomes[ok.event_index] = ALREADY_EXISTS if ok.data.get("status") == "already_exists" else DELIVERED
-        # A failure wins over a success for the same index: a resend is idempotent.
-        for failed in decoded.failed_results or ():
-            if 0 <= failed.event_index < n:
-                st, cls = classify_error(failed.error)
-                outcomes[failed.event_index] = Outcome(status=st, reason=_truncate(failed.error) or "failed",
-                                                       error_class=cls)
-        missing = sum(o is None for o in outcomes)
-        if missing:
-            log.warning("batch response omits %d of %d events: they stay retryable", missing, n)
-        return [
-            o if o is not None
-            else Outcome(status="retryable", reason="event missing from batch response",
-                         error_class="incomplete_response")
-            for o in outcomes
-        ]
 
     async def _deliver_singles(self, events: list[PatternEvent], *, resend: int) -> list[Outcome]:
         outcomes: list[Outcome | None] = [None] * len(events)
@@ -584,62 +372,24 @@ class HttpSink:
         body = json_encoder.encode(to_track_request(event))
         try:
             resp = await self._request("POST", f"{self.api_url}/lineage/track", body=body, resend_count=resend)
-        except _TransportError as err:
+        except TransportError as err:
             return Outcome(status="retryable", reason=err.reason, error_class=err.error_class)
         if 200 <= resp.status < 300:
-            return self._map_single_response(resp)
+            return single_outcome(resp, self._max_body)
         return self._status_outcome(resp)
 
-    def _map_single_response(self, resp: _Response) -> Outcome:
-        def bad(reason: str) -> Outcome:
-            log.warning("bad track response: %s", reason)
-            return Outcome(status="retryable", reason=reason, http_status=resp.status, error_class="bad_response")
-
-        if resp.body is None:
-            return bad(f"track response larger than {self._max_body} bytes")
-        if not _is_json(resp.content_type):
-            return bad(f"track response has content type {resp.content_type!r}, expected application/json")
-        try:
-            decoded = _track_decoder.decode(resp.body)
-        except msgspec.DecodeError as exc:
-            return bad(_truncate(f"undecodable track response: {exc}"))
-        if not decoded.success:
-            error = decoded.error or "success=false without an error"
-            st, cls = classify_error(error)
-            return Outcome(status=st, reason=_truncate(error), http_status=resp.status, error_class=cls)
-        if decoded.data is not None and decoded.data.get("status") == "already_exists":
-            return ALREADY_EXISTS
-        return DELIVERED
-
-    def _status_outcome(self, resp: _Response) -> Outcome:
-        """The outcome of an HTTP error status (single endpoint, or batch-level for retryable ones)."""
-        status = resp.status
-        detail = resp.detail()
-        if status in (401, 403):
-            if not self._auth_warned:
-                self._auth_warned = True
-                log.warning("lineage service refused our credentials (HTTP %d): events kept for retry; "
-                            "check the token", status)
-            return Outcome(status="retryable", reason=detail, http_status=status, error_class="auth")
-        if status in _RETRYABLE_STATUSES or status >= 500:
-            return Outcome(status="retryable", reason=detail, http_status=status, error_class=f"http_{status}",
-                           retry_after=resp.retry_after())
-        if status in (404, 405):
-            # The track endpoint itself is missing: a wrong base URL, not a bad event. Dead-lettering
-            # every event for a configuration mistake would be wrong; keep them for retry.
-            if not self._endpoint_warned:
-                self._endpoint_warned = True
-                log.error("lineage service has no track endpoint (HTTP %d) at %s: check api.url; events kept for retry",
-                          status, self.api_url)
-            return Outcome(status="retryable", reason=detail, http_status=status, error_class="endpoint_missing")
-        if status in (400, 422):
-            if "Parent pattern not found" in detail:
-                return Outcome(status="retryable", reason=detail, http_status=status, error_class="parent_missing")
-            return Outcome(status="permanent", reason=detail, http_status=status, error_class="validation")
-        if 400 <= status < 500:
-            return Outcome(status="permanent", reason=detail, http_status=status, error_class=f"http_{status}")
-        # 1xx / 3xx: a proxy or a wrong base URL — a configuration fix must not lose events.
-        return Outcome(status="retryable", reason=detail, http_status=status, error_class="unexpected_status")
+    def _status_outcome(self, resp: Response) -> Outcome:
+        """:func:`~.http_responses.status_outcome`, warning once about refused credentials and a missing endpoint."""
+        outcome = status_outcome(resp)
+        if outcome.error_class == "auth" and not self._auth_warned:
+            self._auth_warned = True
+            log.warning("lineage service refused our credentials (HTTP %d): events kept for retry; "
+                        "check the token", resp.status)
+        elif outcome.error_class == "endpoint_missing" and not self._endpoint_warned:
+            self._endpoint_warned = True
+            log.error("lineage service has no track endpoint (HTTP %d) at %s: check api.url; events kept for retry",
+                      resp.status, self.api_url)
+        return outcome
 
     # -- health and queries ------------------------------------------------------------
 
@@ -649,7 +399,7 @@ class HttpSink:
             resp = await self._request("GET", f"{self.api_url}/health")
             if resp.status in (404, 405):
                 resp = await self._request("GET", f"{self.root_url}/health")
-        except _TransportError as err:
+        except TransportError as err:
             return ServiceHealth(available=False, status="unreachable", detail=err.reason)
         if resp.status != 200:
             return ServiceHealth(available=False, status="unhealthy", detail=resp.detail())
@@ -669,7 +419,7 @@ class HttpSink:
         else:
             available = False
         detail = "" if available else (f"lineage_tracker: {tracker}" if tracker else f"status: {status}")
-        return ServiceHealth(available=available, status=status, detail=_truncate(detail), components=components)
+        return ServiceHealth(available=available, status=status, detail=truncate(detail), components=components)
 
     async def get_lineage(self, pattern_id: str, query_type: str = "ancestry") -> dict[str, Any] | None:
         """The ``data`` of GET /lineage/{pattern_id}; None when the pattern is unknown (404)."""
@@ -702,7 +452,7 @@ class HttpSink:
         path = url[len(self.api_url):].lstrip("/")
         try:
             resp = await self._request("GET", url, params=params)
-        except _TransportError as err:
+        except TransportError as err:
             raise SinkError(f"GET {path}: {err.reason} ({self.root_url})") from None
         if resp.status in allow_missing:
             return None
