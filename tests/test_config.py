@@ -28,6 +28,8 @@ from pattern_tracker.settings.config import (
     validate_file,
 )
 from pattern_tracker.settings.introspect import leaf_keys as _leaf_keys
+from pattern_tracker.settings.locations import user_config_path
+from tests.clitools import BIN, cli_env, run_cli, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_LINES = DEFAULT_CONFIG_PATH.read_text().splitlines()
@@ -609,3 +611,143 @@ env_values = st.one_of(st.text(max_size=40).filter(lambda s: "\x00" not in s), j
 @given(env=st.dictionaries(env_names, env_values, max_size=5))
 def test_junk_env_only_raises_config_error(env: dict[str, str]) -> None:
     _check(None, env)
+
+
+# ---------------------------------------------------------------------------------------------
+# The user's file: ~/.config/pattern-tracker/config.yaml, between the defaults and --config
+
+
+def user_file(env: dict[str, str], text: str) -> str:
+    """Write the user's config file the environment ``env`` finds; its path."""
+    path = Path(user_config_path(env) or "")
+    assert path.is_absolute(), env.get("XDG_CONFIG_HOME")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text).lstrip("\n"))
+    return str(path)
+
+
+def shown(env: dict[str, str], *args: str) -> dict[str, str]:
+    """``config show``: dotted key -> the rest of its line (value and origin)."""
+    out = run_cli(*args, "config", "show", env=env)
+    assert out.returncode == 0, out.stderr
+    return {ln.split(" = ")[0]: ln.split(" = ", 1)[1] for ln in out.stdout.splitlines()}
+
+
+def test_user_config_path_follows_xdg_then_home(tmp_path: Path) -> None:
+    home, xdg = str(tmp_path / "home"), str(tmp_path / "xdg")
+    assert user_config_path({"XDG_CONFIG_HOME": xdg, "HOME": home}) == f"{xdg}/pattern-tracker/config.yaml"
+    assert user_config_path({"HOME": home}) == f"{home}/.config/pattern-tracker/config.yaml"
+    assert user_config_path({"XDG_CONFIG_HOME": "relative/dir", "HOME": home}) == f"{home}/.config/pattern-tracker/config.yaml"
+    assert user_config_path({"XDG_CONFIG_HOME": ""}) is None and user_config_path({}) is None
+
+
+def test_user_file_sits_between_defaults_and_the_config_file(tmp_path: Path) -> None:
+    env = {"HOME": str(tmp_path)}
+    path = user_file(env, "pattern_tracking:\n  cache_size: 321\n  batch_size: 7\n")
+    loaded = load_config(env=env)
+    assert (loaded.config.pattern_tracking.cache_size, loaded.origins["pattern_tracking.cache_size"]) == (321, f"{path}:2")
+    assert loaded.sources == [str(DEFAULT_CONFIG_PATH), path]
+    override = write(tmp_path, "pattern_tracking:\n  cache_size: 654\n")
+    loaded = load_config(override, env={**env, "PATTERN_TRACKING_CACHE_TTL": "5"})
+    assert loaded.origins["pattern_tracking.cache_size"] == f"{override}:2"
+    assert loaded.origins["pattern_tracking.batch_size"] == f"{path}:3"
+    assert loaded.origins["pattern_tracking.cache_ttl"] == "env PATTERN_TRACKING_CACHE_TTL"
+    assert loaded.sources == [str(DEFAULT_CONFIG_PATH), path, override]
+    # Not read without a home in the given environment, nor by validate_file, nor when asked not to.
+    assert load_config(env={}).config.pattern_tracking.cache_size == 1000
+    assert validate_file(override).origins["pattern_tracking.batch_size"].startswith("default (")
+    assert load_config(env=env, user_file=False).config.pattern_tracking.cache_size == 1000
+
+
+def test_cli_user_file_shows_its_origin_and_takes_effect(tmp_path: Path) -> None:
+    env = cli_env(tmp_path / "data")
+    path = user_file(env, "# mine\npattern_tracking:\n  enabled: false\n  cache_size: 321\n")
+    by_key = shown(env)
+    assert re.fullmatch(rf"321 +# {re.escape(path)}:4", by_key["pattern_tracking.cache_size"])
+    assert re.fullmatch(r"100 +# default \(pattern_tracker/defaults/default\.yaml:\d+\)", by_key["pattern_tracking.batch_size"])
+    out = run_cli("run", env=env, timeout=30)
+    assert out.returncode == 0
+    assert f"pattern_tracking.enabled = false, from {path}:3" in out.stderr
+
+
+def test_cli_user_file_home_fallback(tmp_path: Path) -> None:
+    env = cli_env(tmp_path / "data", HOME=str(tmp_path / "home"))
+    del env["XDG_CONFIG_HOME"]
+    path = user_file(env, "serve:\n  port: 9999\n")
+    assert path == str(tmp_path / "home" / ".config" / "pattern-tracker" / "config.yaml")
+    assert re.fullmatch(rf"9999 +# {re.escape(path)}:2", shown(env)["serve.port"])
+
+
+def test_cli_config_file_overrides_user_file_and_env_overrides_both(tmp_path: Path) -> None:
+    env = cli_env(tmp_path / "data")
+    mine = user_file(env, "pattern_tracking:\n  cache_size: 321\n  batch_size: 7\n  cache_ttl: 11\n")
+    override = write(tmp_path, "pattern_tracking:\n  cache_size: 654\n  cache_ttl: 22\n")
+    by_key = shown({**env, "PATTERN_TRACKING_CACHE_TTL": "33"}, "--config", override)
+    assert re.fullmatch(rf"654 +# {re.escape(override)}:2", by_key["pattern_tracking.cache_size"])
+    assert re.fullmatch(rf"7 +# {re.escape(mine)}:3", by_key["pattern_tracking.batch_size"])
+    assert re.fullmatch(r"33\.0 +# env PATTERN_TRACKING_CACHE_TTL", by_key["pattern_tracking.cache_ttl"])
+
+
+@pytest.mark.parametrize(("text", "line"), [("pattern_tracking:\n  cache_size: [1\n", 3),
+                                            ("pattern_tracking:\n  cache_size: lots\n", 2),
+                                            ("pattern_tracking:\n  cach_size: 1\n", 2)])
+def test_cli_malformed_user_file_is_one_line_and_exit_2(tmp_path: Path, text: str, line: int) -> None:
+    env = cli_env(tmp_path / "data")
+    path = user_file(env, text)
+    for args in (["config", "show"], ["status"]):
+        out = run_cli(*args, env=env)
+        assert out.returncode == 2, (args, out.stderr)
+        assert out.stdout == "" and out.stderr.count("\n") == 1, out.stderr
+        assert out.stderr.startswith("config error: ") and f"{path}:{line}" in out.stderr, out.stderr
+    # `config validate FILE` checks FILE alone: the user's file is not part of it.
+    ok = write(tmp_path, "serve:\n  port: 1\n")
+    assert run_cli("config", "validate", ok, env=env).returncode == 0
+
+
+def test_hook_sees_a_changed_user_file_at_once(tmp_path: Path) -> None:
+    env = cli_env(tmp_path / "data", PATTERN_TRACKER__HOOK__SPAWN_DRAINER="false")
+    del env["PATTERN_TRACKER_DATA_DIR"]  # the user's file says where the edits go
+    from tests.test_hook import payloads, retarget, spooled
+
+    def edit() -> None:
+        doc = retarget(payloads()[0], tmp_path)
+        out = run_cli("hook", env=env, input=json.dumps(doc).encode())
+        assert out.returncode == 0 and out.stderr == "", out.stderr
+
+    first, second = tmp_path / "first", tmp_path / "second-dir"
+    user_file(env, f"storage:\n  data_dir: {first}\n")
+    edit()
+    assert len(spooled(first)) == 1
+    user_file(env, f"storage:\n  data_dir: {second}\n")
+    edit()  # no wait: the settings cache is keyed on the file's size and mtime
+    assert len(spooled(second)) == 1 and len(spooled(first)) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Shipped chaos schedules by name: `serve --chaos mixed` (a wheel user has no config/chaos/)
+
+
+def test_serve_chaos_accepts_a_shipped_schedule_name(tmp_path: Path) -> None:
+    proc = subprocess.Popen([str(BIN), "serve", "--port", "0", "--chaos", "mixed", "--seed", "3"],
+                            env=cli_env(tmp_path / "data"), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    try:
+        assert proc.stderr is not None
+        lines: list[str] = []
+        while not any("serving Phase 4 API on" in x for x in lines):
+            line = proc.stderr.readline().decode()
+            if not line and proc.poll() is not None:
+                break
+            lines.append(line)
+        text = "".join(lines)
+        assert "serving Phase 4 API on" in text, text
+        assert re.search(r"chaos: schedule \S*pattern_tracker/defaults/chaos/mixed\.yaml: \d+ phase", text), text
+        assert "seed 3 (given)" in text
+    finally:
+        stop(proc)
+
+
+def test_serve_chaos_unknown_name_is_one_line_exit_2(tmp_path: Path) -> None:
+    out = run_cli("serve", "--port", "0", "--chaos", "no-such-schedule", env=cli_env(tmp_path / "data"), timeout=30)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+    assert "cannot read chaos schedule no-such-schedule" in out.stderr
+

@@ -32,7 +32,7 @@ from pattern_tracker.cli.support import (
 
 def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help="YAML file overriding config/default.yaml")
+    common.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help="YAML file overriding the defaults and ~/.config/pattern-tracker/config.yaml")
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="debug logging and tracebacks")
     return common
 

@@ -31,6 +31,8 @@ log = logging.getLogger("pattern_tracker.main")
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add ``run``, ``watch``, ``serve``, ``query``, ``config`` and ``hook`` (its help; main runs it)."""
+    from pattern_tracker.settings.locations import shipped_chaos_names
+
     p = sub.add_parser("run", parents=[common], help="run the pipeline with the sources from config (default: watch .)")
     p.add_argument("--source", action="append", choices=["watch", "stdin"], help="override sources.enabled (repeatable)")
     p.add_argument("paths", nargs="*", metavar="PATH", help="trees to watch (default: sources.watch.paths)")
@@ -43,8 +45,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("serve", parents=[common], help="serve the Phase 4 API over the embedded lineage store")
     p.add_argument("--host", default=None, help="bind address (default: serve.host, 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="port (default: serve.port, 8053; 0 = any free port)")
-    p.add_argument("--chaos", metavar="FILE", default=None,
-                   help="inject faults on the schedule in FILE (README \"Chaos schedules\"; examples in config/chaos/)")
+    p.add_argument("--chaos", metavar="FILE|NAME", default=None,
+                   help="inject faults on the schedule in FILE, or a shipped one by NAME: "
+                   f"{', '.join(shipped_chaos_names())} (README \"Chaos schedules\")")
     p.add_argument("--seed", metavar="N", type=int, default=None,
                    help="seed of the chaos decisions (overrides the schedule's seed; same seed, same decisions)")
     p.set_defaults(func=cmd_serve)
@@ -112,7 +115,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.chaos is not None:
         from pattern_tracker.service.chaos import Chaos, load_schedule
 
-        chaos = Chaos(load_schedule(args.chaos), seed=args.seed, source=args.chaos)  # ChaosScheduleError: exit 2
+        schedule = _chaos_schedule_file(args.chaos)
+        chaos = Chaos(load_schedule(schedule), seed=args.seed, source=schedule)  # ChaosScheduleError: exit 2
     elif args.seed is not None:
         raise CliError("--seed needs --chaos FILE", EXIT_USAGE)
     store = open_store(cfg)
@@ -132,6 +136,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         hint = "choose another with --port N (--port 0 picks a free one)" if exc.port_problem else "check --host"
         raise CliError(f"{exc}; {hint}", EXIT_USAGE) from None
     return EXIT_OK
+
+
+def _chaos_schedule_file(arg: str) -> str:
+    """``--chaos`` names a file, else a schedule shipped in ``pattern_tracker.defaults.chaos`` (``mixed``):
+    a wheel user has no source tree to point at. Neither: the file, whose reading error says why."""
+    import os
+
+    from pattern_tracker.settings.locations import shipped_chaos_schedule
+
+    return arg if os.path.exists(arg) else shipped_chaos_schedule(arg) or arg
 
 
 def cmd_query(args: argparse.Namespace) -> int:

@@ -1,9 +1,9 @@
 """The settings the hook needs, without paying for YAML and msgspec on every edit.
 
-The full configuration (``pattern_tracker.settings.config``: defaults, ``--config FILE``, environment) is
-loaded once and the few values the hook uses are cached as JSON under
+The full configuration (``pattern_tracker.settings.config``: defaults, the user's file, ``--config FILE``,
+environment) is loaded once and the few values the hook uses are cached as JSON under
 ``$XDG_CACHE_HOME/pattern-tracker/`` (else ``~/.cache/pattern-tracker/``), keyed by everything
-that can change them: the default and override files (path, size, mtime) and every environment
+that can change them: the default, user and override files (path, size, mtime) and every environment
 variable the configuration reads. Any change of those gives another key, so the cache is never
 stale; it holds no secrets (no tokens, no URLs).
 
@@ -18,18 +18,17 @@ from __future__ import annotations
 import json
 import os
 
-from pattern_tracker import defaults as _shipped_defaults
 from pattern_tracker.core.identity import sha256
+from pattern_tracker.settings.locations import DEFAULT_YAML, user_config_path
 
 TYPE_CHECKING = False  # no `typing` at run time: it costs the hook ~10 ms
 if TYPE_CHECKING:
     from typing import Any
 
 # Environment variables the configuration reads (named ones, prefixes of the generic form, and
-# what the default data directory depends on).
+# what the default data directory and the user's file depend on).
 _ENV_PREFIXES = ("PATTERN_TRACKING_", "PATTERN_TRACKER_", "CIRCUIT_BREAKER_", "EXPONENTIAL_BACKOFF_", "MONITORING_",
-                 "ALERTING_", "INTELLIGENCE_SERVICE_URL", "XDG_DATA_HOME", "HOME")
-DEFAULT_YAML = os.path.join(os.path.dirname(os.path.abspath(_shipped_defaults.__file__)), "default.yaml")
+                 "ALERTING_", "INTELLIGENCE_SERVICE_URL", "XDG_DATA_HOME", "XDG_CONFIG_HOME", "HOME")
 CACHE_VERSION = 1
 
 
@@ -47,7 +46,9 @@ def _cache_dir() -> str:
 
 
 def cache_key(config_path: str | None, env: dict[str, str]) -> str:
-    parts = [str(CACHE_VERSION), _file_key(DEFAULT_YAML), _file_key(config_path) if config_path else "-"]
+    user = user_config_path(env)
+    parts = [str(CACHE_VERSION), _file_key(DEFAULT_YAML), _file_key(user) if user else "-",
+             _file_key(config_path) if config_path else "-"]
     parts += sorted(f"{k}={v}" for k, v in env.items() if k.startswith(_ENV_PREFIXES))
     return sha256("\0".join(parts).encode("utf-8", "surrogateescape")).hexdigest()[:24]
 
@@ -115,24 +116,30 @@ CONFIG_ERROR_KEY = b"config_error"  # in the store's ``state`` database: JSON {"
 
 def _salvage(config_path: str | None, env: dict[str, str]) -> Any:
     """The configuration without the sources that fail: each environment variable a ConfigError
-    names is left out, then the ``--config`` file; the built-in defaults when nothing else is left."""
+    names is left out, then the user's file when the error is in it, else the ``--config`` file; the
+    built-in defaults when nothing else is left."""
     from pattern_tracker.settings.config import ConfigError, default_config, load_config
 
-    path, env = config_path, dict(env)
-    for _ in range(len(env) + 2):
+    path, env, user_file = config_path, dict(env), True
+    user = user_config_path(env)
+    for _ in range(len(env) + 3):
         try:
-            return load_config(path, env=env).config
+            return load_config(path, env=env, user_file=user_file).config
         except ConfigError as exc:
             origin = exc.origin or ""
             if origin.startswith("env ") and origin[4:] in env:
                 del env[origin[4:]]
+            elif user_file and user is not None and (origin == user or origin.startswith(f"{user}:")):
+                user_file = False
             elif path is not None:
                 path = None
+            elif user_file:
+                user_file = False
             else:
                 break
     data_dir = {k: v for k, v in env.items() if k in ("PATTERN_TRACKER_DATA_DIR", "PATTERN_TRACKER__STORAGE__DATA_DIR")}
     try:
-        return load_config(None, env=data_dir).config  # an error we cannot place: at least the data directory
+        return load_config(None, env=data_dir, user_file=False).config  # an error we cannot place: at least the data directory
     except ConfigError:
         return default_config()
 

@@ -1,5 +1,9 @@
 """Loading: the layers merged in order of precedence, then converted and validated against the schema.
 
+Precedence, lowest to highest: the shipped defaults, the user's file
+(``$XDG_CONFIG_HOME/pattern-tracker/config.yaml``, else ``~/.config/pattern-tracker/config.yaml``),
+the ``--config`` file, the environment.
+
 A validation failure is turned back into one line naming the key, the value, the layer it came
 from and what is allowed.
 """
@@ -14,17 +18,14 @@ from typing import Any
 
 import msgspec
 
-from pattern_tracker import defaults as _shipped_defaults
 from pattern_tracker.settings.environment import merge_env
 from pattern_tracker.settings.errors import ConfigError
 from pattern_tracker.settings.introspect import describe_allowed, field_at, leaf_keys, short_repr, unwrap_annotated, value_kind
+from pattern_tracker.settings.locations import DEFAULT_LABEL, DEFAULT_YAML, user_config_path
 from pattern_tracker.settings.schema import BUILTIN_ORIGIN, Config, LoadedConfig
 from pattern_tracker.settings.yaml_layer import MergeState, merge_yaml_file, read_config_text
 
-
-DEFAULT_CONFIG_PATH = Path(_shipped_defaults.__file__).resolve().parent / "default.yaml"
-_DEFAULT_LABEL = "pattern_tracker/defaults/default.yaml"  # where the shipped defaults live in an install
-
+DEFAULT_CONFIG_PATH = Path(DEFAULT_YAML).resolve()
 
 
 @functools.cache
@@ -37,7 +38,7 @@ def _default_state() -> tuple[MergeState, tuple[str, ...]]:
     except (OSError, UnicodeDecodeError):
         text = read_config_text(DEFAULT_CONFIG_PATH)  # raises a ConfigError naming the file
     state = MergeState()
-    merge_yaml_file(state, text, str(DEFAULT_CONFIG_PATH), lambda line: f"default ({_DEFAULT_LABEL}:{line})")
+    merge_yaml_file(state, text, str(DEFAULT_CONFIG_PATH), lambda line: f"default ({DEFAULT_LABEL}:{line})")
     return state, (str(DEFAULT_CONFIG_PATH),)
 
 
@@ -125,27 +126,39 @@ def _check_patterns(config: Config, state: MergeState) -> None:
 # Public API
 
 
-def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> LoadedConfig:
-    """Defaults, then the file at ``path`` (if any), then ``env`` (default: ``os.environ``).
+def load_config(
+    path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None, *, user_file: bool = True
+) -> LoadedConfig:
+    """Defaults, then the user's file (if it exists and ``user_file``), then the file at ``path`` (if
+    any), then ``env`` (default: ``os.environ``). The user's file is found from ``env``
+    (:func:`~pattern_tracker.settings.locations.user_config_path`): an explicit ``env`` without
+    XDG_CONFIG_HOME or HOME reads none.
 
     Raises:
         ConfigError: one line naming the key, value, origin and what is allowed.
     """
+    env = os.environ if env is None else env
     base, default_sources = _default_state()
     state = base.copy()
     sources = list(default_sources)
-    if path is not None:
-        label = os.fspath(path)
-        text = read_config_text(label)
-        merge_yaml_file(state, text, label, lambda line: f"{label}:{line}")
-        sources.append(label)
-    merge_env(state, os.environ if env is None else env)
+    user = user_config_path(env) if user_file else None
+    for label in (user if user is not None and os.path.exists(user) else None, path):
+        if label is not None:
+            label = os.fspath(label)
+            _merge_file_at(state, label)
+            sources.append(label)
+    merge_env(state, env)
     return _finish(state, sources)
 
 
+def _merge_file_at(state: MergeState, label: str) -> None:
+    text = read_config_text(label)
+    merge_yaml_file(state, text, label, lambda line: f"{label}:{line}")
+
+
 def validate_file(path: str | os.PathLike[str]) -> LoadedConfig:
-    """Defaults plus ``path``, ignoring the environment. Raises ConfigError."""
-    return load_config(path, env={})
+    """Defaults plus ``path``, ignoring the environment and the user's file. Raises ConfigError."""
+    return load_config(path, env={}, user_file=False)
 
 
 @functools.cache
