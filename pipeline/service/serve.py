@@ -19,6 +19,7 @@ socket); this module runs the server and is the public face callers import.
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -32,7 +33,6 @@ from pattern_tracker.service.app import (
     FaultInjector,
     Middleware,
     build_app,
-    log,
 )
 from pattern_tracker.service.listener import ListenError, SiteListener
 from pattern_tracker.sinks.lineage_contract import LineageBackend
@@ -47,6 +47,8 @@ __all__ = [
     "SiteListener",
     "DEFAULT_MAX_REQUEST_BYTES",
 ]
+
+log = logging.getLogger("pattern_tracker.service.serve")
 
 
 async def run_server(
