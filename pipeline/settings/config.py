@@ -4,8 +4,10 @@ Precedence, lowest to highest:
 
 1. the shipped ``default.yaml`` (package data ``pattern_tracker/defaults/``; ``config/default.yaml`` in
    the source tree) — holds every setting, commented. It is the documentation.
-2. the file given with ``--config FILE`` (``load_config(path)``) — any subset of the keys.
-3. environment variables — the named ones in :data:`ENV_VARS` (and the legacy alias
+2. the user's file, found without flags: ``$XDG_CONFIG_HOME/pattern-tracker/config.yaml``, else
+   ``~/.config/pattern-tracker/config.yaml`` (when it exists) — any subset of the keys.
+3. the file given with ``--config FILE`` (``load_config(path)``) — any subset of the keys.
+4. environment variables — the named ones in :data:`ENV_VARS` (and the legacy alias
    ``INTELLIGENCE_SERVICE_URL``), then the generic ``PATTERN_TRACKER__SECTION__KEY[__SUBKEY]``
    for any key. An empty variable counts as unset.
 
@@ -21,7 +23,7 @@ This module is the one callers import; the work is done along its seams:
 msgspec, yaml and the standard library: the hook path loads this.
 
 Examples:
-    >>> loaded = load_config("my.yaml")                  # defaults + my.yaml + os.environ
+    >>> loaded = load_config("my.yaml")                  # defaults + user file + my.yaml + os.environ
     >>> loaded.config.resilience.retry.max_attempts
     3
     >>> loaded.origins["resilience.retry.max_attempts"]

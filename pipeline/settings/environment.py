@@ -38,9 +38,6 @@ ENV_ALIASES: dict[str, str] = {"INTELLIGENCE_SERVICE_URL": "api.url"}
 ENV_PREFIX = "PATTERN_TRACKER__"
 
 
-# --------------------------------------------------------------------------------------------
-# Environment
-
 _NULLS = frozenset({"null", "Null", "NULL", "~"})
 
 
@@ -91,6 +88,7 @@ def _env_path(var: str, env_value: str) -> list[str]:
 
 
 def merge_env(state: MergeState, env: Mapping[str, str]) -> None:
+    """The environment over ``state``: the alias, then the named variables, then the generic form."""
     plan: list[tuple[str, list[str]]] = []
     for table in (ENV_ALIASES, ENV_VARS):
         for var, dotted in table.items():

@@ -24,10 +24,12 @@ def fields_of(cls: type) -> dict[str, Any]:
 
 
 def is_section(tp: Any) -> bool:
+    """A nested section (a Struct), as opposed to a value."""
     return isinstance(tp, type) and issubclass(tp, msgspec.Struct)
 
 
 def unwrap_annotated(tp: Any) -> tuple[Any, list[Meta]]:
+    """``Annotated[T, Meta(...)]`` -> ``(T, [Meta, ...])``; any other type -> ``(tp, [])``."""
     if typing.get_origin(tp) is Annotated:
         return tp.__origin__, [m for m in tp.__metadata__ if isinstance(m, Meta)]
     return tp, []
@@ -107,6 +109,7 @@ def describe_allowed(tp: Any) -> str:
 
 
 def short_repr(value: Any, limit: int = 60) -> str:
+    """A value as an error message quotes it: its repr, truncated so the message stays one short line."""
     r = repr(value)
     return r if len(r) <= limit else r[: limit - 3] + "..."
 
@@ -124,6 +127,7 @@ def field_at(dotted: str) -> Any:
 
 
 def unknown_key_error(dotted: str, origin: str, cls: type) -> ConfigError:
+    """The error for a key section ``cls`` does not have: the keys it has, and the closest one."""
     allowed = list(fields_of(cls))
     name = dotted.rpartition(".")[2]
     hint = ""
@@ -142,6 +146,7 @@ def unknown_key_error(dotted: str, origin: str, cls: type) -> ConfigError:
 
 
 def leaf_keys(cls: type, prefix: str = "") -> Iterator[str]:
+    """Every dotted value key under ``cls``, in declaration order (the order ``config show`` prints)."""
     for name, tp in fields_of(cls).items():
         if is_section(tp):
             yield from leaf_keys(tp, f"{prefix}{name}.")

@@ -53,6 +53,7 @@ def _copy_tree(d: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_config_text(path: Path | str) -> str:
+    """The text of a config file; unreadable or not UTF-8 is a ConfigError naming the file (and line)."""
     try:
         raw = Path(path).read_bytes()
     except OSError as exc:
@@ -156,6 +157,7 @@ def _merge_mapping(
 
 
 def merge_yaml_file(state: MergeState, text: str, label: str, where: Any) -> None:
+    """Merge the YAML ``text`` over ``state``; ``label`` names it in YAML errors, ``where(line)`` -> origin."""
     root = _compose(text, label)
     if root is None or (isinstance(root, yaml.ScalarNode) and root.tag == "tag:yaml.org,2002:null"):
         return  # empty file: no overrides
