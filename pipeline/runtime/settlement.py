@@ -1,0 +1,194 @@
+"""The ledger of the graph's results: what each step means for the spool.
+
+Acknowledged → removed from the spool (only now: ack after delivery); permanent → dead letter;
+retryable → still in flight (the retry operator tries again); cannot deliver now → spilled,
+left in the spool for replay. Counters and telemetry go with each.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from pattern_tracker.core import metrics
+from pattern_tracker.model.events import PatternEvent
+from pattern_tracker.model.outcome import Outcome
+from pattern_tracker.operators.retry import Attempted
+from pattern_tracker.operators.spill import Spill
+from pattern_tracker.runtime.background import Background
+from pattern_tracker.runtime.counters import StoreCounters
+from pattern_tracker.runtime.flow import Flow
+from pattern_tracker.runtime.summary import RunSummary
+from pattern_tracker.state.dead_letter import DeadLetter, DeadLetters
+from pattern_tracker.state.spool import Spool
+from pattern_tracker.telemetry import Telemetry
+
+# The runtime's one logger name, whichever of its modules logs (log lines name it).
+log = logging.getLogger("pattern_tracker.runtime")
+
+
+class Settlement:
+    def __init__(self, flow: Flow, background: Background, counters: StoreCounters, spool: Spool,
+                 dead_letters: DeadLetters, summary: RunSummary, telemetry: Telemetry) -> None:
+        self._flow = flow
+        self._background = background
+        self._counters = counters
+        self._spool = spool
+        self._dead_letters = dead_letters
+        self._summary = summary
+        self._s = {name: telemetry.stage(name) for name in
+                   ("validate", "circuit_gate", "retry", "deliver", "spill", "dead_letter", "hook")}
+        self._m = telemetry.pipeline
+        self.last_delivery_at: float | None = None
+
+    def on_step(self, step: Attempted | Spill) -> None:
+        if isinstance(step, Spill):
+            self.spill(step.events, step.reason)
+        else:
+            self.settle(step)
+
+    def on_invalid(self, ev: PatternEvent, reason: str) -> None:
+        """Refused by validation: a dead letter at once (retrying cannot make it valid)."""
+        letter = DeadLetter(event=ev, reason=reason, stage="validate", error_class="validation", failed_at=time.time())
+        log.warning("event %s rejected by validation: %s", ev.event_id, reason)
+        self._summary.dead_lettered += 1
+        self._s["validate"].count(errors=1)
+        self._s["dead_letter"].count(1, 1)
+        self._s["dead_letter"].mark(1, **{"pattern_tracker.error_class": "validation", "pattern_tracker.from_stage": "validate"})
+        self._m.dropped("validate", "validation", 1)
+        self._m.dead_lettered("validate", ("validation",))
+        self._flow.forget([ev.event_id])
+        self._flow.credits.release(1)
+
+        def move(txn: Any) -> None:
+            self._dead_letters.put(txn, [letter])
+            self._spool.remove(txn, [ev.event_id])
+
+        self._background.write(move, leaving=[ev.event_id])
+
+    def on_rejected(self, events: list[PatternEvent]) -> None:
+        """Kept out by the open circuit."""
+        self._s["circuit_gate"].count(len(events), 0, errors=len(events))
+        self._s["circuit_gate"].mark(len(events), error="circuit open")
+        self.spill(events, "circuit_open")
+
+    def settle(self, step: Attempted) -> None:
+        """Acknowledged → out of the spool; permanent → dead letter; retryable → still in flight."""
+        now = time.time()
+        acked: list[str] = []
+        letters: list[DeadLetter] = []
+        retryable = 0
+        for ev, out in zip(step.events, step.outcomes):
+            if out.acknowledged:
+                acked.append(ev.event_id)
+                if out.status == "already_exists":
+                    self._summary.already_existed += 1
+                else:
+                    self._summary.delivered += 1
+            elif out.status == "permanent":
+                letters.append(DeadLetter(event=ev, reason=out.reason, http_status=out.http_status,
+                                          error_class=out.error_class, failed_at=now))
+            else:
+                retryable += 1
+        self._emit_recorded_stages(step.events, step.outcomes)
+        done = acked + [letter.event.event_id for letter in letters]
+        replayed_ok = self._flow.forget(acked)
+        self._flow.forget([letter.event.event_id for letter in letters])
+        self._flow.credits.release(len(done))
+        m: dict[str, int] = {}
+        retried = step.attempt > 1
+        if retried:
+            self._summary.retried += len(step.events)
+            self._s["retry"].count(len(step.events), len(acked))
+            metrics.bump(m, "retry.attempts", len(step.events))
+        metrics.bump(m, "retry.successful_with_retry" if retried else "retry.successful_without_retry", len(acked))
+        metrics.bump(m, "retry.failed_with_retry" if retried else "retry.failed_without_retry", len(letters))
+        metrics.bump(m, "events.delivered", sum(1 for o in step.outcomes if o.status == "delivered"))
+        metrics.bump(m, "events.already_existed", sum(1 for o in step.outcomes if o.status == "already_exists"))
+        metrics.bump(m, "events.dead_lettered", len(letters))
+        # End-to-end latency of live edits (an archive replayed today would only measure its age).
+        e2e = [now - ev.occurred_at for ev, o in zip(step.events, step.outcomes)
+               if o.acknowledged and ev.occurred_at > 0 and ev.source != "replay"]
+        metrics.observe(m, "e2e", e2e)
+        self._m.end_to_end(e2e)
+        self._s["deliver"].count(len(step.events), len(acked), errors=retryable + len(letters))
+        if acked:
+            self.last_delivery_at = now
+            self._flow.acked_since_wake += len(acked)
+        if done:
+            self._flow.wake_replay()
+        if letters:
+            self._summary.dead_lettered += len(letters)
+            self._s["dead_letter"].count(len(letters), len(letters))
+            self._m.dead_lettered("deliver", (letter.error_class for letter in letters))
+            self._s["dead_letter"].mark(len(letters), **{"pattern_tracker.from_stage": "deliver"})
+            for letter in letters:
+                log.warning("event %s dead-lettered (HTTP %s): %s", letter.event.event_id, letter.http_status, letter.reason)
+
+        spooled = [eid for eid in done if eid not in self._flow.unspooled]
+        self._flow.unspooled.difference_update(done)
+        self._counters.tally({**m, "spool.acked": len(spooled), "spool.replayed_ok": replayed_ok})
+        if acked:
+            self._counters.acked(now)
+        if not spooled and not letters:
+            # Events of a durable source (an archive) leave no spool entry: no write is needed now;
+            # the counters go to the store with the next write, or within a second.
+            self._counters.flush_soon()
+            return
+        counts, last = self._counters.take_all()
+
+        def txn_fn(txn: Any) -> None:
+            self._spool.remove(txn, spooled)
+            if letters:
+                self._dead_letters.put(txn, letters)
+            self._counters.add(txn, counts, last, now)
+
+        self._background.write(txn_fn, leaving=spooled)
+
+    def _emit_recorded_stages(self, events: list[PatternEvent], outcomes: list[Outcome]) -> None:
+        """Spans of stages that ran in another process (the hook) and recorded their times."""
+        stage = self._s["hook"]
+        for ev, out in zip(events, outcomes):
+            times = ev.timings.get("hook") if out.acknowledged else None
+            if times and len(times) == 2:
+                stage.emit_span(times[0], times[1], **{"pattern_tracker.event_id": ev.event_id,
+                                                       "pattern_tracker.tool": ev.tool_name or ""})
+                stage.observe(max(0.0, times[1] - times[0]))
+                stage.count(1, 1)
+
+    def spill(self, events: list[PatternEvent], reason: str) -> None:
+        """Cannot deliver now: the events stay in (or go to) the spool; replay takes them later."""
+        now = time.time()
+        ids = [ev.event_id for ev in events]
+        self._flow.forget(ids)
+        self._flow.credits.release(len(events))
+        self._summary.spilled += len(events)
+        self._s["spill"].count(len(events), len(events))
+        self._s["spill"].mark(len(events), **{"pattern_tracker.reason": reason})
+        self._m.spilled(reason, len(events))
+        self._flow.backlog = self._flow.spilling = True
+        self._flow.wake_replay()
+        if reason != "circuit_open":
+            log.info("%d event(s) kept in the spool for later (%s)", len(events), reason)
+
+        if reason == "retries_exhausted":
+            self._counters.tally({"retry.failed_with_retry": len(events)})
+        elif reason == "not_retryable":
+            self._counters.tally({"retry.failed_without_retry": len(events)})
+        counts = self._counters.take()
+
+        def txn_fn(txn: Any) -> None:
+            self._spool.mark_spilled(txn, events, reason, now)
+            self._spool.counters.add(txn, counts, now)
+
+        self._background.write(txn_fn)
+
+    def kept_in_spool(self, events: list[PatternEvent], reason: str) -> None:
+        """Live events a source just spooled, left there for replay instead of entering the
+        graph (backlog after a spill, or the graph full): a spill too."""
+        self._s["spill"].count(len(events), len(events))
+        self._s["spill"].mark(len(events), **{"pattern_tracker.reason": reason})
+        self._m.spilled(reason, len(events))
+        self._summary.spilled += len(events)
+        self._background.write(lambda txn: self._spool.mark_spilled(txn, events, reason, time.time()))

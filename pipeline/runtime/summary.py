@@ -1,0 +1,25 @@
+"""What one run did: the counts every collaborator adds to, returned by ``Pipeline.run``."""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class RunSummary(msgspec.Struct, kw_only=True):
+    read: int = 0
+    unchanged: int = 0
+    delivered: int = 0
+    already_existed: int = 0
+    retried: int = 0
+    spilled: int = 0
+    replayed: int = 0
+    dead_lettered: int = 0
+    expired: int = 0
+    left_in_spool: int = 0
+    seconds: float = 0.0
+    # Stopped while a source waited for room in the full spool (overflow_policy "block"): the
+    # input it could not store was left unread (stdin) or is found again at the next start (watch).
+    stopped_waiting_for_room: bool = False
+    # A durable source (an archive) stopped reading, not the user: the spool full under "block"
+    # and the service unavailable (circuit open), waiting had no prospect; the rest is unread.
+    gave_up_on_full_spool: bool = False
