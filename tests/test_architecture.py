@@ -17,8 +17,6 @@ PACKAGES = {"pipeline": "pattern_tracker", "operators": "pattern_tracker.operato
 MAX_LINES = 500
 # Modules still over MAX_LINES, each to be split along its seams; the list only shrinks.
 OVERSIZE: dict[str, int] = {
-    "pipeline/facade.py": 677,
-    "pipeline/cli/ops.py": 704,
 }
 
 

@@ -1,5 +1,6 @@
 """What every command group of the CLI shares: exit codes, the one-line error, loading the
-configuration, stop signals and plain-text formatting. Command modules import this, never each other."""
+configuration, stop signals, plain-text formatting, the operator groups' SEQ arguments and the
+drain both ``drain`` and ``dlq replay`` run. Command modules import this, never each other."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import asyncio
 import json
 import re
 import signal
+import socket
 import sys
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 import msgspec
@@ -22,6 +25,7 @@ EXIT_STDOUT_CLOSED = 141  # 128 + SIGPIPE: what a shell reports for `seq 1000000
 # Events remain in the spool after a drain: the service is unavailable (circuit open), or the
 # drain was interrupted. Nothing is lost; the next drain or run delivers them.
 EXIT_PENDING = 4
+REASON_WIDTH = 80  # a table's last column (a free-text reason) is cut to this
 
 
 class CliError(Exception):
@@ -89,3 +93,135 @@ def open_store_for(args: argparse.Namespace) -> tuple[Any, Any]:
 
     cfg = load(args).config
     return cfg, open_store(cfg)
+
+
+# ---------------------------------------------------------------------------------------
+# Operator command groups (dlq, circuit, cache, drain): parsers, SEQ arguments, tables
+
+
+def action_group(parent: Any, common: argparse.ArgumentParser, name: str, help: str, dest: str) -> Any:
+    """``pattern-tracker NAME ACTION …``: a command whose ACTION is required."""
+    p = one_line_errors(parent.add_parser(name, parents=[common], help=help, description=help))
+    g = p.add_subparsers(dest=dest, metavar="ACTION")
+    g.required = True
+    return g
+
+
+def add_action(group: Any, common: argparse.ArgumentParser, name: str, help: str, func: Callable[[argparse.Namespace], int],
+           json_flag: bool = True) -> argparse.ArgumentParser:
+    """One ACTION of an ``action_group``, with ``--json`` unless ``json_flag`` is false."""
+    p = one_line_errors(group.add_parser(name, parents=[common], help=help, description=help))
+    if json_flag:
+        p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=func)
+    return p
+
+
+def parse_seq(value: str, listing: str = "dlq list") -> int:
+    """A SEQ argument as a positive number; ``listing`` is the command that shows them."""
+    try:
+        seq = int(value, 10)
+    except ValueError:
+        seq = 0
+    if seq < 1:
+        raise CliError(f"SEQ must be a positive integer (see `pattern-tracker {listing}`), got {value!r}", EXIT_USAGE)
+    return seq
+
+
+def parse_seqs(values: Sequence[str], listing: str = "dlq list") -> list[int]:
+    """The SEQ arguments as numbers, in order, each once."""
+    return list(dict.fromkeys(parse_seq(v, listing) for v in values))
+
+
+def missing_seqs(seqs: Sequence[int], what: str = "dead letter", listing: str = "dlq list",
+                 code: int = EXIT_FAILURE) -> CliError:
+    """The error for SEQ numbers that name nothing (nothing was changed)."""
+    listed = ", ".join(str(s) for s in seqs)
+    return CliError(f"no {what} with seq {listed} (nothing changed; see `pattern-tracker {listing}`)", code)
+
+
+def print_table(header: list[str], rows: list[list[str]]) -> None:
+    """Columns padded to their widest cell; the last one (a reason) is not padded."""
+    table = [header, *rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
+
+
+# ---------------------------------------------------------------------------------------
+# Drain (``drain`` and ``dlq replay``): usecases.drain, worded for a terminal
+
+
+def busy_line(lease: Any) -> str:
+    where = "" if lease.host == socket.gethostname() else f" on {lease.host}"
+    return f"another process (pid {lease.pid}{where}) is draining this data directory"
+
+
+async def _follow_with_bar(total: int, done: Callable[[], int], ended: asyncio.Event) -> None:
+    """The drain's progress bar (pipeline/cli/progress.py) until ``ended``."""
+    from pattern_tracker.cli.progress import Progress
+
+    bar = Progress(total, "drain")
+    try:
+        await bar.follow(done, ended, interval=0.2)
+    finally:
+        bar.update(done())
+        bar.finish()
+
+
+def drain_now(cfg: Any, store: Any, until_empty: bool, quiet: bool = False) -> tuple[int, dict[str, Any]]:
+    """Deliver the spool now; print the outcome (unless ``quiet``); return (exit code, result).
+
+    With a terminal on stderr and not ``quiet``, a progress bar: total = the spool's size at
+    start, done = delivered + already there + dead-lettered. Ctrl-C / SIGTERM stop it.
+    """
+    from pattern_tracker.usecases.drain import drain_spool
+
+    async def run() -> Any:
+        stop = asyncio.Event()
+        install_stop(stop)
+        watch = _follow_with_bar if not quiet and sys.stderr.isatty() else None
+        return await drain_spool(cfg, store, until_empty=until_empty, stop=stop, watch=watch)
+
+    outcome = asyncio.run(run())
+    if outcome.summary is None:  # another process holds the drain lease: it delivers them
+        if not quiet:
+            print(busy_line(outcome.holder))
+        return EXIT_OK, {"status": "busy", "holder_pid": outcome.holder.pid, "holder_host": outcome.holder.host}
+    summary, circuit = outcome.summary, outcome.circuit
+    result: dict[str, Any] = {
+        "status": "empty" if summary.left_in_spool == 0 else "pending",
+        "delivered": summary.delivered,
+        "already_existed": summary.already_existed,
+        "dead_lettered": summary.dead_lettered,
+        "left_in_spool": summary.left_in_spool,
+        "replayed": summary.replayed,
+        "retried": summary.retried,
+        "expired": summary.expired,
+        "seconds": round(summary.seconds, 3),
+        "circuit": circuit["state"],
+        "retry_at": circuit["retry_at"],
+    }
+    lines: list[str] = []
+    code = EXIT_OK
+    if outcome.status == "busy":
+        result.update(status="busy", holder_pid=outcome.holder.pid, holder_host=outcome.holder.host)
+        lines.append(busy_line(outcome.holder))
+    elif outcome.status == "pending":
+        code = EXIT_PENDING
+        result["reason"] = outcome.reason
+        if outcome.reason == "interrupted":
+            lines.append(f"interrupted: {summary.left_in_spool} event(s) left in the spool")
+        elif outcome.reason == "circuit_open":
+            lines.append(f"the service is unavailable: circuit {circuit['state']}, next trial {circuit['next_trial']}; "
+                         f"{summary.left_in_spool} event(s) left in the spool")
+        else:
+            lines.append(f"{summary.left_in_spool} event(s) could not be delivered now and stay in the spool")
+    lines.append(
+        f"drain: delivered {summary.delivered}, already there {summary.already_existed}, "
+        f"dead-lettered {summary.dead_lettered}, left in spool {summary.left_in_spool} ({summary.seconds:.1f}s)"
+    )
+    if not quiet:
+        for line in lines:
+            print(line)
+    return code, result
