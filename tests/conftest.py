@@ -11,6 +11,16 @@ from aiohttp import web
 from pattern_tracker.core.store import MIB, Store
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _no_user_config_file(tmp_path_factory) -> Iterator[None]:
+    """In-process load_config() reads $XDG_CONFIG_HOME/pattern-tracker/config.yaml: never the
+    developer's own file (subprocess tests get the same from clitools.cli_env)."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("xdg-config")))
+    yield
+    patch.undo()
+
+
 @pytest.fixture
 def store(tmp_path) -> Iterator[Store]:
     s = Store.open(tmp_path / "store", map_size=64 * MIB)
