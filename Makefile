@@ -48,7 +48,7 @@ test: $(TEST_STAMP)
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q tests
 
-# The long reliability suite (README "Reliability suite"): 100k-event crash/restart, 20k events
+# The long reliability suite (docs/reliability.md): 100k-event crash/restart, 20k events
 # through every chaos fault, long fuzzing, disk pressure. Not part of `make test`.
 soak: $(TEST_STAMP)
 	$(COMPILE)

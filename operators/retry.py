@@ -5,7 +5,7 @@ spool at once) and, when some events cannot be delivered now, one ``Spill`` with
 ``retries_exhausted`` (the policy gave up), ``not_retryable`` (a retryable outcome the policy
 does not retry, e.g. bad credentials) or ``circuit_open`` (the gate refused a re-attempt).
 The delay between attempts is a ``timer`` on the given scheduler (a recursive
-catch-and-timer, as DESIGN.md prescribes: only the lazy inner call is retried, never a stream
+catch-and-timer: only the lazy inner call is retried, never a stream
 that already emitted), so Rx virtual time makes the delays exact in tests.
 """
 

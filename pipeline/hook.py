@@ -9,7 +9,7 @@ is a drainer's job: the running pipeline, or a detached ``pattern-tracker drain`
 starts when nobody holds the drain lease and the circuit is not open.
 
 Standard library and lmdb only (no msgspec, yaml, asyncio, reactivex, aiohttp or OpenTelemetry):
-see the import budget in the README. Stage timings are recorded in the event
+see the import budget in docs/architecture.md. Stage timings are recorded in the event
 (``timings["hook"]``) and turned into a span by the drainer.
 """
 

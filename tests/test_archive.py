@@ -130,7 +130,7 @@ def test_replay_under_block_with_a_full_spool_and_the_service_down_stops_cleanly
                    EXPONENTIAL_BACKOFF_BASE_DELAY="0.01", EXPONENTIAL_BACKOFF_MAX_DELAY="0.05", **block)
 
     def stopped(res: subprocess.CompletedProcess[str], read: int) -> None:
-        assert res.returncode == 4, (res.returncode, res.stdout, res.stderr)  # README "Exit codes": 4
+        assert res.returncode == 4, (res.returncode, res.stdout, res.stderr)  # docs/cli.md#exit-codes: 4
         for bad in ("Traceback", "internal error", "store write failed", "SpoolFull"):
             assert bad not in res.stderr, res.stderr
         said = [line for line in res.stderr.splitlines() if line.startswith("pattern-tracker:")]

@@ -294,7 +294,7 @@ def _big_config(tmp_path: Path) -> Path:
     ["status", "--watch", "--json", "--interval", "0.05"],  # endless output: the same path for every command
 ], ids=["config-show", "status-watch"])
 def test_reader_closing_stdout_early_ends_quietly_with_141(tmp_path: Path, argv: list[str]) -> None:
-    """`pattern-tracker … | head -1`: no message, exit 141 (README "Exit codes"), like a tool ended by SIGPIPE."""
+    """`pattern-tracker … | head -1`: no message, exit 141 (docs/cli.md#exit-codes), like a tool ended by SIGPIPE."""
     args = [a.format(big=_big_config(tmp_path)) for a in argv]
     proc = subprocess.Popen([str(BIN), *args], env=cli_env(tmp_path / "d"), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)

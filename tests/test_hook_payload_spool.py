@@ -14,7 +14,7 @@ from pattern_tracker.state.spool import Spool, SpoolLimits
 from pattern_tracker.core.store import Store, u64
 from pattern_tracker.core.counters import Counters
 
-# A copy of shared/fixtures/hook_payloads.jsonl (the PostToolUse shapes Claude Code sends).
+# Our own fixture of Claude Code's PostToolUse payload shapes (what the hook is sent).
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "hook_payloads.jsonl"
 
 

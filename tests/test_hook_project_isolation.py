@@ -65,7 +65,7 @@ def test_the_hook_in_a_project_with_its_own_packages_runs_none_of_them(tmp_path:
     with serve(tmp_path / "service") as url:
         env = cli_env(data, PATTERN_TRACKING_API_URL=url)
         if how.startswith("python -I"):
-            # The form to install when the shell exports PYTHONPATH (README "Claude Code hook"):
+            # The form to install when the shell exports PYTHONPATH (docs/cli.md#install-hook-and-its-scopes):
             # the console script itself would otherwise import a `pattern_tracker` found there.
             command = [sys.executable, "-I", str(BIN), "hook"]
             env["PYTHONPATH"] = str(project)

@@ -1,4 +1,4 @@
-"""Reliability suite, quick versions (README "Reliability suite"; the long ones: `make soak`).
+"""Reliability suite, quick versions (docs/reliability.md; the long ones: `make soak`).
 
 1. crash: `replay ARCHIVE` to `serve`, SIGKILLed three times at seeded random points and restarted;
 2. chaos: `run --source stdin` against `serve --chaos` (every fault type), drained until empty;

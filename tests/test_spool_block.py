@@ -96,7 +96,7 @@ def test_sigterm_ends_a_run_blocked_on_a_full_spool_and_leaves_the_rest_of_stdin
         if write_end >= 0:
             os.close(write_end)
     assert took <= SHUTDOWN_TIMEOUT + 2, (took, stderr)
-    assert code == 130, stderr  # README "Exit codes": stopped while waiting for room in the full spool
+    assert code == 130, stderr  # docs/cli.md#exit-codes: stopped while waiting for room in the full spool
     assert f"done: read {BOUND}, unchanged 0, delivered 0" in stderr and f"left in spool {BOUND} " in stderr, stderr
     assert "stopped while waiting for room in the full spool" in stderr, stderr
     assert "Traceback" not in stderr and "internal error" not in stderr, stderr

@@ -185,7 +185,7 @@ def test_replay_on_a_terminal_draws_its_bar_and_ctrl_c_ends_it_with_the_document
         text = term.text
     m = re.search(r"replay: read (\d+) of 300, delivered (\d+), already there 0, dead-lettered 0, left in spool 0", text)
     assert m and 0 < int(m.group(1)) < 300 and m.group(1) == m.group(2), text
-    assert code == 130, text  # README "Exit codes": interrupted before the archive's end
+    assert code == 130, text  # docs/cli.md#exit-codes: interrupted before the archive's end
     assert_clean(text)
     # Uninterrupted, the bar ends full and the exit is 0; the events read before are already there.
     with terminal("replay", str(archive), env=env) as term:
@@ -223,7 +223,7 @@ def test_drain_on_a_terminal_draws_its_bar_and_ctrl_c_ends_it_with_the_documente
         term.ctrl_c()
         code = term.wait()
         text = term.text
-    assert code == 4, text  # README "Exit codes": events remain in the spool, the drain was interrupted
+    assert code == 4, text  # docs/cli.md#exit-codes: events remain in the spool, the drain was interrupted
     assert "interrupted: 30 event(s) left in the spool" in text, text
     assert "drain: delivered 0, already there 0, dead-lettered 0, left in spool 30" in text, text
     assert_clean(text)

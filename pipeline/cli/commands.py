@@ -47,7 +47,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=None, help="port (default: serve.port, 8053; 0 = any free port)")
     p.add_argument("--chaos", metavar="FILE|NAME", default=None,
                    help="inject faults on the schedule in FILE, or a shipped one by NAME: "
-                   f"{', '.join(shipped_chaos_names())} (README \"Chaos schedules\")")
+                   f"{', '.join(shipped_chaos_names())} (docs/chaos.md)")
     p.add_argument("--seed", metavar="N", type=int, default=None,
                    help="seed of the chaos decisions (overrides the schedule's seed; same seed, same decisions)")
     p.set_defaults(func=cmd_serve)

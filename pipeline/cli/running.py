@@ -130,7 +130,7 @@ async def run_sources(cfg: Any, kinds: Sequence[str], paths: Sequence[str], sink
 
 
 async def start_monitoring(cfg: Any, store: Any, stop: asyncio.Event, console: Callable[[str], None]) -> list[Any]:
-    """The status server and the alerter of ``monitoring`` (README "Monitoring"). They never make
+    """The status server and the alerter of ``monitoring`` (docs/operations.md). They never make
     ``run`` fail: a part that cannot start is logged and skipped."""
     mon = cfg.monitoring
     started: list[Any] = []

@@ -10,7 +10,7 @@ to per-minute counters in the store by every process, in the transactions it mak
 * latency histograms ``hist.<name>.le_<ms>`` / ``hist.<name>.count`` / ``hist.<name>.sum_ms`` for
   ``delivery`` (one call) and ``e2e`` (occurred_at → acknowledged), plus ``hist.<name>.sum_us`` /
   ``hist.<name>.count_us`` so that the mean of sub-millisecond calls is not rounded to 0;
-* ``spool.*``, ``dead_letter.*``, ``redaction.*``, ``hook.*`` (see README).
+* ``spool.*``, ``dead_letter.*``, ``redaction.*``, ``hook.*`` (docs/telemetry.md).
 
 Standard library only. Percentiles are read from the buckets (the upper bound of the bucket
 holding the quantile), so they are as precise as the bucket layout.

@@ -62,7 +62,7 @@ class PatternEvent(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 # ---------------------------------------------------------------------------------------
-# Phase 4 wire structs (shared/PHASE4_API.md). Encoding omits nothing the service reads.
+# Phase 4 wire structs (docs/phase4-contract.md). Encoding omits nothing the service reads.
 
 
 class TrackRequest(msgspec.Struct, kw_only=True, omit_defaults=False):

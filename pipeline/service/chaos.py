@@ -1,4 +1,4 @@
-"""``serve --chaos SCHEDULE.yaml``: faults injected on a schedule (README "Chaos schedules").
+"""``serve --chaos SCHEDULE``: faults injected on a schedule (docs/chaos.md).
 
 Three layers, each usable alone:
 

@@ -7,7 +7,7 @@ A source only produces; it knows nothing of versions or delivery. The runtime co
         async for raw in changes:            # raw: FileChange(path, code, occurred_at, ...)
             ...                              # store.assign_version drops unchanged content
 
-Order of work in ``changes()`` (see DESIGN.md, watchfiles traps):
+Order of work in ``changes()`` (the order closes the gaps in which watchfiles would miss a change):
 
 1. Start ``watchfiles.awatch`` and wait until its notifier exists, so a write made during the
    scan is caught live (a duplicate of a scanned file is harmless: unchanged content is dropped

@@ -7,7 +7,7 @@ The pieces, one module each:
   ``pattern_tracker.stage.*`` instruments with the attribute ``stage``) and ``Stage``, the cheap
   per-stage recording helpers (bulk counter adds, sampled per-event spans, in-process totals).
 * ``pipeline_metrics``: ``PipelineMetrics``, the pipeline-wide instruments (requests, retries,
-  circuit, spool, dead letters, latency histograms; see the README table), added once per batch
+  circuit, spool, dead letters, latency histograms; see docs/telemetry.md), added once per batch
   or delivery attempt; gauges read the store only when a metric reader collects.
 * ``http_spans``: ``HttpClientSpans``, the HTTP sink's ``on_request`` hook as client spans that
   follow the OTel HTTP semantic conventions, so ``sinks/http.py`` needs no OTel import.

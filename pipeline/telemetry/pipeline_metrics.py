@@ -64,7 +64,7 @@ class _Cached:
 
 
 class PipelineMetrics:
-    """The pipeline-wide instruments (names under ``pattern_tracker.``; see the README table).
+    """The pipeline-wide instruments (names under ``pattern_tracker.``; see docs/telemetry.md).
 
     The runtime calls it once per batch or delivery attempt. ``add_counts`` takes the very
     counts the runtime adds to the store's cross-process counters (``requests.*``, ``retry.*``,

@@ -7,7 +7,7 @@ turns a snapshot into healthy / degraded / unhealthy with the reasons; it is a p
 error metrics. Since the counters live in the store, the figures add up over every hook,
 drainer and ``run`` that used the data directory.
 
-Health rules (README "Monitoring" documents the same list):
+Health rules (docs/operations.md, "Health, metrics and status", documents the same list):
 
 unhealthy
   * a hook could not read the configuration (it keeps the edits, nothing delivers them);

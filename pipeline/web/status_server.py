@@ -2,7 +2,7 @@
 
     GET /health        the health document of ``pattern-tracker health --json``;
                        HTTP 200 when healthy or degraded (still delivering or holding events
-                       safely), 503 when unhealthy (README "Monitoring")
+                       safely), 503 when unhealthy (docs/operations.md)
     GET /metrics.json  the document of ``pattern-tracker metrics --json``
 
 Bound to 127.0.0.1 only: it is for a local supervisor or a load balancer's sidecar, and has no

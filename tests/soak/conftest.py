@@ -1,4 +1,4 @@
-"""The long reliability suite (`make soak`; README "Reliability suite").
+"""The long reliability suite (`make soak`; docs/reliability.md).
 
 Its files are named ``soak_*.py``, so `make test` (pytest's default ``test_*.py``) never collects
 them; `make soak` runs ``pytest tests/soak -o python_files=soak_*.py``. The scenarios themselves
