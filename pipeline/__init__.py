@@ -1,8 +1,9 @@
-"""pattern-tracker: assembly and runtime of the pattern pipeline.
+"""pattern-tracker: track code patterns written by an AI coding assistant, deliver them without loss.
 
-Keep this module import-free: the hook path imports ``pipeline.*`` modules one by one and
+Keep this module import-free: the hook path imports ``pattern_tracker.*`` modules one by one and
 must not pay for aiohttp, reactivex or OpenTelemetry. The Python API is loaded on first use
-(PEP 562): ``from pattern_tracker import PatternTracker`` imports pipeline/facade.py then, and only then.
+(PEP 562): ``from pattern_tracker import PatternTracker`` imports ``pattern_tracker.facade`` then,
+and only then. The layers below this package: docs/architecture.md.
 """
 
 __version__ = "0.1.0"

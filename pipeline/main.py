@@ -1,7 +1,7 @@
 """``pattern-tracker``: the one entry point.
 
 ``hook`` runs on every edit Claude Code makes, so it is dispatched before anything else is
-imported (argparse, asyncio, msgspec, reactivex, aiohttp, OpenTelemetry: pipeline/cli/commands.py
+imported (argparse, asyncio, msgspec, reactivex, aiohttp, OpenTelemetry: ``pattern_tracker.cli.app``
 and below); it must finish in tens of milliseconds.
 """
 

@@ -1,9 +1,6 @@
-"""The ``pattern-tracker`` commands (all but ``hook``, which pipeline/main.py dispatches first).
-
-Exit codes: 0 success; 1 runtime failure (store, service, internal error); 2 usage or
-configuration error; 3 some input records were rejected (each reported on stderr);
-141 stdout's reader went away (``… | head``: quiet, like a tool ended by SIGPIPE); 130 interrupted (before a clean start, ``replay`` before the archive's end, ``run`` while waiting
-for room in a full spool). No traceback reaches a user unless ``--debug``.
+"""``run``, ``watch``, ``serve`` and ``config`` (and the help of ``hook``, which main runs before
+any of this is imported). Exit codes: cli.app; 130 here means interrupted before a clean start or
+while waiting for room in a full spool.
 """
 
 from __future__ import annotations
@@ -51,14 +48,6 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", metavar="N", type=int, default=None,
                    help="seed of the chaos decisions (overrides the schedule's seed; same seed, same decisions)")
     p.set_defaults(func=cmd_serve)
-
-    p = sub.add_parser("query", parents=[common], help="print the lineage chain of a pattern or a file")
-    p.add_argument("pattern_id", nargs="?", help="pattern id (any version of the chain)")
-    p.add_argument("--file", metavar="PATH", help="the chain of this file instead")
-    p.add_argument("--descendants", action="store_true", help="descendants instead of ancestry")
-    p.add_argument("--limit", type=int, default=100, help="at most this many versions (--file)")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=cmd_query)
 
     p = sub.add_parser("config", parents=[common], help="show or validate configuration")
     csub = p.add_subparsers(dest="config_command", metavar="ACTION")
@@ -146,16 +135,6 @@ def _chaos_schedule_file(arg: str) -> str:
     from pattern_tracker.settings.locations import shipped_chaos_schedule
 
     return arg if os.path.exists(arg) else shipped_chaos_schedule(arg) or arg
-
-
-def cmd_query(args: argparse.Namespace) -> int:
-    loaded = load(args)
-    cfg = loaded.config
-    if bool(args.pattern_id) == bool(args.file):
-        raise CliError("query needs exactly one of PATTERN_ID or --file PATH", EXIT_USAGE)
-    from pattern_tracker.usecases.query import query_lineage
-
-    return asyncio.run(query_lineage(cfg, args.pattern_id, args.file, args.descendants, args.limit, args.json))
 
 
 def cmd_config_show(args: argparse.Namespace) -> int:

@@ -27,7 +27,7 @@ Examples:
     >>> loaded.config.resilience.retry.max_attempts
     3
     >>> loaded.origins["resilience.retry.max_attempts"]
-    'default (pattern_tracker/defaults/default.yaml:66)'
+    'default (pattern_tracker/defaults/default.yaml:69)'
     >>> print(render_effective(loaded))                   # one line per key, with its origin
 """
 

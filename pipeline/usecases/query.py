@@ -1,4 +1,4 @@
-"""``pattern-tracker query``: read a lineage chain from the embedded store or the service.
+"""Reading a lineage chain from the embedded store or the service (``pattern-tracker query``).
 
 Against the real Phase 4 service (which has no query-by-file endpoint) ``--file`` resolves the
 file's newest pattern id from our own store (the version heads) and asks for its ancestry.
@@ -11,23 +11,28 @@ are tracked one by one (``nb.ipynb#CELL_ID``): ``--file nb.ipynb`` lists every c
 
 from __future__ import annotations
 
-import sys
-from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
-from pattern_tracker.settings.config import Config
 from pattern_tracker.core.identity import normalise_path
+from pattern_tracker.settings.config import Config
 from pattern_tracker.sinks.lineage_store import is_notebook
 
 
-class QueryError(Exception):
-    pass
+class LineageAnswer(msgspec.Struct):
+    """What a query found, for a face to show: ``versions`` of a file, one node's ``related``
+    (ancestry or descendants), a notebook's ``cells`` asked of the service one by one, or ``missing``
+    (``message`` says what)."""
 
-
-def _print_json(doc: Any) -> None:
-    sys.stdout.write(msgspec.json.format(msgspec.json.encode(doc), indent=2).decode() + "\n")
+    kind: Literal["versions", "related", "cells", "missing"]
+    path: str | None = None
+    nodes: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    data: dict[str, Any] | None = None
+    edited: dict[str, float] = msgspec.field(default_factory=dict)  # node id -> edit time (embedded answers)
+    cells: dict[str, Any] = msgspec.field(default_factory=dict)  # cell path -> lineage answer or None
+    source: str | None = None  # the service URL, when it answered
+    message: str = ""
 
 
 def edit_time(node: dict[str, Any]) -> float | None:
@@ -35,55 +40,6 @@ def edit_time(node: dict[str, Any]) -> float | None:
     data = node.get("pattern_data")
     at = data.get("occurred_at") if isinstance(data, dict) else None
     return float(at) if isinstance(at, (int, float)) and not isinstance(at, bool) and at > 0 else None
-
-
-def _when(edited: float | None, received: Any) -> str:
-    if edited is not None:
-        return datetime.fromtimestamp(edited, timezone.utc).isoformat(timespec="milliseconds")
-    return f"{received or '?'} (received)"
-
-
-def _print_nodes(path: str, nodes: list[dict[str, Any]]) -> None:
-    """Versions oldest first; a notebook's versions grouped by cell, with how to ask for one cell."""
-    by_file: dict[str, list[dict[str, Any]]] = {}
-    for n in nodes:
-        by_file.setdefault(str(n.get("file_path") or path), []).append(n)
-    cells = [f for f in by_file if f != path]
-    if not cells:
-        print(f"{path}: {len(nodes)} version(s) (time of the edit, UTC)")
-        _print_versions(nodes)
-        return
-    print(f"{path}: {len(cells)} cell(s), {len(nodes)} version(s) (time of the edit, UTC); "
-          f"one cell: query --file '{cells[0]}'")
-    for f, group in by_file.items():
-        print(f"  {'cell ' + f[len(path) + 1:] if f != path else '(whole notebook)'}: {len(group)} version(s)")
-        _print_versions(group, indent="    ")
-
-
-def _print_versions(nodes: list[dict[str, Any]], indent: str = "  ") -> None:
-    for n in nodes:
-        parents = ",".join(n.get("parent_pattern_ids") or []) or "-"
-        print(
-            f"{indent}v{n.get('pattern_version', '?'):<4} gen {n.get('generation', '?'):<3} {n.get('event_type', ''):<18} "
-            f"{_when(edit_time(n), n.get('created_at'))}  {n.get('pattern_id')}  parent {parents}"
-        )
-
-
-def _print_related(data: dict[str, Any], descendants: bool, edited: dict[str, float] | None = None) -> None:
-    """Ancestry or descendants; ``edited`` maps node ids to edit times where known (else: received)."""
-    edited = edited or {}
-    if descendants:
-        rows = data.get("descendants") or []
-        print(f"{data.get('pattern_id')}: {len(rows)} descendant(s)")
-        for r in rows:
-            print(f"  {r.get('descendant_pattern_id')}  {r.get('edge_type') or '-'}  {r.get('transformation_type') or '-'}  "
-                  f"{_when(edited.get(str(r.get('descendant_id'))), r.get('created_at'))}")
-        return
-    rows = data.get("ancestors") or []
-    print(f"{data.get('pattern_id')}: ancestry depth {data.get('ancestry_depth', len(rows))}")
-    for r in rows:
-        print(f"  gen {r.get('generation', '?'):<3} {r.get('ancestor_pattern_id')}  {r.get('edge_type') or '(self)'}  "
-              f"{_when(edited.get(str(r.get('ancestor_id'))), r.get('created_at'))}")
 
 
 def _edit_times(lineage: Any, data: dict[str, Any], descendants: bool) -> dict[str, float]:
@@ -98,7 +54,7 @@ def _edit_times(lineage: Any, data: dict[str, Any], descendants: bool) -> dict[s
     return out
 
 
-async def query_lineage(cfg: Config, pattern_id: str | None, file: str | None, descendants: bool, limit: int, as_json: bool) -> int:
+async def query_lineage(cfg: Config, pattern_id: str | None, file: str | None, descendants: bool, limit: int) -> LineageAnswer:
     from pattern_tracker.composition import open_store
 
     store = open_store(cfg)
@@ -111,18 +67,14 @@ async def query_lineage(cfg: Config, pattern_id: str | None, file: str | None, d
             path = normalise_path(file)
             nodes = lineage.query(path, limit)
             if not nodes:
-                print(f"no versions of {path} in the embedded store", file=sys.stderr)
-                return 1
-            _print_json(nodes) if as_json else _print_nodes(path, nodes)
-            return 0
+                return LineageAnswer("missing", path=path, message=f"no versions of {path} in the embedded store")
+            return LineageAnswer("versions", path=path, nodes=nodes)
         assert pattern_id is not None
         try:
             data = lineage.descendants(pattern_id) if descendants else lineage.ancestry(pattern_id)
         except PatternNotFound:
-            print(f"pattern {pattern_id} not found in the embedded store", file=sys.stderr)
-            return 1
-        _print_json(data) if as_json else _print_related(data, descendants, _edit_times(lineage, data, descendants))
-        return 0
+            return LineageAnswer("missing", message=f"pattern {pattern_id} not found in the embedded store")
+        return LineageAnswer("related", data=data, edited=_edit_times(lineage, data, descendants))
 
     from pattern_tracker.sinks.http import HttpSink
 
@@ -135,42 +87,20 @@ async def query_lineage(cfg: Config, pattern_id: str | None, file: str | None, d
             path = normalise_path(file)
             nodes = await sink.query_file(path, limit)
             if nodes:
-                _print_json(nodes) if as_json else _print_nodes(path, nodes)
-                return 0
+                return LineageAnswer("versions", path=path, nodes=nodes, source=a.url)
             head = store.head(path)
             if head is None and is_notebook(path):
                 cells = store.heads_under(path + "#")
                 if cells:  # the service has no query by file: each cell's ancestry, from its newest version
-                    return await _cells_from_service(sink, path, cells, query_type, descendants, as_json, a.url)
+                    found = {cell.path: await sink.get_lineage(cell.pattern_id, query_type) for cell in cells}
+                    return LineageAnswer("cells", path=path, cells=found, source=a.url)
             if head is None:
-                print(f"no versions of {path} known to this data directory", file=sys.stderr)
-                return 1
+                return LineageAnswer("missing", path=path, message=f"no versions of {path} known to this data directory")
             pattern_id = head.pattern_id
         assert pattern_id is not None
         data = await sink.get_lineage(pattern_id, query_type)
         if data is None:
-            print(f"pattern {pattern_id} not found at {a.url}", file=sys.stderr)
-            return 1
-        _print_json(data) if as_json else _print_related(data, descendants)
-        return 0
+            return LineageAnswer("missing", message=f"pattern {pattern_id} not found at {a.url}")
+        return LineageAnswer("related", data=data, source=a.url)
     finally:
         await sink.close()
-
-
-async def _cells_from_service(sink: Any, path: str, cells: list[Any], query_type: str, descendants: bool,
-                              as_json: bool, url: str) -> int:
-    """A notebook against a service without query by file: the lineage of each cell's newest version."""
-    found: dict[str, Any] = {}
-    for head in cells:
-        found[head.path] = await sink.get_lineage(head.pattern_id, query_type)
-    if as_json:
-        _print_json({"file_path": path, "cells": found})
-        return 0
-    print(f"{path}: {len(cells)} cell(s) (from {url}); one cell: query --file '{cells[0].path}'")
-    for cell_path, data in found.items():
-        print(f"cell {cell_path[len(path) + 1:]}:")
-        if data is None:
-            print(f"  not found at {url}")
-        else:
-            _print_related(data, descendants)
-    return 0
