@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 
 from pattern_tracker.core.timefmt import iso, when
+from pattern_tracker.usecases.health import last_delivery_at
 
 THROUGHPUT_WINDOWS = (60, 300)
 ERROR_WINDOW = 300
@@ -131,11 +132,7 @@ def collect(cfg: Any, store: Any, now: float | None = None) -> dict[str, Any]:
     if latency["mean_ms"] is not None:
         latency["mean_ms"] = round(latency["mean_ms"], 1)
 
-    raw = store.read(lambda txn: txn.get(metrics.LAST_DELIVERY_KEY, db=store.db("state")))
-    try:
-        last = float(raw) if raw else None
-    except ValueError:
-        last = None
+    last = last_delivery_at(store)
 
     holder = DrainLease(store).holder(now)
     drainer = None if holder is None else {"pid": holder.pid, "host": holder.host,
