@@ -107,6 +107,51 @@ def test_replay_with_the_service_down_exits_4_and_keeps_the_events_in_the_spool(
         assert again.returncode == 0 and json.loads(again.stdout)["left_in_spool"] == 0, again.stdout
 
 
+def test_replay_whose_spill_the_full_store_cannot_take_fails_loudly_and_counts_what_it_lost(tmp_path: Path) -> None:
+    """The service down, every archive event spilled, the store's map full (storage.max_map_size_mb
+    2): the spill writes fail. Never silent (it was "store write failed" in the log, exit 0): exit 1,
+    one line saying how many were not kept and what to do, reading stopped, and the counters
+    reconcile: read = in the spool + delivered + dead-lettered + not kept. The same replay with room
+    keeps every event in the spool (exit 4)."""
+    from pattern_tracker.state.spool import Spool
+    from pattern_tracker.core.store import Store
+
+    total = 2000
+    arch = str(tmp_path / "arch")
+    assert run_cli("archive", "generate", "--events", str(total), "--files", "6", arch,
+                   env=cli_env(tmp_path / "gen")).returncode == 0
+
+    def replay(data: Path, map_mb: int) -> subprocess.CompletedProcess[str]:
+        env = cli_env(data, PATTERN_TRACKING_API_URL=f"http://127.0.0.1:{_closed_port()}",
+                      PATTERN_TRACKING_CACHE_SIZE="100000", PATTERN_TRACKER__PATTERN_TRACKING__SHUTDOWN_TIMEOUT="3",
+                      PATTERN_TRACKER__STORAGE__MAP_SIZE_MB=str(map_mb), PATTERN_TRACKER__STORAGE__MAX_MAP_SIZE_MB=str(map_mb),
+                      EXPONENTIAL_BACKOFF_BASE_DELAY="0.01", EXPONENTIAL_BACKOFF_MAX_DELAY="0.05")
+        return run_cli("replay", arch, "--json", env=env)
+
+    full = replay(tmp_path / "full", 2)
+    assert full.returncode == 1, (full.returncode, full.stdout, full.stderr)  # docs/cli.md#exit-codes: 1
+    for bad in ("Traceback", "internal error"):
+        assert bad not in full.stderr, full.stderr
+    said = [line for line in full.stderr.splitlines() if line.startswith("pattern-tracker:")]
+    assert len(said) == 1 and "event(s) were neither delivered nor kept" in said[0] and "is full" in said[0] \
+        and "still in the archive" in said[0] and "storage.max_map_size_mb" in said[0], full.stderr
+    summary = json.loads(full.stdout)
+    store = Store.open(tmp_path / "full")
+    try:
+        in_spool = Spool(store).size()
+    finally:
+        store.close()
+    assert summary["not_kept"] > 0 and f"replay: {summary['not_kept']} event(s)" in said[0], summary
+    assert summary["read"] < total, summary  # reading stopped at the first loss
+    assert summary["left_in_spool"] == in_spool
+    assert summary["read"] == in_spool + summary["delivered"] + summary["dead_lettered"] + summary["not_kept"], summary
+
+    room = replay(tmp_path / "room", 64)
+    assert room.returncode == 4, (room.returncode, room.stdout, room.stderr)
+    summary = json.loads(room.stdout)
+    assert (summary["read"], summary["left_in_spool"], summary["not_kept"]) == (total, total, 0), summary
+
+
 def test_replay_under_block_with_a_full_spool_and_the_service_down_stops_cleanly_and_loses_nothing(tmp_path: Path) -> None:
     """overflow_policy block, cache_size 10, the service down: replay ends with exit 4 and one line
     (it read what the spool holds; the rest of the archive is unread), not "internal error:

@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from pattern_tracker.cli.support import (
+    EXIT_FAILURE,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_PENDING,
@@ -151,7 +152,7 @@ async def _replay(cfg: Any, archive: Any, args: argparse.Namespace) -> int:
     done = summary.delivered + summary.already_existed
     result = {"archive_events": total, "read": summary.read, "delivered": summary.delivered,
               "already_existed": summary.already_existed, "dead_lettered": summary.dead_lettered,
-              "left_in_spool": summary.left_in_spool, "seconds": round(elapsed, 3),
+              "left_in_spool": summary.left_in_spool, "not_kept": summary.not_kept, "seconds": round(elapsed, 3),
               "events_per_second": round(done / elapsed, 1) if elapsed > 0 else None}
     if args.json:
         print(json.dumps(result))
@@ -159,6 +160,12 @@ async def _replay(cfg: Any, archive: Any, args: argparse.Namespace) -> int:
         print(f"replay: read {summary.read} of {total}, delivered {summary.delivered}, already there "
               f"{summary.already_existed}, dead-lettered {summary.dead_lettered}, left in spool "
               f"{summary.left_in_spool} ({elapsed:.1f}s, {result['events_per_second']} events/s)")
+    if summary.not_kept:
+        # A store write that was their only record failed (the store full): reading stopped.
+        stderr_line(f"pattern-tracker: replay: {summary.not_kept} event(s) were neither delivered nor kept "
+                    f"({summary.not_kept_because}); they are still in the archive: free space or raise "
+                    "storage.max_map_size_mb, then replay again (events already delivered are recognised)")
+        return EXIT_FAILURE
     if stop.is_set() and summary.read < total:
         # Ctrl-C/SIGTERM before the archive's end: not a failure, but not done either.
         return EXIT_INTERRUPTED

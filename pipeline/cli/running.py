@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from pattern_tracker.cli.support import (
+    EXIT_FAILURE,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_REJECTED,
@@ -117,6 +118,10 @@ async def run_sources(cfg: Any, kinds: Sequence[str], paths: Sequence[str], sink
         f"already there {summary.already_existed}, dead-lettered {summary.dead_lettered}, "
         f"left in spool {summary.left_in_spool} ({summary.seconds:.1f}s)"
     )
+    if summary.not_kept:
+        stderr_line(f"pattern-tracker: {summary.not_kept} event(s) were neither delivered nor kept "
+                    f"({summary.not_kept_because}); free space or raise storage.max_map_size_mb")
+        return EXIT_FAILURE
     if summary.stopped_waiting_for_room:
         # overflow_policy block, the spool full: what was read is in the spool; the input not taken
         # is left where it was (stdin: unread; watch: the next start's scan finds the files).

@@ -204,6 +204,11 @@ def drain_now(cfg: Any, store: Any, until_empty: bool, quiet: bool = False) -> t
     }
     lines: list[str] = []
     code = EXIT_OK
+    if summary.not_kept:
+        # A dead letter write that was an event's only record failed: never silent.
+        result["not_kept"] = summary.not_kept
+        lines.append(f"{summary.not_kept} event(s) were neither delivered nor kept ({summary.not_kept_because}); "
+                     "free space or raise storage.max_map_size_mb")
     if outcome.status == "busy":
         result.update(status="busy", holder_pid=outcome.holder.pid, holder_host=outcome.holder.host)
         lines.append(busy_line(outcome.holder))
@@ -224,4 +229,6 @@ def drain_now(cfg: Any, store: Any, until_empty: bool, quiet: bool = False) -> t
     if not quiet:
         for line in lines:
             print(line)
+    if summary.not_kept:
+        code = EXIT_FAILURE
     return code, result

@@ -2,6 +2,9 @@
 
 LMDB commits stay off the event loop; what is still running at the end of the run is awaited
 (store writes) or cancelled (delivery attempts) before the store thread shuts down.
+
+A write that is the only record of some events (``keeping``) must never fail silently: the
+events are counted as not kept in the run's summary and the input stops (``not_kept``).
 """
 
 from __future__ import annotations
@@ -12,8 +15,9 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from pattern_tracker.core.store import Store
+from pattern_tracker.core.store import Store, StoreError
 from pattern_tracker.runtime.flow import Flow
+from pattern_tracker.runtime.summary import RunSummary
 
 # The runtime's one logger name, whichever of its modules logs (log lines name it).
 log = logging.getLogger("pattern_tracker.runtime")
@@ -21,9 +25,11 @@ T = TypeVar("T")
 
 
 class Background:
-    def __init__(self, store: Store, flow: Flow) -> None:
+    def __init__(self, store: Store, flow: Flow, summary: RunSummary) -> None:
         self.store = store
         self._flow = flow
+        self._summary = summary
+        self._stop: asyncio.Event | None = None  # the run's: set when events cannot be kept
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pattern-tracker-store")
         self._tasks: set[asyncio.Future[Any]] = set()
 
@@ -35,22 +41,50 @@ class Background:
         """One store write, awaited."""
         await self.io(self.store.write, txn_fn)
 
-    def write(self, txn_fn: Callable[[Any], Any], *, leaving: Sequence[str] = ()) -> None:
+    def stop_on_loss(self, stop: asyncio.Event) -> None:
+        """The run's stop signal, set when a write fails to keep events: no more input is read."""
+        self._stop = stop
+
+    def write(self, txn_fn: Callable[[Any], Any], *, leaving: Sequence[str] = (), keeping: Sequence[str] = (),
+              what: str = "") -> None:
         """A store write on the store thread, not awaited. ``leaving``: settled events whose spool
-        entry this write removes; until it commits, replay must not pick them up again."""
+        entry this write removes; until it commits, replay must not pick them up again.
+        ``keeping``: events this write is the only record of (``what`` it does with them): if it
+        fails they are lost, and the run must say so (``not_kept``)."""
         fut = asyncio.get_running_loop().run_in_executor(self._executor, self.store.write, txn_fn)
         self._tasks.add(fut)
         if leaving:
             self._flow.leaving.update(leaving)
-        fut.add_done_callback(lambda f: self._written(f, leaving))
+        fut.add_done_callback(lambda f: self._written(f, leaving, len(keeping), what))
 
-    def _written(self, fut: asyncio.Future[Any], leaving: Sequence[str]) -> None:
+    def _written(self, fut: asyncio.Future[Any], leaving: Sequence[str], keeping: int, what: str) -> None:
         self._tasks.discard(fut)
         if leaving:
             self._flow.leaving.difference_update(leaving)
             self._flow.wake_replay()  # their spool entries are gone: replay may find the spool empty now
-        if not fut.cancelled() and fut.exception() is not None:
-            log.error("store write failed: %s", fut.exception())
+        exc = None if fut.cancelled() else fut.exception()
+        if exc is None:
+            return
+        if keeping:
+            self.not_kept(keeping, what, exc)
+        else:
+            # Only removals of settled spool entries and counters: an entry left is delivered
+            # again and recognised (already_exists); nothing is lost.
+            log.error("store write failed (no event lost): %s", exc)
+
+    def not_kept(self, n: int, what: str, exc: BaseException) -> None:
+        """``n`` events neither delivered nor kept (the write ``what`` failed): counted, said
+        once, and the input stopped — reading more would only lose more."""
+        first = not self._summary.not_kept
+        self._summary.not_kept += n
+        reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, StoreError) else str(exc)
+        if first:
+            self._summary.not_kept_because = reason
+            log.error("%d event(s) neither delivered nor kept: %s failed (%s); reading stops", n, what, reason)
+        else:
+            log.debug("%d more event(s) not kept: %s failed (%s)", n, what, reason)
+        if self._stop is not None:
+            self._stop.set()
 
     def track(self, task: asyncio.Future[Any]) -> None:
         """A delivery attempt, cancelled if still running at the end of the run."""

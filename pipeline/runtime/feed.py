@@ -188,19 +188,29 @@ class Feed:
         unavailable (circuit open), the wait ends, the rest of the archive left for a later replay.
         """
         flow = self._flow
+        if self._stop.is_set():
+            return 0  # stopped (or the store cannot keep what it is given): read no more
         if self._spool.limits.policy == "block":
             _, taken = await self._durably(self._spool.enqueue, events, hand_over=self._to_graph,
                                            give_up=self._service_unavailable)
             self._summary.read += taken
             return taken
-        self._summary.read += len(events)
         if flow.backlog:
             # Older events wait in the spool: these queue behind them (replay keeps the order).
-            await self._background.commit(lambda txn: self._spool.mark_spilled(txn, events, "backlog", time.time()))
+            self._summary.read += len(events)
+            try:
+                await self._background.commit(lambda txn: self._spool.mark_spilled(txn, events, "backlog", time.time()))
+            except Exception as exc:  # noqa: BLE001 - the store full, a disk error: said, counted, reading stops
+                self._background.not_kept(len(events), "the spill to the spool", exc)
+                return 0
             self._summary.spilled += len(events)
             flow.wake_replay()
             return len(events)
         await flow.credits.acquire(len(events))
+        if self._stop.is_set():
+            flow.credits.release(len(events))
+            return 0
+        self._summary.read += len(events)
         flow.unspooled.update(ev.event_id for ev in events)
         flow.push(events)
         return len(events)

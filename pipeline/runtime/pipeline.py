@@ -66,7 +66,7 @@ class Pipeline:
         m = telemetry.pipeline
         self._flow = Flow(settings, stages["source"], m)
         self._credits = self._flow.credits
-        self._background = Background(store, self._flow)
+        self._background = Background(store, self._flow, self.summary)
         self._counters = StoreCounters(store, self.spool, self._background, m)
         self._settlement = Settlement(self._flow, self._background, self._counters, self.spool, self.dead_letters,
                                       self.summary, telemetry)
@@ -91,6 +91,7 @@ class Pipeline:
         loop = asyncio.get_running_loop()
         flow, io = self._flow, self._background.io
         self._started = time.monotonic()
+        self._background.stop_on_loss(stop)
         done: asyncio.Future[None] = loop.create_future()
         self._graph.start(loop, done, stop)
         await self.sink.start()
@@ -143,9 +144,15 @@ class Pipeline:
             pass
         await self._background.wind_down()
         await self.sink.close()
-        await self._counters.flush_now()
+        try:
+            await self._counters.flush_now()
+        except Exception as exc:  # noqa: BLE001 - counters only (the store full?): the summary still counts
+            log.error("store write failed (no event lost): the run's counters: %s", exc)
         self.summary.left_in_spool = await self._background.io(self.spool.size)
         self.summary.seconds = time.monotonic() - self._started
-        await self._background.io(self.lease.release)
+        try:
+            await self._background.io(self.lease.release)
+        except Exception as exc:  # noqa: BLE001 - the lease expires by itself
+            log.error("store write failed (no event lost): releasing the drain lease: %s", exc)
         self._background.shutdown()
         self.tel.flush()

@@ -60,12 +60,13 @@ class Settlement:
         self._m.dead_lettered("validate", ("validation",))
         self._flow.forget([ev.event_id])
         self._flow.credits.release(1)
+        only_here = self._take_unspooled([ev.event_id])
 
         def move(txn: Any) -> None:
             self._dead_letters.put(txn, [letter])
             self._spool.remove(txn, [ev.event_id])
 
-        self._background.write(move, leaving=[ev.event_id])
+        self._background.write(move, leaving=[ev.event_id], keeping=only_here, what="the move to the dead letter")
 
     def on_rejected(self, events: list[PatternEvent]) -> None:
         """Kept out by the open circuit."""
@@ -127,6 +128,8 @@ class Settlement:
                 log.warning("event %s dead-lettered (HTTP %s): %s", letter.event.event_id, letter.http_status, letter.reason)
 
         spooled = [eid for eid in done if eid not in self._flow.unspooled]
+        # Dead letters of an archive's events: the dead letter is their only record.
+        only_here = self._take_unspooled([letter.event.event_id for letter in letters])
         self._flow.unspooled.difference_update(done)
         self._counters.tally({**m, "spool.acked": len(spooled), "spool.replayed_ok": replayed_ok})
         if acked:
@@ -144,7 +147,15 @@ class Settlement:
                 self._dead_letters.put(txn, letters)
             self._counters.add(txn, counts, last, now)
 
-        self._background.write(txn_fn, leaving=spooled)
+        self._background.write(txn_fn, leaving=spooled, keeping=only_here, what="the move to the dead letter")
+
+    def _take_unspooled(self, event_ids: list[str]) -> list[str]:
+        """Those of ``event_ids`` from a durable source (no spool entry), no longer so marked:
+        the write that settles them now is their only record in the store."""
+        unspooled = self._flow.unspooled
+        taken = [eid for eid in event_ids if eid in unspooled]
+        unspooled.difference_update(taken)
+        return taken
 
     def _emit_recorded_stages(self, events: list[PatternEvent], outcomes: list[Outcome]) -> None:
         """Spans of stages that ran in another process (the hook) and recorded their times."""
@@ -177,12 +188,14 @@ class Settlement:
         elif reason == "not_retryable":
             self._counters.tally({"retry.failed_without_retry": len(events)})
         counts = self._counters.take()
+        # An archive's events get their spool entry now: this write is their only record.
+        only_here = self._take_unspooled(ids)
 
         def txn_fn(txn: Any) -> None:
             self._spool.mark_spilled(txn, events, reason, now)
             self._spool.counters.add(txn, counts, now)
 
-        self._background.write(txn_fn)
+        self._background.write(txn_fn, keeping=only_here, what="the spill to the spool")
 
     def kept_in_spool(self, events: list[PatternEvent], reason: str) -> None:
         """Live events a source just spooled, left there for replay instead of entering the

@@ -23,3 +23,8 @@ class RunSummary(msgspec.Struct, kw_only=True):
     # A durable source (an archive) stopped reading, not the user: the spool full under "block"
     # and the service unavailable (circuit open), waiting had no prospect; the rest is unread.
     gave_up_on_full_spool: bool = False
+    # Events neither delivered nor kept: the store write that was their only record (an archive
+    # event spilled to the spool, or moved to the dead letter) failed (the store full, a disk
+    # error). Reading stopped at the first; ``not_kept_because`` says why.
+    not_kept: int = 0
+    not_kept_because: str = ""
