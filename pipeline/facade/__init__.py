@@ -376,30 +376,29 @@ class PatternTracker:
         monitoring module's ``error_metrics`` (``pattern-tracker metrics``) over ``window``
         seconds (default ``monitoring.metrics_retention``), plus flat keys and ``custom_metrics``
         (see :meth:`record_metric`). ``success_rate`` is None when no delivery call was made;
-        ``avg_response_time`` is the guide's mean delivery call in seconds (0.0 then)."""
-        from pattern_tracker.core import metrics
+        ``avg_response_time`` is the guide's mean delivery call in seconds (0.0 then). The flat
+        keys restate the document's figures; only ``custom_metrics`` is read here."""
         from pattern_tracker.core.counters import Counters
+        from pattern_tracker.usecases.health import error_metrics
 
         store = self.store
         now = time.time()
         span = float(self.config.monitoring.metrics_retention if window is None else window)
-        c = Counters(store).totals(now - span)
-        from pattern_tracker.usecases.health import error_metrics
-
         out: dict[str, Any] = dict(error_metrics(self.config, store, now=now, since_seconds=span))
-        delivery = metrics.histogram(c, "delivery")
+        c = Counters(store).totals(now - span, prefix="custom.")
         custom: dict[str, dict[str, float]] = {}
         for key, value in sorted(c.items()):
-            if key.startswith("custom.") and key.endswith(".count") and value:
+            if key.endswith(".count") and value:
                 name = key[: -len(".count")]
                 total_milli = c.get(f"{name}.sum_milli", 0)
                 custom[name] = {"count": value, "sum": total_milli / 1000, "mean": total_milli / 1000 / value}
+        events, delivery = out["events"], out["response_time_ms"]
         out.update(
-            failed_by_class={k.removeprefix("requests.failed."): v for k, v in sorted(c.items())
-                             if k.startswith("requests.failed.")},
-            events_delivered=c.get("events.delivered", 0),
-            events_already_existed=c.get("events.already_existed", 0),
-            events_dead_lettered=c.get("events.dead_lettered", 0),
+            # errors also lists classes seen only in the trend window (count 0): not failed in this one
+            failed_by_class={cls: e["count"] for cls, e in out["errors"].items() if e["count"]},
+            events_delivered=events["delivered"],
+            events_already_existed=events["already_existed"],
+            events_dead_lettered=events["dead_lettered"],
             response_time_p50_ms=delivery["p50_ms"],
             response_time_p95_ms=delivery["p95_ms"],
             response_time_p99_ms=delivery["p99_ms"],

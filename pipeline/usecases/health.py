@@ -1,7 +1,10 @@
 """Cross-process health and error metrics, read from the store every process shares.
 
-``collect`` reads one :class:`Snapshot` (circuit, spool, dead letters, last delivery, request
-counts over a window, and — when a sink is given — the service's own health body). ``assess``
+``read_snapshot`` is the one reader of a data directory's shared state: it reads one
+:class:`Snapshot` (circuit, spool, dead letters, last delivery, the recorded configuration error,
+request counts over a window); ``collect`` adds the service's own health body when a sink is given.
+Every face reads through it: ``health``, ``metrics`` (``error_metrics``), ``status``
+(pipeline/usecases/status.py), the status server and the Python facade. ``assess``
 turns a snapshot into healthy / degraded / unhealthy with the reasons; it is a pure function.
 ``error_metrics`` sums the shared counters (pipeline/core/metrics.py) over a window into the guide's
 error metrics. Since the counters live in the store, the figures add up over every hook,
@@ -67,16 +70,23 @@ class Snapshot(msgspec.Struct, kw_only=True, frozen=True):
     circuit_trip_count: int = 0
     circuit_opened_at: float | None = None
     circuit_last_failure_time: float | None = None
+    circuit_calls_not_permitted: int = 0
+    circuit_retry_at: float | None = None  # when an open circuit admits a trial (None unless open)
+    circuit_trials_started: int = 0
     # The spool and the dead letter.
     spool_size: int = 0
     spool_bound: int = 1000
     spool_oldest_age: float | None = None
+    # Events the spool dropped (overflow) or let expire, over the counters' retention.
+    spool_dropped: int = 0
+    spool_expired: int = 0
     dead_letters: int = 0
     last_delivery_at: float | None = None
     # Delivery calls over [now - window_seconds, now] (whole minute buckets).
     requests: int = 0
     succeeded: int = 0
     failed: int = 0
+    failed_by_class: dict[str, int] = msgspec.field(default_factory=dict)  # sorted by class; sums to failed
     # The configuration error a hook recorded (pipeline/settings/hook_settings.py): the one-line error,
     # who saw it and when; None when every process could read its configuration.
     config_error: str | None = None
@@ -182,19 +192,21 @@ def last_delivery_at(store: Any) -> float | None:
 
 
 def read_snapshot(cfg: Any, store: Any, now: float | None = None, window: float | None = None) -> Snapshot:
-    """Everything but the service's health, from the store (synchronous: run it in a thread)."""
+    """Everything but the service's health, from the store (synchronous: run it in a thread).
+    Request counts cover ``window`` (default ``window_for(monitoring.interval)``)."""
     from pattern_tracker.composition import breaker_for, spool_for
+    from pattern_tracker.operators.breaker import retry_at
     from pattern_tracker.state.dead_letter import DeadLetters
     from pattern_tracker.settings.hook_settings import recorded_config_error
 
     now = time.time() if now is None else now
     window = window_for(cfg.monitoring.interval) if window is None else window
     bad = recorded_config_error(store) or {}
-    spool = spool_for(cfg, store)
-    b = breaker_for(cfg, store).state()
-    oldest = spool.oldest_enqueued_at()
+    spool = spool_for(cfg, store).stats(now)
+    breaker = breaker_for(cfg, store)
+    b = breaker.state()
     req = Counters(store).totals(now - window, prefix="requests.")
-    failed = sum(v for k, v in req.items() if k.startswith("requests.failed."))
+    by_class = _strip(req, "requests.failed.")
     return Snapshot(
         now=now,
         data_dir=str(cfg.storage.data_dir_path),
@@ -205,14 +217,20 @@ def read_snapshot(cfg: Any, store: Any, now: float | None = None, window: float 
         circuit_trip_count=b.trip_count,
         circuit_opened_at=b.opened_at,
         circuit_last_failure_time=b.last_failure_time,
-        spool_size=spool.size(),
-        spool_bound=spool.limits.bound,
-        spool_oldest_age=(max(0.0, now - oldest) if oldest is not None else None),
+        circuit_calls_not_permitted=b.calls_not_permitted,
+        circuit_retry_at=retry_at(b, breaker.settings),
+        circuit_trials_started=b.trials_started,
+        spool_size=spool.size,
+        spool_bound=spool.bound,
+        spool_oldest_age=(max(0.0, spool.oldest_age) if spool.oldest_age is not None else None),
+        spool_dropped=spool.dropped,
+        spool_expired=spool.expired,
         dead_letters=DeadLetters(store).size(),
         last_delivery_at=last_delivery_at(store),
         requests=req.get("requests.total", 0),
         succeeded=req.get("requests.succeeded", 0),
-        failed=failed,
+        failed=sum(by_class.values()),
+        failed_by_class=by_class,
         config_error=bad.get("error"),
         config_error_source=bad.get("source"),
         config_error_at=bad.get("at"),
@@ -242,6 +260,13 @@ async def collect(cfg: Any, store: Any, sink: Any | None, now: float | None = No
         return snap
     available, status, detail = await probe(sink, timeout=max(1.0, float(cfg.api.timeouts.total)))
     return msgspec.structs.replace(snap, api_available=available, api_status=status, api_detail=detail)
+
+
+def config_error_document(s: Snapshot) -> dict[str, Any] | None:
+    """The recorded configuration error (``at`` as ISO time) as ``metrics`` and ``status`` show it, or None."""
+    if s.config_error is None:
+        return None
+    return {"error": s.config_error, "source": s.config_error_source, "at": iso(s.config_error_at)}
 
 
 def rules_for(cfg: Any) -> Rules:
@@ -308,31 +333,26 @@ def avg_seconds(hist: Mapping[str, float | None]) -> float:
 
 
 def error_metrics(cfg: Any, store: Any, now: float | None = None, since_seconds: float | None = None) -> dict[str, Any]:
-    """The guide's error metrics over ``since_seconds`` (default monitoring.metrics_retention)."""
-    from pattern_tracker.composition import breaker_for, spool_for
-    from pattern_tracker.state.dead_letter import DeadLetters
+    """The guide's error metrics over ``since_seconds`` (default monitoring.metrics_retention):
+    the snapshot over that window, plus the window's counters and spool flow."""
+    from pattern_tracker.composition import spool_for
 
     now = time.time() if now is None else now
     window = float(cfg.monitoring.metrics_retention if since_seconds is None else since_seconds)
     since = now - window
+    snap = read_snapshot(cfg, store, now, window)
     counters = Counters(store)
     t = counters.totals(since)
-    total = t.get("requests.total", 0)
-    ok = t.get("requests.succeeded", 0)
-    failed_by_class = _strip(t, "requests.failed.")
-    failed = sum(failed_by_class.values())
+    total, ok, failed, failed_by_class = snap.requests, snap.succeeded, snap.failed, snap.failed_by_class
     trends = error_trends(counters, now)
     errors = {cls: {"count": n, **trends.get(cls, {"last": 0, "previous": 0, "trend": "flat"})}
               for cls, n in failed_by_class.items()}
     for cls, tr in trends.items():  # a class seen in the trend window only (a --since shorter than it)
         errors.setdefault(cls, {"count": 0, **tr})
-    spool = spool_for(cfg, store)
-    stats = spool.stats(now, since)
-    b = breaker_for(cfg, store).state()
+    stats = spool_for(cfg, store).stats(now, since)
     retries = {k: t.get(f"retry.{k}", 0) for k in
                ("successful_without_retry", "successful_with_retry", "failed_without_retry", "failed_with_retry")}
     delivery = metrics.histogram(t, "delivery")
-    last = last_delivery_at(store)
     return {
         "window": {"seconds": window, "since": iso(since), "until": iso(now),
                    "note": "totals of minute buckets starting at or after `since`, over every process of the data directory"},
@@ -341,8 +361,8 @@ def error_metrics(cfg: Any, store: Any, now: float | None = None, since_seconds:
         "successful_requests": ok,
         "failed_requests": failed,
         "success_rate": round(ok / total, 4) if total else None,
-        "circuit_breaker_trips": b.trip_count,
-        "circuit_state": b.state,
+        "circuit_breaker_trips": snap.circuit_trip_count,
+        "circuit_state": snap.circuit,
         "cached_events": stats.size,
         "retry_attempts": t.get("retry.attempts", 0),
         "retries": retries,
@@ -356,18 +376,10 @@ def error_metrics(cfg: Any, store: Any, now: float | None = None, since_seconds:
         "error_trend_minutes": TREND_MINUTES,
         "events": {"delivered": t.get("events.delivered", 0), "already_existed": t.get("events.already_existed", 0),
                    "dead_lettered": t.get("events.dead_lettered", 0)},
-        "last_delivery_at": iso(last),
+        "last_delivery_at": iso(snap.last_delivery_at),
         "spool": msgspec.to_builtins(stats),
-        "dead_letter": {"size": DeadLetters(store).size(), **_strip(t, "dead_letter.")},
+        "dead_letter": {"size": snap.dead_letters, **_strip(t, "dead_letter.")},
         "redactions": _strip(t, "redaction."),
         "hook": _strip(t, "hook."),
-        "config_error": _config_error(store),
+        "config_error": config_error_document(snap),
     }
-
-
-def _config_error(store: Any) -> dict[str, Any] | None:
-    """The configuration error a hook recorded (``at`` as ISO time), or None."""
-    from pattern_tracker.settings.hook_settings import recorded_config_error
-
-    bad = recorded_config_error(store)
-    return None if bad is None else {**bad, "at": iso(bad["at"])}
