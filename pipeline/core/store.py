@@ -115,7 +115,10 @@ class Store:
             f = os.path.join(path, name)
             if os.path.exists(f) and os.stat(f).st_mode & 0o077:
                 os.chmod(f, 0o600)
-        self._grow_lock = threading.Lock()
+        # One writer at a time in this process, and the map grows only under it: LMDB refuses
+        # set_mapsize while another thread of the process has a write transaction open (a put there
+        # fails with EINVAL). Writers are serialised by LMDB anyway, so this costs no concurrency.
+        self._write_lock = threading.RLock()
         with self.env.begin(write=True) as txn:  # one commit for all of them (the hook pays per process)
             self.dbs: dict[str, lmdb._Database] = {name: self.env.open_db(name.encode(), txn=txn) for name in DB_NAMES}
 
@@ -142,14 +145,15 @@ class Store:
 
     def write(self, fn: Callable[[lmdb.Transaction], Any]) -> Any:
         """Run ``fn`` in one write transaction; on a full map grow it and redo the whole thing."""
-        while True:
-            try:
-                with self.env.begin(write=True) as txn:
-                    return fn(txn)
-            except lmdb.MapFullError:
-                self._grow()
-            except lmdb.MapResizedError:
-                self.env.set_mapsize(0)
+        with self._write_lock:
+            while True:
+                try:
+                    with self.env.begin(write=True) as txn:
+                        return fn(txn)
+                except lmdb.MapFullError:
+                    self._grow()
+                except lmdb.MapResizedError:
+                    self.env.set_mapsize(0)
 
     def read(self, fn: Callable[[lmdb.Transaction], Any], buffers: bool = False) -> Any:
         """Run ``fn`` in one read transaction. ``buffers``: values are memoryviews into the map,
@@ -159,10 +163,11 @@ class Store:
                 with self.env.begin(write=False, buffers=buffers) as txn:
                     return fn(txn)
             except lmdb.MapResizedError:
-                self.env.set_mapsize(0)
+                with self._write_lock:
+                    self.env.set_mapsize(0)
 
     def _grow(self) -> None:
-        with self._grow_lock:
+        with self._write_lock:
             current = self.env.info()["map_size"]
             if current >= self.max_map_size:
                 raise StoreError(
