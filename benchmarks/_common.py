@@ -20,10 +20,12 @@ BIN = Path(sys.executable).parent / "pattern-tracker"
 
 
 @contextmanager
-def serve(data_dir: Path) -> Iterator[str]:
-    """`pattern-tracker serve --port 0` in its own process; yields the base URL."""
-    env = {**os.environ, "PATTERN_TRACKER_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([str(BIN), "serve", "--port", "0"], env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+def serve(data_dir: Path, script: str | Path = BIN, env: dict[str, str] | None = None) -> Iterator[str]:
+    """`pattern-tracker serve --port 0` in its own process (``script``: another install's
+    pattern-tracker; ``env``: its environment, default ours); yields the base URL."""
+    env = {**(os.environ if env is None else env), "PATTERN_TRACKER_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([str(script), "serve", "--port", "0"], env=env, stderr=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL)
     try:
         assert proc.stderr is not None
         url = None

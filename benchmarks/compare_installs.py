@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import resource
 import shutil
 import statistics
@@ -28,6 +27,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchmarks._common import serve
 
 
 class Bench:
@@ -72,17 +73,8 @@ class Bench:
         return events / ((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime))
 
     def replay_serve(self, script: str, archive: Path) -> float:
-        server = subprocess.Popen([script, "serve", "--port", "0"], env=self.env(), stderr=subprocess.PIPE,
-                                  stdout=subprocess.DEVNULL)
-        try:
-            assert server.stderr is not None
-            url = None
-            deadline = time.monotonic() + 30
-            while url is None and time.monotonic() < deadline:
-                m = re.search(r"serving Phase 4 API on (http://\S+)", server.stderr.readline().decode())
-                url = m.group(1) if m else None
-            if url is None:
-                raise SystemExit(f"{script} serve did not start")
+        env = self.env()
+        with serve(Path(env["PATTERN_TRACKER_DATA_DIR"]), script, env) as url:
             config = self.work / "serve.yaml"
             config.write_text(f"hook:\n  spawn_drainer: false\napi:\n  url: {url}\n")
             started = time.perf_counter()
@@ -90,9 +82,6 @@ class Bench:
                                   capture_output=True, text=True, check=True)
             summary = json.loads(done.stdout)
             return (summary["delivered"] + summary.get("already_existed", 0)) / (time.perf_counter() - started)
-        finally:
-            server.terminate()
-            server.wait(30)
 
 
 def main() -> int:
