@@ -93,7 +93,7 @@ def main() -> int:
     ap.add_argument("--serve-events", type=int, default=20_000, help="archive size for serve (default 20,000)")
     ap.add_argument("--rounds", type=int, default=2, help="ABBA rounds of each replay figure (default 2)")
     args = ap.parse_args()
-    installs = {"before": args.before, "after": args.after}
+    installs = {"before": os.path.abspath(args.before), "after": os.path.abspath(args.after)}  # hooks run in a project dir
     work = Path(tempfile.mkdtemp(prefix="compare-installs-"))
     try:
         bench = Bench(work)
