@@ -442,3 +442,15 @@ def test_dlq_replay_keeps_letters_the_full_spool_refuses(tmp_path: Path) -> None
     assert "replayed 0 dead letter(s)" in out.stdout
     assert "the spool is full" in one_error_line(out)
     assert cli_json("dlq", "list", env=env)["total"] == 1 and cli_json("cache", "stats", env=env)["size"] == 1
+
+
+def test_spool_is_an_alias_of_cache(tmp_path: Path) -> None:
+    """Code and docs say spool, the guide says cache: both names reach the same commands."""
+    env = cli_env(tmp_path / "data")
+    with opened(tmp_path / "data") as store:
+        Spool(store).enqueue([event("/x/a.py", "a = 1")], time.time())
+    by_cache = cli_json("cache", "stats", "--json", env=env)
+    by_spool = cli_json("spool", "stats", "--json", env=env)
+    assert by_cache["size"] == by_spool["size"] == 1
+    assert by_cache.keys() == by_spool.keys()
+    assert "cache (spool)" in cli("--help", env=env).stdout

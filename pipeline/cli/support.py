@@ -99,9 +99,10 @@ def open_store_for(args: argparse.Namespace) -> tuple[Any, Any]:
 # Operator command groups (dlq, circuit, cache, drain): parsers, SEQ arguments, tables
 
 
-def action_group(parent: Any, common: argparse.ArgumentParser, name: str, help: str, dest: str) -> Any:
+def action_group(parent: Any, common: argparse.ArgumentParser, name: str, help: str, dest: str,
+                 aliases: Sequence[str] = ()) -> Any:
     """``pattern-tracker NAME ACTION …``: a command whose ACTION is required."""
-    p = one_line_errors(parent.add_parser(name, parents=[common], help=help, description=help))
+    p = one_line_errors(parent.add_parser(name, aliases=list(aliases), parents=[common], help=help, description=help))
     g = p.add_subparsers(dest=dest, metavar="ACTION")
     g.required = True
     return g
