@@ -38,11 +38,12 @@ def run_cli(*args: str, env: dict[str, str], input: bytes | None = None, timeout
 
 
 @contextmanager
-def serve(data_dir: Path, *extra: str, env_extra: dict[str, str] | None = None) -> Iterator[str]:
-    """`pattern-tracker serve --port 0` in a subprocess; yields its base URL."""
+def serve(data_dir: Path, *extra: str, env_extra: dict[str, str] | None = None, script: Path = BIN,
+          cwd: Path | None = None) -> Iterator[str]:
+    """`pattern-tracker serve --port 0` in a subprocess (``script``: another install's); yields its base URL."""
     env = cli_env(data_dir, **(env_extra or {}))
-    proc = subprocess.Popen([str(BIN), "serve", "--port", "0", *extra], env=env, stderr=subprocess.PIPE,
-                            stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen([str(script), "serve", "--port", "0", *extra], env=env, stderr=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, cwd=cwd)
     try:
         assert proc.stderr is not None
         deadline = time.monotonic() + 30

@@ -14,14 +14,14 @@ import signal
 import subprocess
 import sys
 import sysconfig
-import time
+import urllib.request
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.clitools import cli_env, stop, wait_for
+from tests.clitools import cli_env, serve, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -137,20 +137,6 @@ def test_hook_then_run_then_serve_from_the_wheel(installed, tmp_path) -> None:
     assert "Traceback" not in err
 
     # `serve` starts from the wheel and answers the Phase 4 health endpoint.
-    srv = subprocess.Popen([str(installed["venv"] / "bin" / "pattern-tracker"), "serve", "--port", "0"],
-                           cwd=installed["cwd"], env=cli_env(tmp_path / "served"), stderr=subprocess.PIPE,
-                           stdout=subprocess.DEVNULL)
-    try:
-        assert srv.stderr is not None
-        deadline = time.monotonic() + 30
-        url = None
-        while time.monotonic() < deadline and url is None:
-            m = re.search(r"serving Phase 4 API on (http://\S+)", srv.stderr.readline().decode())
-            url = m.group(1) if m else None
-        assert url, "serve did not start from the wheel"
-        import urllib.request
-
+    with serve(tmp_path / "served", script=installed["venv"] / "bin" / "pattern-tracker", cwd=installed["cwd"]) as url:
         with urllib.request.urlopen(url.rstrip("/") + "/health", timeout=10) as resp:
             assert json.loads(resp.read())["status"] in ("healthy", "degraded")
-    finally:
-        stop(srv)
