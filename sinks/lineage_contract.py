@@ -1,8 +1,13 @@
 """The lineage store interface: the operations serve and the embedded sink use, and their errors.
 
-One implementation today (:class:`pattern_tracker.sinks.lineage_store.LineageStore`, on LMDB);
-a second one (PostgreSQL) follows the same contract: the Phase 4 API contract
-(docs/phase4-contract.md) and the behaviour of the real service, down to the error texts.
+Two shapes of one contract (the Phase 4 API contract, docs/phase4-contract.md, and the behaviour
+of the real service, down to the error texts):
+
+* :class:`LineageBackend` blocks: the LMDB store (:class:`pattern_tracker.sinks.lineage_store.LineageStore`),
+  which the embedded sink calls from the pipeline's threads;
+* :class:`AsyncLineageBackend` awaits: what ``serve`` talks to. A blocking backend becomes one
+  through :class:`pattern_tracker.sinks.lineage_threaded.ThreadedLineage` (one worker thread); a
+  database backend implements it natively.
 """
 
 from __future__ import annotations
@@ -14,7 +19,10 @@ from pattern_tracker.model.events import TrackRequest
 
 __all__ = [
     "OPERATIONS",
+    "AsyncLineageBackend",
+    "FilesPage",
     "LineageBackend",
+    "LineageUnavailable",
     "LineageValidationError",
     "PatternNotFound",
     "TrackResult",
@@ -65,6 +73,30 @@ class PatternNotFound(LookupError):
         super().__init__(self.detail)
 
 
+class LineageUnavailable(RuntimeError):
+    """The store cannot answer now (a database down or restarting, no connection in time).
+
+    ``serve`` answers 503 with ``Retry-After: retry_after`` (the tracker's breaker and spool keep
+    the events), and its ``/health`` names ``component`` with ``reason``. Never holds a password.
+    """
+
+    def __init__(self, component: str, reason: str, retry_after: int = 2) -> None:
+        super().__init__(f"{component} unavailable: {reason}")
+        self.component = component
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+# One page of tracked files (stand-in extension, never part of the service's contract):
+# {"files": [FileSummary...], "next": cursor or None}. A FileSummary is a dict with
+#   file_path, language, versions (nodes of that path), first_seen, last_seen (created_at of the
+#   oldest / newest node), last_edit (the newest node's edit time: pattern_data["occurred_at"] when
+#   present, else its created_at), last_session (pattern_data["session_id"] or None), last_tool,
+#   last_pattern_id, last_pattern_version, last_generation.
+# Files are ordered by file_path (code-point order); ``next`` is the last path of the page, passed
+# back as ``after``. ``search`` keeps the paths holding it (case-insensitive substring).
+FilesPage = dict[str, Any]
+
 # One event's result in a batch: the ``data`` of its success body, or the rule it broke.
 TrackResult = dict[str, Any] | LineageValidationError
 
@@ -100,4 +132,53 @@ class LineageBackend(Protocol):
 
     def count(self) -> int:
         """Number of nodes (also the health probe)."""
+        ...
+
+    def get(self, pattern_id: str, version: str | None = None) -> dict[str, Any] | None:
+        """One node as a dict (the given version, or the newest), or None."""
+        ...
+
+    def list_files(self, search: str | None = None, after: str | None = None, limit: int = 50) -> FilesPage:
+        """One page of tracked files (see :data:`FilesPage`), answered from indexes, not a full scan
+        per page where it can be helped: the UI pages through 100k nodes' files."""
+        ...
+
+
+class AsyncLineageBackend(Protocol):
+    """What ``serve`` asks of a lineage store: :class:`LineageBackend`'s operations, awaited.
+
+    A failure to reach the store raises :class:`LineageUnavailable` (serve answers 503).
+    ``start`` opens it (a database backend connects and migrates its schema), ``close`` releases it.
+    """
+
+    name: str  # "lmdb" or "postgresql": shown by /health and serve's start line
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def validate_batch(self, reqs: Sequence[TrackRequest]) -> str | None:
+        """Static validation: pure, no I/O, so not awaited."""
+        ...
+
+    async def track(self, req: TrackRequest) -> dict[str, Any]: ...
+
+    async def track_many(self, reqs: Sequence[TrackRequest], processing_mode: str = "sequential", *,
+                         before_commit: Callable[[], None] | None = None) -> list[TrackResult]: ...
+
+    async def ancestry(self, pattern_id: str) -> dict[str, Any]: ...
+
+    async def descendants(self, pattern_id: str) -> dict[str, Any]: ...
+
+    async def query(self, file_path: str | None = None, limit: int = 100) -> list[dict[str, Any]]: ...
+
+    async def count(self) -> int: ...
+
+    async def get(self, pattern_id: str, version: str | None = None) -> dict[str, Any] | None: ...
+
+    async def list_files(self, search: str | None = None, after: str | None = None,
+                         limit: int = 50) -> FilesPage: ...
+
+    async def status(self) -> str:
+        """``"operational"``, or why not (``"database_unavailable: <reason>"``): the health probe."""
         ...

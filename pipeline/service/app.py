@@ -10,21 +10,19 @@ from __future__ import annotations
 import asyncio
 import collections
 import hmac
+import inspect
 import logging
 import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
-import lmdb
 import msgspec
 from aiohttp import web
 
 from pattern_tracker import __version__
-from pattern_tracker.core.store import StoreError
 from pattern_tracker.model.api import PREFIX
 from pattern_tracker.model.events import TrackRequest
 from pattern_tracker.service.group_commit import BatchWriter
@@ -36,9 +34,11 @@ from pattern_tracker.service.wire import (
     op_metadata,
     read_body,
     store_failure,
+    store_unavailable,
     unprocessable,
 )
 from pattern_tracker.sinks.lineage_contract import (
+    AsyncLineageBackend,
     LineageBackend,
     LineageValidationError,
     PatternNotFound,
@@ -46,6 +46,7 @@ from pattern_tracker.sinks.lineage_contract import (
     operation_for,
 )
 from pattern_tracker.sinks.lineage_layout import random_uuids
+from pattern_tracker.sinks.lineage_threaded import ThreadedLineage
 
 __all__ = ["DEFAULT_MAX_REQUEST_BYTES", "STATE", "FaultHook", "FaultInjector", "Middleware", "build_app"]
 
@@ -84,7 +85,7 @@ class FaultInjector(Protocol):
 
 
 class _State:
-    def __init__(self, lineage: LineageBackend, token: str | None, max_request_bytes: int, rate_limit: int,
+    def __init__(self, lineage: AsyncLineageBackend, token: str | None, max_request_bytes: int, rate_limit: int,
                  fault_hook: FaultHook | None, chaos: FaultInjector | None = None) -> None:
         self.lineage = lineage
         self.token = token.encode() if token else None
@@ -92,13 +93,9 @@ class _State:
         self.rate_limit = rate_limit
         self.fault_hook = fault_hook
         self.chaos = chaos
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lineage-store")
-        self.batches = BatchWriter(self.run, lineage)
+        self.batches = BatchWriter(lineage)
         self.started = time.monotonic()
         self.window: collections.deque[float] = collections.deque()
-
-    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
 
 STATE: web.AppKey[_State] = web.AppKey("pattern_tracker_serve_state", _State)
@@ -124,7 +121,7 @@ async def track(request: web.Request) -> web.Response:
     operation = operation_for(req.event_type)
     try:
         t0 = time.perf_counter()
-        data = await asyncio.wait_for(st.run(st.lineage.track, req), _TRACK_TIMEOUT)
+        data = await asyncio.wait_for(st.lineage.track(req), _TRACK_TIMEOUT)
         duration = ms_since(t0)
     except LineageValidationError as exc:
         if exc.kind == "static":
@@ -197,7 +194,7 @@ async def track_batch(request: web.Request) -> web.Response:
     except (TimeoutError, asyncio.TimeoutError):
         return json_response({"detail": "Batch tracking operation timed out"}, status=504)
     except Exception as exc:  # noqa: BLE001
-        if isinstance(exc, (StoreError, lmdb.Error)):
+        if store_unavailable(exc):
             return store_failure(exc)
         log.exception("batch lineage tracking failed")
         return json_response({"detail": f"Batch lineage tracking failed: {exc}"}, status=500)
@@ -226,7 +223,7 @@ async def lineage_graph(request: web.Request) -> web.Response:
     fn = st.lineage.ancestry if query_type == "ancestry" else st.lineage.descendants
     try:
         t0 = time.perf_counter()
-        data = await asyncio.wait_for(st.run(fn, pattern_id), _TRACK_TIMEOUT)
+        data = await asyncio.wait_for(fn(pattern_id), _TRACK_TIMEOUT)
         duration = ms_since(t0)
     except PatternNotFound as exc:
         return json_response({"success": False, "error": exc.detail,
@@ -236,7 +233,7 @@ async def lineage_graph(request: web.Request) -> web.Response:
     except (TimeoutError, asyncio.TimeoutError):
         return json_response({"detail": "Query operation timed out"}, status=504)
     except Exception as exc:  # noqa: BLE001
-        if isinstance(exc, (StoreError, lmdb.Error)):
+        if store_unavailable(exc):
             return store_failure(exc)
         log.exception("lineage query failed")
         return json_response({"detail": f"Lineage query failed: {exc}"}, status=500)
@@ -264,9 +261,9 @@ async def query(request: web.Request) -> web.Response:
                                 else "Input should be greater than or equal to 1",
                                 "input": raw_limit}])
     try:
-        nodes = await st.run(st.lineage.query, file_path, limit)
+        nodes = await st.lineage.query(file_path, limit)
     except Exception as exc:  # noqa: BLE001
-        if isinstance(exc, (StoreError, lmdb.Error)):
+        if store_unavailable(exc):
             return store_failure(exc)
         log.exception("lineage query failed")
         return json_response({"detail": f"Lineage query failed: {exc}"}, status=500)
@@ -275,20 +272,16 @@ async def query(request: web.Request) -> web.Response:
                                "processing_time_ms": ms_since(start), "limit": limit}})
 
 
-def _store_status(st: _State) -> str:
+async def _store_status(st: _State) -> str:
     if st.chaos is not None and st.chaos.degraded():
         return "database_unavailable"
-    try:
-        st.lineage.count()
-        return "operational"
-    except Exception as exc:  # noqa: BLE001
-        return f"error: {exc}"
+    return await st.lineage.status()
 
 
 async def root_health(request: web.Request) -> web.Response:
     st = request.app[STATE]
-    component = _store_status(st)
-    status = "healthy" if component == "operational" else "degraded" if component == "database_unavailable" \
+    component = await _store_status(st)
+    status = "healthy" if component == "operational" else "degraded" if component.startswith("database_unavailable") \
         else "unhealthy"
     return json_response({"status": status,
                   "service": "pattern-tracker",
@@ -301,7 +294,7 @@ async def root_health(request: web.Request) -> web.Response:
 async def api_health(request: web.Request) -> web.Response:
     st = request.app[STATE]
     start = time.perf_counter()
-    component = _store_status(st)
+    component = await _store_status(st)
     now = time.monotonic()
     current = sum(1 for t in st.window if now - t < 60.0)
     return json_response({"status": "healthy" if component == "operational" else "degraded",
@@ -375,7 +368,7 @@ async def _rate_limit(request: web.Request, handler: Callable[[web.Request], Awa
 
 
 def build_app(
-    lineage: LineageBackend,
+    lineage: LineageBackend | AsyncLineageBackend,
     *,
     token: str | None = None,
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
@@ -384,7 +377,8 @@ def build_app(
     middlewares: Sequence[Middleware] = (),
     chaos: FaultInjector | None = None,
 ) -> web.Application:
-    """The Phase 4 API over ``lineage``. ``rate_limit_per_minute=0`` means unlimited; ``fault_hook``
+    """The Phase 4 API over ``lineage`` (a blocking backend is awaited on a worker thread of its
+    own, :class:`ThreadedLineage`); the app starts and closes it. ``rate_limit_per_minute=0`` means unlimited; ``fault_hook``
     (an async ``request -> response | None``) is consulted first on every /api request.
     ``middlewares`` (aiohttp middlewares) run after the fault hook, before authentication;
     ``chaos`` (pattern_tracker.service.chaos.Chaos) adds its middleware there too, reports the health endpoints
@@ -393,7 +387,9 @@ def build_app(
     if chaos is not None:
         extra.append(chaos.middleware)
     app = web.Application(middlewares=[_errors, _faults, *extra, _auth, _rate_limit], client_max_size=max_request_bytes)
-    state = _State(lineage, token, max_request_bytes, rate_limit_per_minute, fault_hook, chaos)
+    backend: AsyncLineageBackend = lineage if inspect.iscoroutinefunction(getattr(lineage, "track", None)) \
+        else ThreadedLineage(lineage)  # type: ignore[arg-type]
+    state = _State(backend, token, max_request_bytes, rate_limit_per_minute, fault_hook, chaos)
     app[STATE] = state
     app.router.add_get("/health", root_health)
     app.router.add_get(PREFIX + "/health", api_health)
@@ -402,9 +398,13 @@ def build_app(
     app.router.add_get(PREFIX + "/lineage/query", query)  # before {pattern_id}
     app.router.add_get(PREFIX + "/lineage/{pattern_id}", lineage_graph)
 
-    async def _shutdown(_app: web.Application) -> None:
-        state.executor.shutdown(wait=True)
+    async def _start(_app: web.Application) -> None:
+        await backend.start()
 
+    async def _shutdown(_app: web.Application) -> None:
+        await backend.close()
+
+    app.on_startup.append(_start)
     app.on_cleanup.append(_shutdown)
     if chaos is not None:
         async def _chaos_start(_app: web.Application) -> None:

@@ -6,19 +6,15 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Iterator, Sequence
+from typing import NamedTuple
 
 from pattern_tracker.model.events import TrackRequest
-from pattern_tracker.sinks.lineage_contract import LineageBackend, TrackResult
+from pattern_tracker.sinks.lineage_contract import AsyncLineageBackend, TrackResult
 
 __all__ = ["ORDER_WAIT", "BatchWriter"]
 
 ORDER_WAIT = 0.5  # seconds a transaction may wait for a batch request that arrived before its own
-
-# Runs a blocking call on the store's worker thread (``loop.run_in_executor``).
-StoreRunner = Callable[..., Awaitable[Any]]
-
 
 class _Job(NamedTuple):
     """One batch request waiting for the store."""
@@ -44,8 +40,7 @@ class BatchWriter:
     so a stalled upload holds nobody up for long).
     """
 
-    def __init__(self, run: StoreRunner, lineage: LineageBackend) -> None:
-        self._run = run  # the store's worker thread
+    def __init__(self, lineage: AsyncLineageBackend) -> None:
         self._lineage = lineage
         self._waiting: list[_Job] = []
         self._drainer: asyncio.Task[None] | None = None
@@ -112,8 +107,7 @@ class BatchWriter:
         t0 = time.perf_counter()
         self._not_executing.clear()
         try:
-            results = await self._run(functools.partial(self._lineage.track_many, events,
-                                                        before_commit=executed))
+            results = await self._lineage.track_many(events, before_commit=executed)
         except asyncio.CancelledError:  # the loop is shutting down
             for job in jobs:
                 job.done.cancel()

@@ -15,8 +15,10 @@ import msgspec
 from aiohttp import web
 
 from pattern_tracker.core.store import StoreError
+from pattern_tracker.sinks.lineage_contract import LineageUnavailable
 
-__all__ = ["decode_body", "json_response", "ms_since", "op_metadata", "read_body", "store_failure", "unprocessable"]
+__all__ = ["decode_body", "json_response", "ms_since", "op_metadata", "read_body", "store_failure",
+           "store_unavailable", "unprocessable"]
 
 log = logging.getLogger("pattern_tracker.service.serve")  # one logger for the stand-in, whichever module
 
@@ -120,9 +122,16 @@ def op_metadata(operation: str, pattern_id: str, duration_ms: float, **extra: An
             "pattern_id": pattern_id, **extra}
 
 
+def store_unavailable(exc: BaseException) -> bool:
+    """The store could not answer (503, retry later), as opposed to a bug of ours (500)."""
+    return isinstance(exc, (StoreError, lmdb.Error, LineageUnavailable))
+
+
 def store_failure(exc: Exception) -> web.Response:
-    if isinstance(exc, (StoreError, lmdb.Error)):
+    if store_unavailable(exc):
         log.error("lineage store unavailable: %s", exc)
-        return json_response({"detail": "Database connection not available"}, status=503)
+        retry_after = exc.retry_after if isinstance(exc, LineageUnavailable) else 1
+        return json_response({"detail": "Database connection not available"}, status=503,
+                             headers={"Retry-After": str(retry_after)})
     log.exception("lineage tracking failed")
     return json_response({"detail": f"Lineage tracking failed: {exc}"}, status=500)
