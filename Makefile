@@ -45,6 +45,8 @@ run: $(STAMP)
 # violation fails make test before the suite starts (tests/test_architecture.py checks it too).
 test: $(TEST_STAMP)
 	$(COMPILE)
+	@command -v chromium >/dev/null 2>&1 || echo "note: browser tests skip without Chromium: apt-get install chromium (CI's .ci/run does)"
+	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || command -v postgres >/dev/null 2>&1 || echo "note: PostgreSQL tests skip without its server: apt-get install postgresql (CI's .ci/run does)"
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q tests
 

@@ -58,3 +58,6 @@ async def serve_factory(lineage) -> AsyncIterator[Callable[..., Awaitable[str]]]
 @pytest.fixture
 async def serve_url(serve_factory) -> str:
     return await serve_factory()
+
+
+from tests.browser import browser, page  # noqa: E402,F401 - the web pages' fixtures (real Chromium)
