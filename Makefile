@@ -18,7 +18,8 @@ venv: $(STAMP)
 EDITABLE := --config-settings editable_mode=strict
 # pip's build warnings go to a log, shown only when the install fails.
 PIP = sh -c '$(BIN)/python -m pip install --quiet "$$@" >$(VENV)/pip.log 2>&1 || { cat $(VENV)/pip.log; exit 1; }' pip
-SOURCE_DIRS := $(filter-out %__pycache__/,$(wildcard pipeline pipeline/*/ operators sinks config config/chaos))
+SOURCE_DIRS := $(filter-out %__pycache__/,$(wildcard pipeline pipeline/*/ operators sinks config config/chaos \
+	pipeline/web/static/*/ pipeline/web/static/*/*/))
 $(STAMP): pyproject.toml $(SOURCE_DIRS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip

@@ -1,0 +1,55 @@
+"""The web faces' shared serving rules: static files from the package, and the headers every page gets.
+
+Both the lineage explorer (``serve``) and the operations dashboard (the status port) serve files
+shipped inside the package (``pattern_tracker/web/static``; no CDN, no network, no build step)
+with one strict Content-Security-Policy: scripts and styles only from this origin, nothing inline,
+no framing. Code and file names shown by the pages are untrusted; the CSP is the second fence
+after the pages' own escaping (they only ever set ``textContent``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from importlib import resources
+from pathlib import Path
+
+from aiohttp import web
+
+__all__ = ["CSP", "SECURITY_HEADERS", "add_static", "secure_headers", "static_root"]
+
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-store",
+}
+
+
+def static_root() -> Path:
+    """The package's static folder (a real directory: the wheel and the editable install both unpack it)."""
+    return Path(str(resources.files("pattern_tracker.web") / "static"))
+
+
+def add_static(app: web.Application, prefix: str = "/ui/static") -> None:
+    """Serve ``static_root()`` under ``prefix`` (no directory listings, no symlinks out of it)."""
+    app.router.add_static(prefix, static_root(), show_index=False, follow_symlinks=False, append_version=False)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def secure_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every answer under ``/ui`` carries :data:`SECURITY_HEADERS` (static files keep a short cache)."""
+    response = await handler(request)
+    if request.path == "/ui" or request.path.startswith("/ui/"):
+        for name, value in SECURITY_HEADERS.items():
+            if name == "Cache-Control" and request.path.startswith("/ui/static/"):
+                response.headers[name] = "max-age=300"
+            else:
+                response.headers[name] = value
+    return response
