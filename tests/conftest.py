@@ -61,3 +61,4 @@ async def serve_url(serve_factory) -> str:
 
 
 from tests.browser import browser, page  # noqa: E402,F401 - the web pages' fixtures (real Chromium)
+from tests.pgserver import pg_server, pg_url  # noqa: F401 - a real PostgreSQL (session server, a database per test)
