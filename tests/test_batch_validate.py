@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import msgspec
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import pytest
 from reactivex.testing import ReactiveTest, TestScheduler
 
@@ -107,3 +109,37 @@ def test_validate_operator_routes_invalid_events() -> None:
     # The valid part of each chunk goes on; a chunk left empty is dropped.
     assert [m.value.value for m in results.messages if m.value.kind == "N"] == [[good]]
     assert rejected == [(bad.event_id, "pattern_modified needs a parent pattern id")] * 2
+
+
+# Mostly valid values, so that the one rule an example breaks is what the fast path must catch.
+_TEXT = st.sampled_from(["x"] * 12 + [None, "", "p" * 50, "p" * 51, "q" * 100, "q" * 101, "r" * 255, "r" * 256])
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    event_type=st.sampled_from(["pattern_created", "pattern_modified", "pattern_forked", "pattern_merged",
+                                "pattern_applied", "pattern_exploded"]),
+    pattern_id=_TEXT, pattern_version=_TEXT, pattern_name=_TEXT, pattern_type=_TEXT, language=_TEXT,
+    triggered_by=_TEXT,
+    edge_type=st.sampled_from([None, "modified_from", "sideways"]),
+    transformation_type=st.sampled_from([None, "refactor", "magic"]),
+    parents=st.lists(st.sampled_from(["", "a", "b"]), max_size=3),
+)
+def test_the_fast_path_never_passes_what_the_rules_refuse(event_type, pattern_id, pattern_version, pattern_name,
+                                                          pattern_type, language, triggered_by, edge_type,
+                                                          transformation_type, parents) -> None:
+    """validate_event answers most events in one expression: it must agree with the rule walk."""
+    from pattern_tracker.model.events import PatternEvent
+    from pattern_tracker.operators.validate import plainly_valid, refusal
+
+    ev = PatternEvent(event_id="e", event_type=event_type, pattern_id=pattern_id, pattern_version=pattern_version,
+                      pattern_name=pattern_name, pattern_type=pattern_type, language=language,
+                      triggered_by=triggered_by, edge_type=edge_type, transformation_type=transformation_type,
+                      parent_pattern_ids=parents)  # the constructor does not check types: odd values reach us
+    try:
+        expected = refusal(ev)
+    except TypeError:  # the walk itself cannot read it (None for a required str): not a real event
+        return
+    if plainly_valid(ev):
+        assert expected is None
+    assert validate_event(ev) == expected
