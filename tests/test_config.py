@@ -231,6 +231,7 @@ NAMED_VALUES = {
     "PATTERN_TRACKING_API_TOKEN": ("0123", "0123"),  # verbatim: not YAML octal, not an int
     "PATTERN_TRACKER_DATA_DIR": ("/tmp/x", "/tmp/x"),
     "PATTERN_TRACKER_LOG_LEVEL": ("debug", "DEBUG"),  # case-insensitive
+    "PATTERN_TRACKER_SERVE_STORE": ("postgresql://u:pw@db:5432/lineage", "postgresql://u:pw@db:5432/lineage"),
 }
 
 

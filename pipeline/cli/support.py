@@ -42,7 +42,9 @@ def load(args: argparse.Namespace) -> Any:
 
     loaded = load_config(getattr(args, "config", None))
     cfg = loaded.config
-    for secret in (cfg.api.token, cfg.serve.token, cfg.monitoring.alerting.webhook_url):
+    from pattern_tracker.settings.store_url import store_password
+
+    for secret in (cfg.api.token, cfg.serve.token, cfg.monitoring.alerting.webhook_url, store_password(cfg.serve.store)):
         add_secret(secret)  # masked in every log line, wherever the value came from
     setup_logging(cfg.logging.level, cfg.logging.format, cfg.logging.file, debug=getattr(args, "debug", False))
     return loaded

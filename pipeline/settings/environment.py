@@ -32,6 +32,7 @@ ENV_VARS: dict[str, str] = {
     "PATTERN_TRACKING_API_TOKEN": "api.token",
     "PATTERN_TRACKER_DATA_DIR": "storage.data_dir",
     "PATTERN_TRACKER_LOG_LEVEL": "logging.level",
+    "PATTERN_TRACKER_SERVE_STORE": "serve.store",
 }
 # Legacy names, applied first so that the named variable for the same key wins.
 ENV_ALIASES: dict[str, str] = {"INTELLIGENCE_SERVICE_URL": "api.url"}

@@ -23,6 +23,7 @@ from pattern_tracker.settings.errors import ConfigError
 from pattern_tracker.settings.introspect import describe_allowed, field_at, leaf_keys, short_repr, unwrap_annotated, value_kind
 from pattern_tracker.settings.locations import DEFAULT_LABEL, DEFAULT_YAML, user_config_path
 from pattern_tracker.settings.schema import BUILTIN_ORIGIN, Config, LoadedConfig
+from pattern_tracker.settings.store_url import STORE_URL_FORM, mask_store_url, store_url_problem
 from pattern_tracker.settings.yaml_layer import MergeState, merge_yaml_file, read_config_text
 
 DEFAULT_CONFIG_PATH = Path(DEFAULT_YAML).resolve()
@@ -101,6 +102,7 @@ def _finish(state: MergeState, sources: list[str]) -> LoadedConfig:
     except msgspec.ValidationError as exc:
         raise _validation_error(exc, state) from None
     _check_patterns(config, state)
+    _check_store(config, state)
     origins = {}
     for key in leaf_keys(Config):  # every leaf, in section order
         origins[key] = state.origins.get(key, BUILTIN_ORIGIN)
@@ -120,6 +122,17 @@ def _check_patterns(config: Config, state: MergeState) -> None:
                 f"{key}[{i}] = {short_repr(pattern)} (from {origin}): expected a regular expression ({exc})",
                 key=f"{key}[{i}]", origin=origin, allowed="a regular expression",
             ) from None
+
+
+def _check_store(config: Config, state: MergeState) -> None:
+    """``serve.store`` must be a PostgreSQL URL; the line shows it with its password masked."""
+    url = config.serve.store
+    problem = store_url_problem(url) if url is not None else None
+    if problem is not None:
+        key = "serve.store"
+        origin = state.origins.get(key, BUILTIN_ORIGIN)
+        raise ConfigError(f"{key} = {short_repr(mask_store_url(url))} (from {origin}): {problem}",
+                          key=key, origin=origin, allowed=STORE_URL_FORM)
 
 
 # --------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import yaml
 
 from pattern_tracker.settings.introspect import leaf_keys
 from pattern_tracker.settings.schema import Config, LoadedConfig
+from pattern_tracker.settings.store_url import mask_store_url
 
 
 _SECRET_KEYS = frozenset({"api.token", "serve.token"})
@@ -45,6 +46,8 @@ def _masked(config: Config) -> dict[str, Any]:
             value = d[name]
             if isinstance(value, str):
                 d[name] = "***" if key in _SECRET_KEYS else _mask_url(value, _URL_KEYS[key])
+    if isinstance(config.serve.store, str):
+        data["serve"]["store"] = mask_store_url(config.serve.store)  # the user and host shown, the password not
     return data
 
 

@@ -143,6 +143,11 @@ class ServeConfig(_Section):
     token: NonEmptyStr | None = None  # secret
     max_request_bytes: PosInt = 10485760
     rate_limit_per_minute: NonNegInt = 0  # 0 = unlimited
+    store: NonEmptyStr | None = None  # None = the embedded LMDB store; postgresql://… (its password a secret)
+    pool_min_size: NonNegInt = 1  # PostgreSQL connections kept open per replica
+    pool_max_size: PosInt = 10  # at most this many per replica
+    connect_timeout: PosFloat = 5.0  # seconds to connect, or to wait for a pooled connection
+    statement_timeout: PosFloat = 10.0  # seconds one SQL statement may run
 
 
 class LoggingConfig(_Section):

@@ -1,0 +1,68 @@
+"""``serve.store`` / ``serve --store``: is it a PostgreSQL URL, and the same URL with its password hidden.
+
+Checked when the configuration loads (a bad scheme or an unparsable URL is one line naming the key
+or option, exit 2) and before ``serve`` connects. Only the shape is checked here; libpq's own
+parser (the driver, at start) judges the options (``?sslmode=…``). Standard library only.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
+
+__all__ = ["SCHEMES", "STORE_URL_FORM", "mask_store_url", "store_password", "store_url_problem"]
+
+SCHEMES = ("postgresql", "postgres")
+STORE_URL_FORM = "a postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE URL"
+_MASK = "***"
+
+
+def store_url_problem(url: str) -> str | None:
+    """Why ``url`` is not a PostgreSQL URL (one short clause, no password in it), or None."""
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 - raises ValueError for a port that is not 0..65535
+    except ValueError as exc:
+        return f"expected {STORE_URL_FORM} ({exc})"
+    if parts.scheme.lower() not in SCHEMES:
+        got = f"scheme {parts.scheme!r}" if parts.scheme else "no scheme"
+        return f"expected {STORE_URL_FORM} ({got}; use postgresql:// or postgres://)"
+    if not parts.netloc and not parts.query:
+        return f"expected {STORE_URL_FORM} (no host)"
+    return None
+
+
+def store_password(url: str | None) -> str | None:
+    """The password ``url`` carries (in its user part or as ``?password=``), decoded, or None."""
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return None
+    if password:
+        return unquote(password)
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key == "password" and value:
+            return value
+    return None
+
+
+def mask_store_url(url: str) -> str:
+    """``url`` with its password (user part and ``?password=``) replaced by ``***``; the user, host,
+    port, database and other options shown. Something unparsable becomes ``***`` as a whole."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return _MASK
+    shown = url
+    if password is not None:
+        userinfo, _, hostport = parts.netloc.rpartition("@")
+        shown = shown.replace(parts.netloc, f"{userinfo.partition(':')[0]}:{_MASK}@{hostport}", 1)
+    if parts.query:
+        pairs = parse_qsl(parts.query, keep_blank_values=True)
+        if any(k == "password" for k, _ in pairs):
+            query = urlencode([(k, _MASK if k == "password" else v) for k, v in pairs], safe="*/")
+            shown = shown.replace("?" + parts.query, "?" + query, 1)
+    return shown
