@@ -8,7 +8,8 @@ environment. The parts, each readable alone:
 * :mod:`~pattern_tracker.sinks.lineage_rules` — the track semantics (the Phase 4 API contract,
   docs/phase4-contract.md): validation, parent resolution, the node an event makes;
 * :mod:`~pattern_tracker.sinks.lineage_layout` — records, keys and named dbs in LMDB;
-* :mod:`~pattern_tracker.sinks.lineage_walks` — ancestry, descendants, the nodes of a file.
+* :mod:`~pattern_tracker.sinks.lineage_walks` — ancestry, descendants, the nodes of a file;
+* :mod:`~pattern_tracker.sinks.lineage_listing` — one page of tracked files (the UI's listing).
 
 This module keeps the transactions: one write transaction per ``track_many``, one read
 transaction per query.
@@ -23,9 +24,10 @@ import lmdb
 
 from pattern_tracker.core.store import Store, from_u64, u64
 from pattern_tracker.model.events import TrackRequest
-from pattern_tracker.sinks import lineage_walks
+from pattern_tracker.sinks import lineage_listing, lineage_walks
 from pattern_tracker.sinks.lineage_contract import (
     OPERATIONS,
+    FilesPage,
     LineageValidationError,
     PatternNotFound,
     TrackResult,
@@ -73,6 +75,7 @@ class LineageStore:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.dbs = LineageDbs.of(store)
+        self.listing = lineage_listing.FileListing()
 
     # -- writes -------------------------------------------------------------------------------
 
@@ -197,6 +200,11 @@ class LineageStore:
         """
         limit = max(0, int(limit))
         return self.store.read(lambda txn: lineage_walks.file_query(txn, self.dbs, file_path, limit))
+
+    def list_files(self, search: str | None = None, after: str | None = None, limit: int = 50) -> FilesPage:
+        """One page of tracked files, in path order, from the ``lineage_files`` index
+        (:mod:`~pattern_tracker.sinks.lineage_listing`; the shape: ``FilesPage``)."""
+        return self.store.read(lambda txn: self.listing.page(txn, self.dbs, search, after, limit))
 
     def count(self) -> int:
         """Number of nodes."""

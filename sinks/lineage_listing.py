@@ -1,0 +1,222 @@
+"""One page of tracked files from the ``lineage_files`` index: the walk behind ``LineageStore.list_files``.
+
+The index (:mod:`pattern_tracker.sinks.lineage_layout`) is ``K(file_path) \\0 u64(seq) -> node key``:
+its keys are already grouped by file and ordered by path (UTF-8 byte order is code-point order),
+each file's entries oldest first. So a page is a cursor walk that starts just past ``after``
+(:func:`_start_key`), counts each shown file's entries and reads two nodes of it (its oldest
+and newest): a page reads no more of the store than it shows.
+
+Paths too long for a key are kept under ``\\x01`` + a digest (``key_of``), which sorts before
+every readable key and says nothing of the path: those few files are read up front (the node
+holds the real path) and merged into the walk in path order.
+
+Search (a case-insensitive substring of the path) has to look at every file past ``after``:
+walking the index for it costs ~50 ms at 100k files. :class:`FileListing` therefore keeps the
+distinct paths, lower-cased, in memory (a few MB at 100k files), stamped with the store's node
+sequence and the index's entry count: while nothing was tracked since, a search is a loop over
+that list (~5 ms at 100k files); after a write the list is rebuilt once, at about the cost of
+one walk.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from typing import Any, NamedTuple
+
+import lmdb
+import msgspec
+
+from pattern_tracker.sinks.lineage_contract import FilesPage
+from pattern_tracker.sinks.lineage_layout import SEQ_KEY, LineageDbs, NodeHead, node_decoder
+
+__all__ = ["MAX_LIMIT", "FileListing"]
+
+MAX_LIMIT = 1000  # a page never holds more files than this, whatever is asked
+_HASHED = b"\x01"
+
+
+class _Oldest(NodeHead, array_like=True, gc=False):
+    """A stored node decoded as far as its ``created_at`` and ``file_path`` (the rest is skipped)."""
+
+    created_at: str
+    file_path: str | None
+
+
+_oldest_decoder = msgspec.msgpack.Decoder(_Oldest)
+
+
+class _Entries(NamedTuple):
+    """One file's run of index entries: how many, and the node keys of its oldest and newest."""
+
+    count: int
+    first: bytes
+    last: bytes
+
+
+class _Names:
+    """The distinct readable file keys in index order, their paths lower-cased, and the store's
+    state they were read at (``stamp``)."""
+
+    def __init__(self, stamp: tuple[bytes | None, int], keys: list[bytes]) -> None:
+        self.stamp = stamp
+        self.keys = keys
+        self.lowered = [k.decode("utf-8", "surrogatepass").lower() for k in keys]
+
+    def matching(self, needle: str, start: bytes) -> Iterator[bytes]:
+        """The keys from ``start`` on whose path holds ``needle`` (lower-cased)."""
+        keys, lowered = self.keys, self.lowered
+        for i in range(bisect.bisect_left(keys, start), len(keys)):
+            if needle in lowered[i]:
+                yield keys[i]
+
+
+class FileListing:
+    """Pages of tracked files over one store (one per ``LineageStore``): holds the search's
+    in-memory list of paths between calls. Safe across threads: a stale or missing list is
+    rebuilt and swapped whole."""
+
+    def __init__(self) -> None:
+        self._names: _Names | None = None
+
+    def page(self, txn: lmdb.Transaction, dbs: LineageDbs, search: str | None = None, after: str | None = None,
+             limit: int = 50) -> FilesPage:
+        """Up to ``limit`` files whose path sorts past ``after`` (and holds ``search``), in path
+        order; ``next`` is the last path shown when more follow, else None (see ``FilesPage``)."""
+        limit = max(1, min(int(limit), MAX_LIMIT))
+        needle = search.lower() if search else None
+        start = _start_key(after)
+        hashed = [h for h in _hashed_files(txn, dbs)
+                  if (after is None or h[0] > after) and (needle is None or needle in h[0].lower())]
+        hashed.reverse()  # popped from the end, smallest path first
+        files: list[dict[str, Any]] = []
+        with txn.cursor(db=dbs.files) as scan, txn.cursor(db=dbs.files) as count:
+            if needle is None:
+                keys = _distinct(scan.iternext(keys=True, values=False)) if scan.set_range(start) else iter(())
+            else:
+                keys = self._current(txn, dbs, scan).matching(needle, start)
+            for fkey in keys:
+                path = fkey.decode("utf-8", "surrogatepass")
+                while hashed and hashed[-1][0] < path:
+                    if len(files) == limit:
+                        return _page(files, more=True)
+                    files.append(_summary(txn, dbs, *hashed.pop()))
+                if len(files) == limit:
+                    return _page(files, more=True)
+                count.set_range(fkey + b"\0")
+                files.append(_summary(txn, dbs, path, _entries(count, fkey)[0]))
+        while hashed:
+            if len(files) == limit:
+                return _page(files, more=True)
+            files.append(_summary(txn, dbs, *hashed.pop()))
+        return _page(files, more=False)
+
+    def _current(self, txn: lmdb.Transaction, dbs: LineageDbs, scan: lmdb.Cursor) -> _Names:
+        """The list of paths as of ``txn``: the kept one while nothing was tracked since, else a new one."""
+        stamp = (txn.get(SEQ_KEY, db=dbs.state), int(txn.stat(dbs.files)["entries"]))
+        names = self._names
+        if names is None or names.stamp != stamp:
+            keys = list(_distinct(scan.iternext(keys=True, values=False))) if scan.set_range(b"\x02") else []
+            names = self._names = _Names(stamp, keys)
+        return names
+
+
+def _page(files: list[dict[str, Any]], *, more: bool) -> FilesPage:
+    return {"files": files, "next": files[-1]["file_path"] if more and files else None}
+
+
+def _distinct(index_keys: Iterator[bytes]) -> Iterator[bytes]:
+    """The distinct file keys ``K`` of index keys in order (an index key is ``K + 0x00 + u64``)."""
+    prev = b""
+    for key in index_keys:
+        fkey = key[:-9]
+        if fkey != prev:
+            prev = fkey
+            yield fkey
+
+
+def _start_key(after: str | None) -> bytes:
+    """Where the walk of readable keys starts: the first key whose path sorts past ``after``.
+
+    Readable keys are paths of at most 400 bytes with no NUL, so for ``t``, the first 400 bytes
+    of ``after``, a path ``p`` sorts past ``after`` exactly when its key is at or past ``t + 0x01``
+    (the entries of ``t`` itself end in ``0x00 + seq``). Holds for a hashed ``after`` too.
+    """
+    if after is None:
+        return b"\x02"
+    return max(after.encode("utf-8", "surrogatepass")[:400] + b"\x01", b"\x02")
+
+
+def _file_key(index_key: bytes) -> bytes:
+    """The ``K(file_path)`` part of an index key (K never holds a NUL; the u64 after it may)."""
+    return index_key[: index_key.index(b"\0")]
+
+
+def _entries(cur: lmdb.Cursor, fkey: bytes) -> tuple[_Entries, bool]:
+    """Count the entries of the file the cursor is on (leaving it on the next file's first entry)."""
+    prefix = fkey + b"\0"
+    n = len(prefix)
+    first = last = cur.value()
+    count = 1
+    while True:
+        if not cur.next():
+            return _Entries(count, first, last), False
+        key = cur.key()
+        if key[:n] != prefix:
+            return _Entries(count, first, last), True
+        last = cur.value()
+        count += 1
+
+
+def _hashed_files(txn: lmdb.Transaction, dbs: LineageDbs) -> list[tuple[str, _Entries]]:
+    """The files kept under a digest (paths too long for a key), with their real paths, by path."""
+    out: list[tuple[str, _Entries]] = []
+    with txn.cursor(db=dbs.files) as cur:
+        positioned = cur.set_range(_HASHED)
+        while positioned and cur.key().startswith(_HASHED):
+            fkey = _file_key(cur.key())
+            entries, positioned = _entries(cur, fkey)
+            raw = txn.get(entries.first, db=dbs.nodes)
+            path = _oldest_decoder.decode(raw).file_path if raw is not None else None
+            if path:
+                out.append((path, entries))
+    out.sort(key=lambda h: h[0])
+    return out
+
+
+def _summary(txn: lmdb.Transaction, dbs: LineageDbs, path: str, entries: _Entries) -> dict[str, Any]:
+    """A ``FileSummary`` (see ``FilesPage``) from a file's oldest and newest nodes."""
+    raw_first = txn.get(entries.first, db=dbs.nodes)
+    raw_last = raw_first if entries.last == entries.first else txn.get(entries.last, db=dbs.nodes)
+    if raw_last is None:  # an index entry without its node: never written so, show what is known
+        return {"file_path": path, "language": None, "versions": entries.count, "first_seen": None,
+                "last_seen": None, "last_edit": None, "last_session": None, "last_tool": None,
+                "last_pattern_id": None, "last_pattern_version": None, "last_generation": None}
+    newest = node_decoder.decode(raw_last)
+    first_seen = _oldest_decoder.decode(raw_first).created_at if raw_first is not None else None
+    data = newest.pattern_data if isinstance(newest.pattern_data, dict) else {}
+    session = data.get("session_id")
+    return {
+        "file_path": path,
+        "language": newest.language,
+        "versions": entries.count,
+        "first_seen": first_seen,
+        "last_seen": newest.created_at,
+        "last_edit": _edit_time(data.get("occurred_at")) or newest.created_at,
+        "last_session": session if isinstance(session, str) and session else None,
+        "last_tool": newest.tool_name,
+        "last_pattern_id": newest.pattern_id,
+        "last_pattern_version": newest.pattern_version,
+        "last_generation": newest.generation,
+    }
+
+
+def _edit_time(occurred_at: Any) -> str | None:
+    """``pattern_data["occurred_at"]`` (epoch seconds) in ``created_at``'s format, or None."""
+    if isinstance(occurred_at, bool) or not isinstance(occurred_at, (int, float)) or occurred_at <= 0:
+        return None
+    try:
+        return datetime.fromtimestamp(occurred_at, timezone.utc).isoformat()
+    except (OverflowError, OSError, ValueError):
+        return None
