@@ -92,9 +92,11 @@ class LineageUnavailable(RuntimeError):
 #   file_path, language, versions (nodes of that path), first_seen, last_seen (created_at of the
 #   oldest / newest node), last_edit (the newest node's edit time: pattern_data["occurred_at"] when
 #   present, else its created_at), last_session (pattern_data["session_id"] or None), last_tool,
-#   last_pattern_id, last_pattern_version, last_generation.
-# Files are ordered by file_path (code-point order); ``next`` is the last path of the page, passed
-# back as ``after``. ``search`` keeps the paths holding it (case-insensitive substring).
+#   last_pattern_id, last_pattern_version, last_generation. Times are ISO 8601 UTC strings as
+#   created_at writes them (``datetime.isoformat()``, ``+00:00``; occurred_at is epoch seconds).
+# Files are ordered by file_path (code-point order); ``next`` is the last path of the page when more
+# files follow (else None), passed back as ``after``. ``search`` keeps the paths holding it
+# (case-insensitive substring, ``str.lower``). ``limit`` is clamped to 1..1000.
 FilesPage = dict[str, Any]
 
 # One event's result in a batch: the ``data`` of its success body, or the rule it broke.
