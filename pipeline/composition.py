@@ -10,6 +10,7 @@ import contextlib
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import msgspec
 
@@ -23,6 +24,7 @@ from pattern_tracker.state.spool import Spool, SpoolLimits
 from pattern_tracker.core.store import MIB, Store
 from pattern_tracker.telemetry import Telemetry
 from pattern_tracker.sinks.base import Sink
+from pattern_tracker.sinks.lineage_contract import AsyncLineageBackend
 
 log = logging.getLogger("pattern_tracker")
 
@@ -30,6 +32,39 @@ log = logging.getLogger("pattern_tracker")
 def open_store(cfg: Config) -> Store:
     st = cfg.storage
     return Store.open(st.data_dir_path, map_size=st.map_size_mb * MIB, max_map_size=st.max_map_size_mb * MIB)
+
+
+def open_lineage_backend(cfg: Config, store_url: str | None = None) -> tuple[AsyncLineageBackend, str]:
+    """``serve``'s lineage store and how its start line names it (never with a password).
+
+    PostgreSQL at ``store_url`` (``serve --store``), else at ``serve.store``, with the pool and
+    timeouts of the ``serve`` section; without either, the embedded LMDB store of
+    ``storage.data_dir`` (awaited on a worker thread). Nothing connects here: the app's start does.
+    """
+    url = store_url if store_url is not None else cfg.serve.store
+    if url is None:
+        from pattern_tracker.sinks.lineage_store import LineageStore
+        from pattern_tracker.sinks.lineage_threaded import ThreadedLineage
+
+        return ThreadedLineage(LineageStore(open_store(cfg))), f"lmdb {cfg.storage.data_dir_path}"
+    return postgres_lineage(cfg, url), redacted_store_url(url)
+
+
+def postgres_lineage(cfg: Config, url: str) -> Any:
+    """A :class:`~pattern_tracker.sinks.lineage_pg.PostgresLineage` at ``url`` with the ``serve``
+    section's pool and timeouts (not started)."""
+    from pattern_tracker.sinks.lineage_pg import PostgresLineage
+
+    s = cfg.serve
+    return PostgresLineage(url, min_size=s.pool_min_size, max_size=s.pool_max_size,
+                           connect_timeout=s.connect_timeout, statement_timeout=s.statement_timeout)
+
+
+def redacted_store_url(url: str) -> str:
+    """``url`` as it may be shown: no password."""
+    from pattern_tracker.sinks.lineage_pg import redact_url
+
+    return redact_url(url)
 
 
 def build_sink(cfg: Config, store: Store, telemetry: Telemetry | None = None) -> Sink:

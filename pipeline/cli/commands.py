@@ -12,6 +12,7 @@ from typing import Any
 
 from pattern_tracker.cli.running import run_sources
 from pattern_tracker.cli.support import (
+    EXIT_FAILURE,
     EXIT_OK,
     EXIT_USAGE,
     CliError,
@@ -39,8 +40,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="+", metavar="DIR")
     p.set_defaults(func=cmd_watch)
 
-    p = sub.add_parser("serve", parents=[common], help="serve the Phase 4 API over the embedded lineage store")
+    p = sub.add_parser("serve", parents=[common],
+                       help="serve the Phase 4 API over the embedded lineage store, or PostgreSQL (--store)")
     p.add_argument("--host", default=None, help="bind address (default: serve.host, 127.0.0.1)")
+    p.add_argument("--store", metavar="URL", default=None,
+                   help="lineage store: postgresql://USER[:PASSWORD]@HOST[:PORT]/DB, shared by every replica "
+                   "(default: serve.store; none = the embedded LMDB store in storage.data_dir)")
     p.add_argument("--port", type=int, default=None, help="port (default: serve.port, 8053; 0 = any free port)")
     p.add_argument("--chaos", metavar="FILE|NAME", default=None,
                    help="inject faults on the schedule in FILE, or a shipped one by NAME: "
@@ -92,10 +97,11 @@ def cmd_watch(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     loaded = load(args)
     cfg = loaded.config
-    from pattern_tracker.composition import open_store
+    from pattern_tracker.composition import open_lineage_backend
     from pattern_tracker.service.serve import ListenError, run_server
-    from pattern_tracker.sinks.lineage_store import LineageStore
+    from pattern_tracker.sinks.lineage_contract import LineageUnavailable
 
+    _check_store_option(args.store)
     host = args.host or cfg.serve.host
     port = cfg.serve.port if args.port is None else args.port
     if not 0 <= port <= 65535:
@@ -108,23 +114,39 @@ def cmd_serve(args: argparse.Namespace) -> int:
         chaos = Chaos(load_schedule(schedule), seed=args.seed, source=schedule)  # ChaosScheduleError: exit 2
     elif args.seed is not None:
         raise CliError("--seed needs --chaos FILE", EXIT_USAGE)
-    store = open_store(cfg)
+    lineage, shown = open_lineage_backend(cfg, args.store)
     try:
         asyncio.run(
             run_server(
                 host,
                 port,
-                lineage=LineageStore(store),
+                lineage=lineage,
                 token=cfg.serve.token,
                 max_request_bytes=cfg.serve.max_request_bytes,
                 rate_limit_per_minute=cfg.serve.rate_limit_per_minute,
                 chaos=chaos,
+                store=shown,
             )
         )
     except ListenError as exc:  # a busy port is the user's to change: usage error (2), one line
         hint = "choose another with --port N (--port 0 picks a free one)" if exc.port_problem else "check --host"
         raise CliError(f"{exc}; {hint}", EXIT_USAGE) from None
+    except LineageUnavailable as exc:  # the database down or refusing us at start: one line, exit 1
+        raise CliError(f"cannot open the lineage store {shown}: {exc.reason}", EXIT_FAILURE) from None
     return EXIT_OK
+
+
+def _check_store_option(url: str | None) -> None:
+    """``--store``: a PostgreSQL URL (exit 2 otherwise); its password is masked in every log line."""
+    if url is None:
+        return
+    from pattern_tracker.logs import add_secret
+    from pattern_tracker.settings.store_url import mask_store_url, store_password, store_url_problem
+
+    problem = store_url_problem(url)
+    if problem is not None:
+        raise CliError(f"--store {mask_store_url(url)}: {problem}", EXIT_USAGE)
+    add_secret(store_password(url))
 
 
 def _chaos_schedule_file(arg: str) -> str:

@@ -272,15 +272,22 @@ async def query(request: web.Request) -> web.Response:
                                "processing_time_ms": ms_since(start), "limit": limit}})
 
 
-async def _store_status(st: _State) -> str:
+async def _store_status(st: _State) -> tuple[str, dict[str, str]]:
+    """The ``lineage_tracker`` component, and for a database store its own ``database`` component
+    (``postgresql: operational`` or why not), which says which part is down."""
     if st.chaos is not None and st.chaos.degraded():
-        return "database_unavailable"
-    return await st.lineage.status()
+        return "database_unavailable", {}
+    component = await st.lineage.status()
+    name = getattr(st.lineage, "name", "lmdb")
+    if name == "lmdb":
+        return component, {}  # the embedded store is the lineage tracker: nothing more to name
+    reason = component.partition(": ")[2] if component != "operational" else ""
+    return component, {"database": f"{name}: {reason or component}"}
 
 
 async def root_health(request: web.Request) -> web.Response:
     st = request.app[STATE]
-    component = await _store_status(st)
+    component, more = await _store_status(st)
     status = "healthy" if component == "operational" else "degraded" if component.startswith("database_unavailable") \
         else "unhealthy"
     return json_response({"status": status,
@@ -288,18 +295,18 @@ async def root_health(request: web.Request) -> web.Response:
                   "service_version": __version__,
                   "uptime_seconds": round(time.monotonic() - st.started, 3),
                   "timestamp": datetime.now(timezone.utc).isoformat(),
-                  "components": {"lineage_tracker": component}})
+                  "components": {"lineage_tracker": component, **more}})
 
 
 async def api_health(request: web.Request) -> web.Response:
     st = request.app[STATE]
     start = time.perf_counter()
-    component = await _store_status(st)
+    component, more = await _store_status(st)
     now = time.monotonic()
     current = sum(1 for t in st.window if now - t < 60.0)
     return json_response({"status": "healthy" if component == "operational" else "degraded",
                   "components": {"lineage_tracker": component, "usage_analytics": "operational",
-                                 "feedback_orchestrator": "operational"},
+                                 "feedback_orchestrator": "operational", **more},
                   "performance": {"rate_limiting": {"current_window_requests": current,
                                                     "max_requests_per_window": st.rate_limit,
                                                     "window_seconds": 60}},

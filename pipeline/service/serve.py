@@ -35,7 +35,7 @@ from pattern_tracker.service.app import (
     build_app,
 )
 from pattern_tracker.service.listener import ListenError, SiteListener
-from pattern_tracker.sinks.lineage_contract import LineageBackend
+from pattern_tracker.sinks.lineage_contract import AsyncLineageBackend, LineageBackend
 
 __all__ = [
     "build_app",
@@ -54,7 +54,7 @@ log = logging.getLogger("pattern_tracker.service.serve")
 async def run_server(
     host: str,
     port: int,
-    lineage: LineageBackend,
+    lineage: LineageBackend | AsyncLineageBackend,
     *,
     token: str | None = None,
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
@@ -64,9 +64,12 @@ async def run_server(
     chaos: FaultInjector | None = None,
     access_log: bool = False,
     ready: Callable[[str], None] | None = None,
+    store: str | None = None,
 ) -> None:
     """Serve until cancelled, SIGTERM or SIGINT. Prints ``serving Phase 4 API on http://HOST:PORT``
-    to stderr (the bound port when ``port`` is 0); ``ready(url)`` is called once listening.
+    to stderr (the bound port when ``port`` is 0), followed by `` (store: STORE)`` when ``store``
+    (how the lineage store is shown: no password) is given; ``ready(url)`` is called once listening.
+    The store is opened before listening: one that cannot be reached raises ``LineageUnavailable``.
     With ``chaos``, a refused outage closes the listening socket for its phase and listens again
     on the same (bound) port afterwards."""
     app = build_app(lineage, token=token, max_request_bytes=max_request_bytes,
@@ -95,7 +98,8 @@ async def run_server(
                 installed.append(sig)
             except (NotImplementedError, RuntimeError, ValueError):
                 pass
-        print(f"serving Phase 4 API on {url}", file=sys.stderr, flush=True)
+        label = f" (store: {store})" if store else ""
+        print(f"serving Phase 4 API on {url}{label}", file=sys.stderr, flush=True)
         if ready is not None:
             ready(url)
         await stop.wait()
