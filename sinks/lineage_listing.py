@@ -22,16 +22,20 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import lmdb
 import msgspec
-
 from pattern_tracker.sinks.lineage_contract import FilesPage
-from pattern_tracker.sinks.lineage_layout import SEQ_KEY, LineageDbs, NodeHead, node_decoder
+from pattern_tracker.sinks.lineage_layout import (
+    SEQ_KEY,
+    LineageDbs,
+    NodeHead,
+    node_decoder,
+)
 
-__all__ = ["MAX_LIMIT", "FileListing"]
+__all__ = ["MAX_LIMIT", "FileListing", "edit_time"]
 
 MAX_LIMIT = 1000  # a page never holds more files than this, whatever is asked
 _HASHED = b"\x01"
@@ -203,7 +207,7 @@ def _summary(txn: lmdb.Transaction, dbs: LineageDbs, path: str, entries: _Entrie
         "versions": entries.count,
         "first_seen": first_seen,
         "last_seen": newest.created_at,
-        "last_edit": _edit_time(data.get("occurred_at")) or newest.created_at,
+        "last_edit": edit_time(data.get("occurred_at")) or newest.created_at,
         "last_session": session if isinstance(session, str) and session else None,
         "last_tool": newest.tool_name,
         "last_pattern_id": newest.pattern_id,
@@ -212,11 +216,11 @@ def _summary(txn: lmdb.Transaction, dbs: LineageDbs, path: str, entries: _Entrie
     }
 
 
-def _edit_time(occurred_at: Any) -> str | None:
+def edit_time(occurred_at: Any) -> str | None:
     """``pattern_data["occurred_at"]`` (epoch seconds) in ``created_at``'s format, or None."""
     if isinstance(occurred_at, bool) or not isinstance(occurred_at, (int, float)) or occurred_at <= 0:
         return None
     try:
-        return datetime.fromtimestamp(occurred_at, timezone.utc).isoformat()
+        return datetime.fromtimestamp(occurred_at, UTC).isoformat()
     except (OverflowError, OSError, ValueError):
         return None

@@ -8,7 +8,6 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from pattern_tracker.core.store import MIB, Store
 from pattern_tracker.model.events import TrackRequest
 from pattern_tracker.sinks.lineage_store import LineageStore

@@ -25,6 +25,7 @@ from aiohttp import web
 from pattern_tracker import __version__
 from pattern_tracker.model.api import PREFIX
 from pattern_tracker.model.events import TrackRequest
+from pattern_tracker.service import standin_api, ui_session
 from pattern_tracker.service.group_commit import BatchWriter
 from pattern_tracker.service.listener import SiteListener
 from pattern_tracker.service.wire import (
@@ -48,7 +49,7 @@ from pattern_tracker.sinks.lineage_contract import (
 from pattern_tracker.sinks.lineage_layout import random_uuids
 from pattern_tracker.sinks.lineage_threaded import ThreadedLineage
 
-__all__ = ["DEFAULT_MAX_REQUEST_BYTES", "STATE", "FaultHook", "FaultInjector", "Middleware", "build_app"]
+__all__ = ["DEFAULT_MAX_REQUEST_BYTES", "STATE", "FaultHook", "FaultInjector", "Middleware", "build_app", "open_ui"]
 
 log = logging.getLogger("pattern_tracker.service.serve")  # one logger for the stand-in, whichever module
 
@@ -96,6 +97,8 @@ class _State:
         self.batches = BatchWriter(lineage)
         self.started = time.monotonic()
         self.window: collections.deque[float] = collections.deque()
+        self.ui_public: Callable[[web.Request], bool] = lambda _request: False
+        self.ui_denied: Callable[[web.Request], web.StreamResponse | None] = lambda _request: None
 
 
 STATE: web.AppKey[_State] = web.AppKey("pattern_tracker_serve_state", _State)
@@ -347,13 +350,30 @@ async def _faults(request: web.Request, handler: Callable[[web.Request], Awaitab
 
 @web.middleware
 async def _auth(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-    token = request.app[STATE].token
-    if token is not None and request.path not in _HEALTH_PATHS:
-        header = request.headers.get("Authorization", "")
-        scheme, _, presented = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), token):
-            return json_response({"detail": "Not authenticated"}, status=401, headers={"WWW-Authenticate": "Bearer"})
+    st = request.app[STATE]
+    token = st.token
+    if token is not None and request.path not in _HEALTH_PATHS and not st.ui_public(request) \
+            and not _authenticated(request, token):
+        return st.ui_denied(request) or json_response({"detail": "Not authenticated"}, status=401,
+                                                      headers={"WWW-Authenticate": "Bearer"})
     return await handler(request)
+
+
+def _authenticated(request: web.Request, token: bytes) -> bool:
+    """The bearer token in the header, or (reads only) the web UI's session cookie (service.ui_session)."""
+    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and hmac.compare_digest(presented.strip().encode(), token):
+        return True
+    return ui_session.session_reads(request.method) and ui_session.valid(token, request.cookies.get(ui_session.COOKIE))
+
+
+def open_ui(app: web.Application, *, public: Callable[[web.Request], bool],
+            denied: Callable[[web.Request], web.StreamResponse | None]) -> None:
+    """For a web face mounted on the app (the lineage explorer): the requests that need no token
+    (``public``: its login page and static files), and its answer to an unauthenticated one
+    (``denied``: e.g. a page load sent to the login; None keeps the 401)."""
+    app[STATE].ui_public = public
+    app[STATE].ui_denied = denied
 
 
 @web.middleware
@@ -383,13 +403,16 @@ def build_app(
     fault_hook: FaultHook | None = None,
     middlewares: Sequence[Middleware] = (),
     chaos: FaultInjector | None = None,
+    setup: Callable[[web.Application], None] | None = None,
 ) -> web.Application:
     """The Phase 4 API over ``lineage`` (a blocking backend is awaited on a worker thread of its
     own, :class:`ThreadedLineage`); the app starts and closes it. ``rate_limit_per_minute=0`` means unlimited; ``fault_hook``
     (an async ``request -> response | None``) is consulted first on every /api request.
     ``middlewares`` (aiohttp middlewares) run after the fault hook, before authentication;
     ``chaos`` (pattern_tracker.service.chaos.Chaos) adds its middleware there too, reports the health endpoints
-    degraded during its error and outage phases, and is started and stopped with the app."""
+    degraded during its error and outage phases, and is started and stopped with the app.
+    ``setup(app)``, called last, mounts more on the app (serve's web UI: the web layer sits above
+    this one, so it comes in through here)."""
     extra = list(middlewares)
     if chaos is not None:
         extra.append(chaos.middleware)
@@ -404,6 +427,7 @@ def build_app(
     app.router.add_post(PREFIX + "/lineage/track/batch", track_batch)
     app.router.add_get(PREFIX + "/lineage/query", query)  # before {pattern_id}
     app.router.add_get(PREFIX + "/lineage/{pattern_id}", lineage_graph)
+    standin_api.install(app, backend)
 
     async def _start(_app: web.Application) -> None:
         await backend.start()
@@ -422,4 +446,6 @@ def build_app(
 
         app.on_startup.append(_chaos_start)
         app.on_shutdown.append(_chaos_stop)
+    if setup is not None:
+        setup(app)
     return app

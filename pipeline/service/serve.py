@@ -65,16 +65,17 @@ async def run_server(
     access_log: bool = False,
     ready: Callable[[str], None] | None = None,
     store: str | None = None,
+    setup: Callable[[web.Application], None] | None = None,
 ) -> None:
     """Serve until cancelled, SIGTERM or SIGINT. Prints ``serving Phase 4 API on http://HOST:PORT``
     to stderr (the bound port when ``port`` is 0), followed by `` (store: STORE)`` when ``store``
     (how the lineage store is shown: no password) is given; ``ready(url)`` is called once listening.
     The store is opened before listening: one that cannot be reached raises ``LineageUnavailable``.
     With ``chaos``, a refused outage closes the listening socket for its phase and listens again
-    on the same (bound) port afterwards."""
+    on the same (bound) port afterwards. ``setup(app)`` mounts more on the app (``build_app``)."""
     app = build_app(lineage, token=token, max_request_bytes=max_request_bytes,
                     rate_limit_per_minute=rate_limit_per_minute, fault_hook=fault_hook,
-                    middlewares=middlewares, chaos=chaos)
+                    middlewares=middlewares, chaos=chaos, setup=setup)
     runner = web.AppRunner(app, access_log=log if access_log else None, handle_signals=False)
     await runner.setup()
     stop = asyncio.Event()
