@@ -99,6 +99,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     cfg = loaded.config
     from pattern_tracker.composition import open_lineage_backend
     from pattern_tracker.service.serve import ListenError, run_server
+    from pattern_tracker.web import explorer
     from pattern_tracker.sinks.lineage_contract import LineageUnavailable
 
     _check_store_option(args.store)
@@ -126,6 +127,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 rate_limit_per_minute=cfg.serve.rate_limit_per_minute,
                 chaos=chaos,
                 store=shown,
+                setup=explorer.install,  # the lineage explorer's pages (docs/web-ui.md)
             )
         )
     except ListenError as exc:  # a busy port is the user's to change: usage error (2), one line
