@@ -1,0 +1,269 @@
+"""The PostgreSQL lineage store: ``serve`` over one database, as many replicas as you like.
+
+:class:`PostgresLineage` implements
+:class:`~pattern_tracker.sinks.lineage_contract.AsyncLineageBackend` with psycopg 3 and a
+connection pool, with the embedded store's semantics (the same rule functions, the same node
+ids), so the same contract tests pass on both. The parts:
+
+* :mod:`~pattern_tracker.sinks.lineage_pg_schema` — tables, indexes, migrations (advisory lock);
+* :mod:`~pattern_tracker.sinks.lineage_pg_write` — a batch in one transaction; copying nodes in;
+* :mod:`~pattern_tracker.sinks.lineage_pg_walks` — ancestry (recursive SQL), descendants, queries;
+* :mod:`~pattern_tracker.sinks.lineage_pg_url` — the URL without its password, for every message.
+
+Faults: a database that is down, restarting, shutting down or too slow, or no pooled connection
+in time, raises :class:`~pattern_tracker.sinks.lineage_contract.LineageUnavailable` (serve answers
+503 with Retry-After) within the configured timeouts; the pool checks a connection before
+lending it and replaces broken ones, so the store recovers by itself once the database is back.
+A transaction cut off midway is rolled back by PostgreSQL: nothing half-written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
+
+from pattern_tracker.model.events import TrackRequest
+from pattern_tracker.sinks import lineage_pg_walks as walks
+from pattern_tracker.sinks.lineage_contract import (
+    FilesPage,
+    LineageUnavailable,
+    LineageValidationError,
+    TrackResult,
+)
+from pattern_tracker.sinks.lineage_layout import Node
+from pattern_tracker.sinks.lineage_pg_schema import SchemaTooNew, migrate
+from pattern_tracker.sinks.lineage_pg_url import redact_text, redact_url
+from pattern_tracker.sinks.lineage_pg_write import import_nodes, track_batch
+from pattern_tracker.sinks.lineage_rules import static_check
+
+__all__ = ["COMPONENT", "PostgresLineage", "redact_url"]
+
+COMPONENT = "postgresql"
+
+log = logging.getLogger("pattern_tracker.sinks.lineage_pg")
+
+# What "the database cannot answer now" looks like from psycopg: connection refused or lost,
+# admin shutdown, the server starting or restarting (all OperationalError), a closed connection
+# (InterfaceError), no pooled connection in time (PoolTimeout), statement_timeout (QueryCanceled).
+_UNAVAILABLE = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout, PoolClosed)
+
+
+class PostgresLineage:
+    """Lineage nodes and edges in PostgreSQL (an :class:`AsyncLineageBackend`).
+
+    ``url`` is a libpq URL or connection string: sslmode and every other libpq option in it are
+    honoured. ``min_size`` / ``max_size``: pooled connections per process. ``connect_timeout``:
+    seconds to reach the database (``start`` retries for that long). ``statement_timeout``:
+    seconds a statement may run on the server. ``pool_timeout``: seconds a request waits for a
+    pooled connection (default ``connect_timeout``). ``retry_after``: the 503's Retry-After.
+    """
+
+    name = COMPONENT
+
+    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10, connect_timeout: float = 5.0,
+                 statement_timeout: float = 10.0, pool_timeout: float | None = None, retry_after: int = 2) -> None:
+        self.url = url
+        self.shown_url = redact_url(url)
+        self.min_size = max(0, min_size)
+        self.max_size = max(1, max_size, self.min_size)
+        self.connect_timeout = connect_timeout
+        self.statement_timeout = statement_timeout
+        self.pool_timeout = connect_timeout if pool_timeout is None else pool_timeout
+        self.retry_after = retry_after
+        self._conninfo, self._secrets = _conninfo(url, connect_timeout, statement_timeout)
+        self._pool: AsyncConnectionPool[Any] | None = None
+        # A call never takes longer than this, even when the server stops answering mid-statement.
+        self._op_timeout = self.pool_timeout + statement_timeout + connect_timeout + 1.0
+
+    def __repr__(self) -> str:
+        return f"PostgresLineage({self.shown_url!r})"
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect (retrying until ``connect_timeout``), create or upgrade the schema, open the pool.
+        Raises :class:`LineageUnavailable` when the database cannot be reached or used in time."""
+        if self._pool is not None:
+            return
+        deadline = time.monotonic() + self.connect_timeout
+        conn = await self._first_connection(deadline)
+        try:
+            applied = await asyncio.wait_for(migrate(conn), self._op_timeout)
+        except SchemaTooNew as exc:
+            raise LineageUnavailable(COMPONENT, str(exc), self.retry_after) from None
+        except (*_UNAVAILABLE, TimeoutError) as exc:
+            raise self._unavailable(exc) from None
+        finally:
+            await conn.close()
+        if applied:
+            log.info("lineage schema at %s migrated to version %s", self.shown_url, applied[-1])
+        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+            self._conninfo, min_size=self.min_size, max_size=self.max_size, open=False, timeout=self.pool_timeout,
+            check=AsyncConnectionPool.check_connection, reconnect_timeout=max(1.0, self.pool_timeout),
+            name="lineage", kwargs={"autocommit": True},
+        )
+        try:
+            await pool.open(wait=self.min_size > 0, timeout=max(0.5, deadline - time.monotonic()) + self.connect_timeout)
+        except _UNAVAILABLE as exc:
+            await pool.close()
+            raise self._unavailable(exc) from None
+        self._pool = pool
+
+    async def _first_connection(self, deadline: float) -> psycopg.AsyncConnection[Any]:
+        """An autocommit connection, retried (backing off) until ``deadline``: a database still starting
+        answers "the database system is starting up", a replica may start before its database."""
+        delay = 0.05
+        while True:
+            try:
+                return await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+            except psycopg.OperationalError as exc:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise self._unavailable(exc) from None
+                await asyncio.sleep(min(delay, left))
+                delay = min(delay * 2, 1.0)
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    # -- the contract ---------------------------------------------------------------------------
+
+    def validate_batch(self, reqs: Sequence[TrackRequest]) -> str | None:
+        for req in reqs:
+            try:
+                static_check(req)
+            except LineageValidationError as exc:
+                return exc.detail
+        return None
+
+    async def track(self, req: TrackRequest) -> dict[str, Any]:
+        static_check(req)
+        result = (await self.track_many([req]))[0]
+        if isinstance(result, LineageValidationError):
+            raise result
+        return result
+
+    async def track_many(self, reqs: Sequence[TrackRequest], processing_mode: str = "sequential", *,
+                         before_commit: Callable[[], None] | None = None) -> list[TrackResult]:
+        """Track events in ONE transaction, in list order (both modes), one result each (see
+        :mod:`~pattern_tracker.sinks.lineage_pg_write`). ``before_commit`` is called once every
+        event is written, just before the commit."""
+        del processing_mode
+        async with self._connection() as conn:
+            return await track_batch(conn, reqs, before_commit)
+
+    async def import_nodes(self, nodes: Sequence[Node]) -> int:
+        """Copy nodes of an embedded store in (``lineage copy``): returns how many were new.
+
+        ``nodes`` are :class:`~pattern_tracker.sinks.lineage_layout.Node` records as the LMDB store
+        keeps them, in its ``seq`` order (a parent before its children). They keep their node_id,
+        lineage_id, event_id, generation, created_at and parent lists; each gets a new ``seq``
+        here (the order is kept); edges link to parents by node id, among this call's nodes or
+        already stored ones (a parent not found is left unlinked). One transaction per call; a
+        node whose (pattern_id, pattern_version) is already stored is skipped, so running a copy
+        again, or resuming one, inserts only what is missing. Raises ``UnstorableText`` (a
+        ValueError naming the node) for a value PostgreSQL cannot hold (a NUL character).
+        """
+        async with self._connection() as conn:
+            return await import_nodes(conn, nodes)
+
+    async def ancestry(self, pattern_id: str) -> dict[str, Any]:
+        async with self._connection() as conn:
+            return await walks.ancestry(conn, pattern_id)
+
+    async def descendants(self, pattern_id: str) -> dict[str, Any]:
+        async with self._connection() as conn:
+            return await walks.descendants(conn, pattern_id)
+
+    async def query(self, file_path: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        async with self._connection() as conn:
+            return await walks.file_query(conn, file_path, max(0, int(limit)))
+
+    async def count(self) -> int:
+        async with self._connection() as conn:
+            return await walks.count(conn)
+
+    async def get(self, pattern_id: str, version: str | None = None) -> dict[str, Any] | None:
+        async with self._connection() as conn:
+            return await walks.get(conn, pattern_id, version)
+
+    async def list_files(self, search: str | None = None, after: str | None = None, limit: int = 50) -> FilesPage:
+        async with self._connection() as conn:
+            return await walks.list_files(conn, search, after, limit)
+
+    async def status(self) -> str:
+        """``operational``, or ``database_unavailable: <reason>`` (within about 2 seconds)."""
+        try:
+            async with self._connection(timeout=2.0) as conn:
+                await conn.execute("SELECT 1")
+        except LineageUnavailable as exc:
+            return f"database_unavailable: {exc.reason}"
+        return "operational"
+
+    # -- connections and faults -----------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _connection(self, timeout: float | None = None) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """A pooled connection for one operation, bounded in time; the database's failures as
+        :class:`LineageUnavailable`. A connection whose operation timed out is closed, not reused."""
+        pool = self._pool
+        if pool is None:
+            raise LineageUnavailable(COMPONENT, "not started", self.retry_after)
+        wait = self.pool_timeout if timeout is None else min(timeout, self.pool_timeout)
+        conn: psycopg.AsyncConnection[Any] | None = None
+        try:
+            async with asyncio.timeout(self._op_timeout if timeout is None else timeout + 1.0):
+                async with pool.connection(timeout=wait) as conn:
+                    try:
+                        yield conn
+                    except TimeoutError:
+                        await conn.close()
+                        raise
+        except TimeoutError:
+            raise LineageUnavailable(COMPONENT, "no answer in time", self.retry_after) from None
+        except _UNAVAILABLE as exc:
+            raise self._unavailable(exc) from None
+
+    def _unavailable(self, exc: BaseException) -> LineageUnavailable:
+        return LineageUnavailable(COMPONENT, _reason(exc, self._secrets), self.retry_after)
+
+
+def _reason(exc: BaseException, secrets: tuple[str, ...]) -> str:
+    """A short, password-free reason: the first line of the driver's message."""
+    if isinstance(exc, PoolTimeout):
+        text = "no database connection in time"
+    elif isinstance(exc, psycopg.errors.QueryCanceled):
+        text = "statement timed out"
+    elif isinstance(exc, psycopg.errors.AdminShutdown):
+        text = "the database is shutting down"
+    elif isinstance(exc, psycopg.errors.CannotConnectNow):
+        text = "the database is starting up"
+    else:
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        text = lines[0] if lines else type(exc).__name__
+        text = text.removeprefix("connection failed: ")
+    return redact_text(text, secrets)[:200]
+
+
+def _conninfo(url: str, connect_timeout: float, statement_timeout: float) -> tuple[str, tuple[str, ...]]:
+    """The connection string: ``url``'s own options kept (sslmode, ...), plus a connect timeout and,
+    in ``options``, the statement timeout and UTC session time zone (stored times read back as written)."""
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.ProgrammingError as exc:
+        raise ValueError(f"not a PostgreSQL URL: {redact_url(url)} ({_reason(exc, ())})") from None
+    secret = params.get("password")
+    params.setdefault("connect_timeout", str(max(1, round(connect_timeout))))
+    extra = f"-c statement_timeout={int(statement_timeout * 1000)} -c TimeZone=UTC"
+    params["options"] = f"{params['options']} {extra}" if params.get("options") else extra
+    return make_conninfo("", **params), ((str(secret),) if secret else ())
