@@ -29,10 +29,23 @@ def store(tmp_path) -> Iterator[Store]:
 
 
 @pytest.fixture
-def lineage(store: Store):
+def lineage_backend() -> str:
+    """The store ``lineage`` builds: "lmdb", or "postgresql" where a module parametrises it
+    (tests.lineage_backends.every_backend runs the serve contract tests on both)."""
+    return "lmdb"
+
+
+@pytest.fixture
+def lineage(request: pytest.FixtureRequest, lineage_backend: str):
+    """The lineage store serve_factory serves: the LMDB one over ``store``, or PostgreSQL on a fresh
+    database (not started: the app starts and closes it)."""
+    if lineage_backend == "postgresql":
+        from pattern_tracker.sinks.lineage_pg import PostgresLineage
+
+        return PostgresLineage(request.getfixturevalue("pg_url"), max_size=4)
     from pattern_tracker.sinks.lineage_store import LineageStore
 
-    return LineageStore(store)
+    return LineageStore(request.getfixturevalue("store"))
 
 
 @pytest.fixture
@@ -61,4 +74,5 @@ async def serve_url(serve_factory) -> str:
 
 
 from tests.browser import browser, page  # noqa: E402,F401 - the web pages' fixtures (real Chromium)
+from tests.lineage_backends import stored  # noqa: F401 - the serve app's store, awaited whichever it is
 from tests.pgserver import pg_server, pg_url  # noqa: F401 - a real PostgreSQL (session server, a database per test)

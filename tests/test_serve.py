@@ -1,4 +1,7 @@
-"""`serve`: the Phase 4 contract over the embedded store, on a real aiohttp server on 127.0.0.1."""
+"""`serve`: the Phase 4 contract on a real aiohttp server on 127.0.0.1, over each lineage store.
+
+Every test runs on the embedded LMDB store and on PostgreSQL (tests.lineage_backends), except
+those marked ``lmdb_only``: they reach into the LMDB store object itself."""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from aiohttp import web
 from pattern_tracker.model.api import PREFIX
 from pattern_tracker.service.serve import run_server
 from tests.clitools import async_wait_for, cli_env, run_cli
+from tests.lineage_backends import every_backend, lmdb_only  # noqa: F401 - every test on both stores
 
 TRACK = PREFIX + "/lineage/track"
 BATCH = PREFIX + "/lineage/track/batch"
@@ -40,7 +44,7 @@ async def call(method: str, url: str, *, json: Any = None, data: bytes | None = 
             return resp.status, body, resp.headers
 
 
-async def test_chain_and_ancestry(serve_url: str, lineage) -> None:
+async def test_chain_and_ancestry(serve_url: str, stored) -> None:
     status, body, _ = await call("POST", serve_url + TRACK, json=created("p1"))
     assert status == 200 and body["success"] is True
     assert set(body["data"]) >= {"lineage_id", "pattern_node_id", "event_id", "pattern_id", "pattern_name", "created_at"}
@@ -65,7 +69,7 @@ async def test_chain_and_ancestry(serve_url: str, lineage) -> None:
     status, again, _ = await call("POST", serve_url + TRACK, json=created("p1"))
     assert status == 200 and again["data"]["status"] == "already_exists"
     assert again["data"]["pattern_node_id"] == body["data"]["pattern_node_id"]
-    assert lineage.count() == 3
+    assert await stored.count() == 3
 
 
 @pytest.mark.parametrize(
@@ -99,7 +103,7 @@ def forked(pid: str, *parents: str, file_path: str = "/src/fork.py", **kw: Any) 
             "parent_pattern_ids": list(parents), "pattern_data": {"code": f"# {pid}\n"}, **kw}
 
 
-async def test_fork_resolves_its_parent_like_a_modification(serve_url: str, lineage) -> None:
+async def test_fork_resolves_its_parent_like_a_modification(serve_url: str, stored) -> None:
     _, root, _ = await call("POST", serve_url + TRACK, json=created("root"))
     status, body, _ = await call("POST", serve_url + TRACK, json=forked("fork", "root"))
     assert status == 200 and body["success"] is True and body["metadata"]["operation"] == "track_fork"
@@ -116,18 +120,18 @@ async def test_fork_resolves_its_parent_like_a_modification(serve_url: str, line
             for d in desc["data"]["descendants"]] == [("fork", "modified_from", "refactor")]
 
 
-async def test_fork_with_a_missing_parent_or_none_is_400(serve_url: str, lineage) -> None:
+async def test_fork_with_a_missing_parent_or_none_is_400(serve_url: str, stored) -> None:
     status, body, _ = await call("POST", serve_url + TRACK, json=forked("f1", "ghost"))
     assert status == 400 and body["success"] is False
     assert body["error"] == body["detail"] == "Validation error: Parent pattern not found: ghost"
     status, body, _ = await call("POST", serve_url + TRACK, json=forked("f2"))
     assert status == 400 and body["success"] is False and body["detail"]
-    assert lineage.count() == 0
+    assert await stored.count() == 0
     status, _, _ = await call("GET", f"{serve_url}{PREFIX}/lineage/f1?query_type=ancestry")
     assert status == 404
 
 
-async def test_modification_with_two_parents_resolves_only_the_first(serve_url: str, lineage) -> None:
+async def test_modification_with_two_parents_resolves_only_the_first(serve_url: str, stored) -> None:
     _, a, _ = await call("POST", serve_url + TRACK, json=created("a"))
     await call("POST", serve_url + TRACK, json=created("b", file_path="/src/b.py"))
     await call("POST", serve_url + TRACK, json=modified("b2", "b", file_path="/src/b.py"))
@@ -186,7 +190,7 @@ async def test_422_shapes(serve_url: str) -> None:
     assert status == 422 and body["detail"][0]["loc"] == ["body", "events"]
 
 
-async def test_batch_sequential_parent_and_child(serve_url: str, lineage) -> None:
+async def test_batch_sequential_parent_and_child(serve_url: str, stored) -> None:
     payload = {"events": [created("b1"), modified("b2", "b1"), modified("b3", "b2")], "batch_id": "x",
                "processing_mode": "sequential"}
     status, body, _ = await call("POST", serve_url + BATCH, json=payload)
@@ -202,17 +206,17 @@ async def test_batch_sequential_parent_and_child(serve_url: str, lineage) -> Non
     assert status == 200 and body["batch_summary"]["handled_duplicates"] == 3
     assert body["batch_summary"]["processing_mode"] == "parallel"
     assert body["batch_summary"]["requested_processing_mode"] == "whatever"
-    assert lineage.count() == 3
+    assert await stored.count() == 3
 
 
-async def test_batch_static_violation_rejects_whole_batch(serve_url: str, lineage) -> None:
+async def test_batch_static_violation_rejects_whole_batch(serve_url: str, stored) -> None:
     events = [created("s1"), {"event_type": "pattern_created", "pattern_id": "s2"}, created("s3")]
     status, body, _ = await call("POST", serve_url + BATCH, json={"events": events})
     assert (status, body) == (400, {"detail": "track_creation requires pattern_data"})
-    assert lineage.count() == 0
+    assert await stored.count() == 0
 
 
-async def test_batch_missing_parent_fails_only_that_event(serve_url: str, lineage) -> None:
+async def test_batch_missing_parent_fails_only_that_event(serve_url: str, stored) -> None:
     events = [created("m1"), modified("m2", "ghost"), modified("m3", "m1")]
     status, body, _ = await call("POST", serve_url + BATCH, json={"events": events, "processing_mode": "sequential"})
     assert status == 200 and body["success"] is False
@@ -221,10 +225,10 @@ async def test_batch_missing_parent_fails_only_that_event(serve_url: str, lineag
     assert failed["event_index"] == 1 and failed["pattern_id"] == "m2"
     assert failed["error"] == "Validation error: Parent pattern not found: ghost"
     assert [r["event_index"] for r in body["successful_results"]] == [0, 2]
-    assert lineage.count() == 2
+    assert await stored.count() == 2
 
 
-async def test_batch_forks_follow_the_same_rules_per_event(serve_url: str, lineage) -> None:
+async def test_batch_forks_follow_the_same_rules_per_event(serve_url: str, stored) -> None:
     events = [created("r1"), forked("k1", "r1"), forked("k2", "ghost"), forked("k3"),
               {**modified("k4", "r1"), "parent_pattern_ids": ["r1", "ghost"]}]
     status, body, _ = await call("POST", serve_url + BATCH, json={"events": events, "processing_mode": "sequential"})
@@ -234,12 +238,12 @@ async def test_batch_forks_follow_the_same_rules_per_event(serve_url: str, linea
     ok = {r["event_index"]: r["data"] for r in body["successful_results"]}
     assert set(ok) == {0, 1, 4} and ok[1]["generation"] == ok[4]["generation"] == 2
     assert ok[1]["parent_node_ids"] == [ok[0]["pattern_node_id"]]
-    assert lineage.count() == 3
+    assert await stored.count() == 3
     # all-or-nothing static validation is unchanged: one static violation refuses the whole batch
     status, body, _ = await call("POST", serve_url + BATCH, json={"events": [forked("k5", "r1"), {
         "event_type": "pattern_modified", "pattern_id": "k6"}]})
     assert (status, body) == (400, {"detail": "track_modification requires parent_pattern_ids"})
-    assert lineage.get("k5") is None
+    assert await stored.get("k5") is None
 
 
 async def _post_slowly(url: str, path: str,
@@ -297,7 +301,8 @@ def _transaction_sizes(monkeypatch, lineage, hold_first: threading.Event | None 
     return sizes
 
 
-async def test_batches_waiting_behind_a_commit_share_the_next_transaction(serve_url: str, lineage,
+@lmdb_only  # holds the commit by blocking the store's thread in before_commit
+async def test_batches_waiting_behind_a_commit_share_the_next_transaction(serve_url: str, lineage, stored,
                                                                           monkeypatch) -> None:
     release = threading.Event()
     sizes = _transaction_sizes(monkeypatch, lineage, hold_first=release)
@@ -310,10 +315,10 @@ async def test_batches_waiting_behind_a_commit_share_the_next_transaction(serve_
     release.set()
     answers = [await first, *[await task for task in later]]
     assert [(status, body["success"]) for status, body, _ in answers] == [(200, True)] * 3
-    assert sizes == [1, 2] and lineage.count() == 3
+    assert sizes == [1, 2] and await stored.count() == 3
 
 
-async def test_batches_run_in_arrival_order_when_bodies_finish_out_of_order(serve_url: str, lineage,
+async def test_batches_run_in_arrival_order_when_bodies_finish_out_of_order(serve_url: str, lineage, stored,
                                                                              monkeypatch) -> None:
     """A parent's batch whose body finishes uploading after its child's still runs first."""
     sizes = _transaction_sizes(monkeypatch, lineage)
@@ -331,10 +336,10 @@ async def test_batches_run_in_arrival_order_when_bodies_finish_out_of_order(serv
     assert status == 200 and body["success"] is True, body
     assert body["successful_results"][0]["data"]["generation"] == 2
     assert parent["success"] is True and [r["event_index"] for r in parent["successful_results"]] == [0, 1]
-    assert sizes == [3] and lineage.count() == 3
+    assert sizes == [3] and await stored.count() == 3
 
 
-async def test_a_stalled_upload_holds_later_batches_only_briefly(serve_url: str, lineage, monkeypatch) -> None:
+async def test_a_stalled_upload_holds_later_batches_only_briefly(serve_url: str, monkeypatch) -> None:
     counts = _batch_writer_counts(monkeypatch)
     writer, _, _ = await _post_slowly(serve_url, BATCH, {"events": [created("s1")]})
     await async_wait_for(lambda: counts["reading"] == 1, what="the stalled request being read")
@@ -345,6 +350,7 @@ async def test_a_stalled_upload_holds_later_batches_only_briefly(serve_url: str,
     writer.close()
 
 
+@lmdb_only  # an LMDB error from the store object (PostgreSQL's faults: tests/test_lineage_pg.py, the replica tests)
 async def test_store_failure_fails_every_batch_of_the_transaction(serve_url: str, lineage, monkeypatch) -> None:
     def broken(reqs, *args, **kwargs):
         raise lmdb.Error("disk gone")
