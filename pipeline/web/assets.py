@@ -30,8 +30,10 @@ SECURITY_HEADERS = {
 
 
 def static_root() -> Path:
-    """The package's static folder (a real directory: the wheel and the editable install both unpack it)."""
-    return Path(str(resources.files("pattern_tracker.web") / "static"))
+    """The package's static folder, its real path: the strict editable install links each file
+    from ``build/`` to the source tree, and ``add_static`` (``follow_symlinks=False``) refuses a
+    link that leaves its root, so the root is where the package's own ``__init__`` really is."""
+    return Path(str(resources.files("pattern_tracker.web") / "__init__.py")).resolve().parent / "static"
 
 
 def add_static(app: web.Application, prefix: str = "/ui/static") -> None:
