@@ -8,11 +8,12 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import IO, TypeVar
 
 BIN = Path(sys.executable).parent / "pattern-tracker"
 T = TypeVar("T")
@@ -57,9 +58,16 @@ def serve(data_dir: Path, *extra: str, env_extra: dict[str, str] | None = None, 
                 url = m.group(1)
                 break
         assert url, f"serve did not start (exit {proc.poll()})"
+        # Keep reading its stderr: a serve whose log lines fill the pipe would block on its next one.
+        threading.Thread(target=_drain, args=(proc.stderr,), daemon=True).start()
         yield url
     finally:
         stop(proc)
+
+
+def _drain(stream: IO[bytes]) -> None:
+    for _ in stream:
+        pass
 
 
 def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 20) -> int:
