@@ -10,7 +10,7 @@ import contextlib
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -25,6 +25,9 @@ from pattern_tracker.core.store import MIB, Store
 from pattern_tracker.telemetry import Telemetry
 from pattern_tracker.sinks.base import Sink
 from pattern_tracker.sinks.lineage_contract import AsyncLineageBackend
+
+if TYPE_CHECKING:
+    from pattern_tracker.sinks.lineage_pg import PostgresLineage
 
 log = logging.getLogger("pattern_tracker")
 
@@ -50,7 +53,7 @@ def open_lineage_backend(cfg: Config, store_url: str | None = None) -> tuple[Asy
     return postgres_lineage(cfg, url), redacted_store_url(url)
 
 
-def postgres_lineage(cfg: Config, url: str) -> Any:
+def postgres_lineage(cfg: Config, url: str) -> PostgresLineage:
     """A :class:`~pattern_tracker.sinks.lineage_pg.PostgresLineage` at ``url`` with the ``serve``
     section's pool and timeouts (not started)."""
     from pattern_tracker.sinks.lineage_pg import PostgresLineage
@@ -62,7 +65,7 @@ def postgres_lineage(cfg: Config, url: str) -> Any:
 
 def redacted_store_url(url: str) -> str:
     """``url`` as it may be shown: no password."""
-    from pattern_tracker.sinks.lineage_pg import redact_url
+    from pattern_tracker.sinks.lineage_pg_url import redact_url  # pure: no driver loaded to show a URL
 
     return redact_url(url)
 

@@ -115,7 +115,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         chaos = Chaos(load_schedule(schedule), seed=args.seed, source=schedule)  # ChaosScheduleError: exit 2
     elif args.seed is not None:
         raise CliError("--seed needs --chaos FILE", EXIT_USAGE)
-    lineage, shown = open_lineage_backend(cfg, args.store)
+    try:
+        lineage, shown = open_lineage_backend(cfg, args.store)
+    except ValueError as exc:  # libpq refused the URL's options (e.g. an unknown ?parameter)
+        raise CliError(f"{'--store' if args.store else 'serve.store'}: {exc}", EXIT_USAGE) from None
     try:
         asyncio.run(
             run_server(
