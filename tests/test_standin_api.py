@@ -1,5 +1,5 @@
 """serve's stand-in-only read endpoints (/standin/v1, for the web UI) and the UI's session cookie,
-on a real aiohttp server on 127.0.0.1 over a real LMDB store."""
+on a real aiohttp server on 127.0.0.1, over each lineage store (LMDB and PostgreSQL: the same answers)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pattern_tracker.model.api import PREFIX
 from pattern_tracker.service import ui_session
 from pattern_tracker.service.app import open_ui
 
+from tests.lineage_backends import every_backend, lmdb_only  # noqa: F401 - every test on both stores
 from tests.test_serve import call, created, modified
 
 TRACK = PREFIX + "/lineage/track"
@@ -65,6 +66,7 @@ async def test_bad_parameters_are_422s(serve_url: str) -> None:
         assert body["detail"][0]["type"] == kind and body["detail"][0]["loc"] == ["query", name], path
 
 
+@lmdb_only  # closes the LMDB store under the server (PostgreSQL's outages: tests/test_lineage_pg.py)
 async def test_a_store_that_cannot_answer_is_a_503(serve_url: str, store) -> None:
     store.close()
     for path in ("/standin/v1/files", "/standin/v1/file?path=/a", "/standin/v1/pattern?id=x", "/standin/v1/patterns?id=x"):
