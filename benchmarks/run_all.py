@@ -19,7 +19,7 @@ import traceback
 from benchmarks._common import RESULTS, machine
 
 BENCHMARKS = ["benchmarks.hook_latency", "benchmarks.spill_drain", "benchmarks.telemetry_overhead",
-              "benchmarks.replay_throughput", "benchmarks.outage_recovery"]
+              "benchmarks.replay_throughput", "benchmarks.outage_recovery", "benchmarks.ui_listing"]
 
 
 def write_summary(started: str, load_before: float, failed: list[str]) -> None:
