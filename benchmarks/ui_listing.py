@@ -31,11 +31,11 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-
-from benchmarks._common import machine, serve, write_result
 from pattern_tracker.core.store import Store
 from pattern_tracker.model.events import TrackRequest
 from pattern_tracker.sinks.lineage_store import LineageStore
+
+from benchmarks._common import machine, serve, write_result
 
 TARGET_MS = 100.0
 _decode = msgspec.json.decode
@@ -173,16 +173,16 @@ def main(nodes: int, files: int, limit: int, repeat: int) -> str:
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return "\n".join([
-        f"### Web UI file listing ({nodes:,} nodes over {files:,} files, {limit} files a page, "
-        "`GET /standin/v1/files` from `serve` over HTTP)",
+        (f"### Web UI file listing ({nodes:,} nodes over {files:,} files, {limit} files a page, "
+        "`GET /standin/v1/files` from `serve` over HTTP)"),
         "",
         "| request | n | median ms | max ms | every one < 100 ms | |",
         "|---|---:|---:|---:|:---:|---|",
         *rows,
         "",
-        f"Time from sending the request to reading the whole body, one keep-alive connection, `serve` in its own "
+        (f"Time from sending the request to reading the whole body, one keep-alive connection, `serve` in its own "
         f"process on the embedded LMDB store (built in {build_s:.0f} s with `LineageStore.track_many`; versions per "
-        f"file heavy-tailed, ~1.5 KB of code each). Machine: {machine()}.",
+        f"file heavy-tailed, ~1.5 KB of code each). Machine: {machine()}."),
     ])
 
 
