@@ -15,7 +15,19 @@ import sys
 from collections.abc import Sequence
 
 from pattern_tracker import __version__
-from pattern_tracker.cli import archive, cache, circuit, commands, dlq, drain, install_hook, monitor, query, status
+from pattern_tracker.cli import (
+    archive,
+    cache,
+    circuit,
+    commands,
+    dashboard,
+    dlq,
+    drain,
+    install_hook,
+    monitor,
+    query,
+    status,
+)
 from pattern_tracker.cli.support import (
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
@@ -49,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    for group in (commands, query, dlq, circuit, cache, drain, install_hook, archive, monitor, status):
+    for group in (commands, query, dlq, circuit, cache, drain, install_hook, archive, monitor, status, dashboard):
         group.register(sub, common)
     return parser
 

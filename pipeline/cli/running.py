@@ -147,7 +147,7 @@ async def start_monitoring(cfg: Any, store: Any, stop: asyncio.Event, console: C
 
             server = StatusServer(cfg, store, mon.status_port)
             url = await server.start()
-            log.info("status endpoint on %s (/health, /metrics.json)", url)
+            log.info("status endpoint on %s (/health, /metrics.json, the dashboard at /ui/)", url)
             started.append(server)
         except Exception as exc:  # noqa: BLE001
             log.warning("status endpoint on port %s not started: %s: %s", mon.status_port, type(exc).__name__, exc)

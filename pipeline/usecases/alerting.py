@@ -18,7 +18,8 @@ Rules, over the window [now - max(monitoring.interval, 60 s), now] (whole minute
   not fire again.
 
 The :class:`Alerter` evaluates every ``monitoring.interval`` seconds. The incidents live in the
-store's ``state`` database (key ``alerts``) and are read, evaluated and written in one write
+store's ``state`` database (key ``alerts``; the last ``RESOLVED_KEPT`` resolved ones under
+``alerts.resolved``, for the dashboard) and are read, evaluated and written in one write
 transaction, so across restarts and across several processes on one data directory a transition
 is notified once (at most once: a process killed between that commit and the send loses it).
 Channels: ``log`` (logger ``pattern_tracker.alerts``), ``console`` (one line on stderr) and
@@ -43,6 +44,8 @@ log = logging.getLogger("pattern_tracker.alerts")
 _internal = logging.getLogger("pattern_tracker.usecases.health")
 
 STATE_KEY = b"alerts"
+RESOLVED_KEY = b"alerts.resolved"
+RESOLVED_KEPT = 20  # resolved incidents kept, newest first
 WEBHOOK_TIMEOUT = 5.0
 PRUNE_EVERY = 3600.0  # seconds between two prunes of counters older than metrics_retention
 
@@ -64,8 +67,19 @@ class Incident(msgspec.Struct, kw_only=True, frozen=True):
     threshold: Any = None
 
 
+class Resolved(msgspec.Struct, kw_only=True, frozen=True):
+    """An incident that has ended (the dashboard's history of incidents)."""
+
+    alert: str
+    severity: str
+    started_at: float
+    resolved_at: float
+    message: str  # as it was when the incident fired
+
+
 _states_encoder = msgspec.json.Encoder()
 _states_decoder = msgspec.json.Decoder(dict[str, Incident])
+_resolved_decoder = msgspec.json.Decoder(list[Resolved])
 
 SEVERITY = {"success_rate": "warning", "circuit_open": "critical", "spool_high": "warning", "dead_letters": "warning"}
 
@@ -162,6 +176,20 @@ def load_states(store: Any, txn: Any = None) -> dict[str, Incident]:
         return {}
 
 
+def load_resolved(store: Any, txn: Any = None) -> list[Resolved]:
+    """The last ``RESOLVED_KEPT`` resolved incidents, newest first."""
+    def get(t: Any) -> Any:
+        return t.get(RESOLVED_KEY, db=store.db("state"))
+
+    raw = get(txn) if txn is not None else store.read(get)
+    if not raw:
+        return []
+    try:
+        return _resolved_decoder.decode(bytes(raw))
+    except msgspec.DecodeError:
+        return []  # unreadable history: shown as none, rewritten at the next resolution
+
+
 def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
@@ -203,8 +231,14 @@ class Alerter:
         snap = await collect(self.cfg, self.store, None, now=now, window=self.window)
 
         def txn_fn(txn: Any) -> list[dict[str, Any]]:
-            states, notes = evaluate(snap, load_states(self.store, txn), now, self.rules)
+            previous = load_states(self.store, txn)
+            states, notes = evaluate(snap, previous, now, self.rules)
             txn.put(STATE_KEY, _states_encoder.encode(states), db=self.store.db("state"))
+            ended = [Resolved(alert=inc.alert, severity=inc.severity, started_at=inc.started_at, resolved_at=now,
+                              message=inc.message) for alert, inc in previous.items() if alert not in states]
+            if ended:
+                kept = sorted(ended, key=lambda r: r.alert) + load_resolved(self.store, txn)
+                txn.put(RESOLVED_KEY, _states_encoder.encode(kept[:RESOLVED_KEPT]), db=self.store.db("state"))
             return notes
 
         notes = await asyncio.to_thread(self.store.write, txn_fn)

@@ -81,6 +81,7 @@ class Snapshot(msgspec.Struct, kw_only=True, frozen=True):
     spool_dropped: int = 0
     spool_expired: int = 0
     dead_letters: int = 0
+    quarantined: int = 0  # spool entries that could not be decoded, kept aside (`cache quarantine list`)
     last_delivery_at: float | None = None
     # Delivery calls over [now - window_seconds, now] (whole minute buckets).
     requests: int = 0
@@ -202,7 +203,8 @@ def read_snapshot(cfg: Any, store: Any, now: float | None = None, window: float 
     now = time.time() if now is None else now
     window = window_for(cfg.monitoring.interval) if window is None else window
     bad = recorded_config_error(store) or {}
-    spool = spool_for(cfg, store).stats(now)
+    spooled = spool_for(cfg, store)
+    spool = spooled.stats(now)
     breaker = breaker_for(cfg, store)
     b = breaker.state()
     req = Counters(store).totals(now - window, prefix="requests.")
@@ -226,6 +228,7 @@ def read_snapshot(cfg: Any, store: Any, now: float | None = None, window: float 
         spool_dropped=spool.dropped,
         spool_expired=spool.expired,
         dead_letters=DeadLetters(store).size(),
+        quarantined=spooled.quarantine_size(),
         last_delivery_at=last_delivery_at(store),
         requests=req.get("requests.total", 0),
         succeeded=req.get("requests.succeeded", 0),

@@ -74,7 +74,8 @@ def _windowed(counters: Any, now: float, seconds: float, prefix: str) -> tuple[d
     return counters.totals(now - seconds, prefix=prefix), _span(now, seconds)
 
 
-def _target(cfg: Any) -> str:
+def describe_target(cfg: Any) -> str:
+    """Where events go, in words: the embedded store or the service's scheme://host:port (never credentials)."""
     if not cfg.api.url:
         return "embedded lineage store"
     from urllib.parse import urlsplit
@@ -157,7 +158,7 @@ def collect(cfg: Any, store: Any, now: float | None = None) -> dict[str, Any]:
         "now": now,
         "now_iso": iso(now),
         "data_dir": snap.data_dir,
-        "target": _target(cfg),
+        "target": describe_target(cfg),
         "circuit": circuit,
         "throughput": throughput,
         "spool": spool,

@@ -1,13 +1,16 @@
-"""A local HTTP status endpoint for ``pattern-tracker run`` (``monitoring.status_port``, 0 = off).
+"""A local HTTP status endpoint for ``pattern-tracker run`` (``monitoring.status_port``, 0 = off)
+and ``pattern-tracker dashboard``.
 
     GET /health        the health document of ``pattern-tracker health --json``;
                        HTTP 200 when healthy or degraded (still delivering or holding events
                        safely), 503 when unhealthy (docs/operations.md)
     GET /metrics.json  the document of ``pattern-tracker metrics --json``
+    GET /ui/           the operations dashboard (pipeline/web/dashboard.py), fed by a sampler
+                       that looks at the store every 2 s while the server runs
 
-Bound to 127.0.0.1 only: it is for a local supervisor or a load balancer's sidecar, and has no
-authentication. Each request reads the store in a worker thread and, for /health, asks the
-service's health endpoint (through this server's own sink).
+Bound to 127.0.0.1 by default: it is for a local supervisor, a load balancer's sidecar or a
+user's browser, and has no authentication. Each request reads the store in a worker thread and,
+for /health, asks the service's health endpoint (through this server's own sink).
 """
 
 from __future__ import annotations
@@ -19,7 +22,11 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from pattern_tracker.service.listener import ListenError
 from pattern_tracker.usecases import health as monitoring
+from pattern_tracker.usecases.dashboard_sampler import Sampler
+from pattern_tracker.web.assets import secure_headers
+from pattern_tracker.web.dashboard import add_dashboard
 
 log = logging.getLogger("pattern_tracker.usecases.health")
 
@@ -40,6 +47,7 @@ class StatusServer:
         self._sink = sink
         self._own_sink = sink is None
         self._runner: web.AppRunner | None = None
+        self.sampler: Sampler | None = None
         self.url: str | None = None
 
     def _get_sink(self) -> Any:
@@ -69,25 +77,37 @@ class StatusServer:
         return _json(doc)
 
     async def start(self) -> str:
-        app = web.Application()
+        """Start the dashboard's sampler, then listen; a socket that cannot be opened is a
+        :class:`ListenError` (one line naming the address)."""
+        sampler = Sampler(self.cfg, self.store, self._get_sink)
+        await sampler.start()  # its first look is taken before the first page can ask
+        app = web.Application(middlewares=[secure_headers])
         app.router.add_get("/health", self.health)
         app.router.add_get("/metrics.json", self.metrics)
+        add_dashboard(app, sampler)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         try:
             await web.TCPSite(runner, self.host, self.port).start()
-        except BaseException:
+        except BaseException as exc:
             await runner.cleanup()
+            await sampler.stop()
+            if isinstance(exc, OSError):
+                raise ListenError(self.host, self.port, exc) from exc
             raise
-        self._runner = runner
+        self._runner, self.sampler = runner, sampler
         host, port = runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
+        shown = f"[{host}]" if ":" in str(host) else host
+        self.url = f"http://{shown}:{port}"
         return self.url
 
     async def stop(self) -> None:
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
+        sampler, self.sampler = self.sampler, None
+        if sampler is not None:
+            await sampler.stop()
         if self._own_sink and self._sink is not None:
             sink, self._sink = self._sink, None
             await sink.close()
