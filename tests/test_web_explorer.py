@@ -104,8 +104,12 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         track(url, "pattern_modified", "main", ["root"])
         track(url, "pattern_forked", "fork", ["root"])
         track(url, "pattern_merged", "merged", ["main", "fork"])
+        languages = [(".py", "python"), (".ts", "typescript"), (".go", "go"), (".md", "markdown")]
         batch = [{"event_type": "pattern_created", "pattern_id": f"bulk{i:02d}", "pattern_version": "1",
-                  "file_path": f"/bulk/f{i:02d}.py", "pattern_data": {"code": f"x = {i}\n"}} for i in range(60)]
+                  "file_path": f"/srv/shop/{('api', 'web', 'jobs')[i % 3]}/module_{i:02d}{languages[i % 4][0]}",
+                  "language": languages[i % 4][1], "tool_name": ("Edit", "Write", "MultiEdit")[i // 3 % 3],
+                  "pattern_data": {"code": f"x = {i}\n", "session_id": f"session-{i % 5:02d}",
+                                   "occurred_at": time.time() - 600 * i}} for i in range(60)]
         assert http("POST", url + PREFIX + "/lineage/track/batch", {"events": batch})[0] == 200
         yield Site(url, app, hostile)
 
