@@ -64,7 +64,8 @@ def test_wheel_holds_one_import_package_and_its_data(installed) -> None:
     assert {t for t in tops if not t.endswith(".dist-info")} == {"pattern_tracker"}
     for data in ("pattern_tracker/defaults/default.yaml", "pattern_tracker/defaults/chaos/mixed.yaml",
                  "pattern_tracker/operators/retry.py", "pattern_tracker/sinks/http.py",
-                 "pattern_tracker/sources/watch.py"):
+                 "pattern_tracker/sources/watch.py", "pattern_tracker/web/static/explorer/index.html",
+                 "pattern_tracker/web/static/vendor/highlightjs/LICENSE", "pattern_tracker/web/static/vendor/jsdiff/LICENSE"):
         assert data in names, data
     assert not any(n.startswith(("tests/", "benchmarks/", "pipeline/", "operators/", "sinks/")) for n in names)
     # Installed: the package, its dist-info and nothing else in site-packages; the script in bin/.
@@ -140,3 +141,7 @@ def test_hook_then_run_then_serve_from_the_wheel(installed, tmp_path) -> None:
     with serve(tmp_path / "served", script=installed["venv"] / "bin" / "pattern-tracker", cwd=installed["cwd"]) as url:
         with urllib.request.urlopen(url.rstrip("/") + "/health", timeout=10) as resp:
             assert json.loads(resp.read())["status"] in ("healthy", "degraded")
+        # ... and the lineage explorer's pages and their vendored scripts, from the package's data.
+        for path in ("/ui/", "/ui/static/explorer/files.js", "/ui/static/vendor/highlightjs/highlight.min.js"):
+            with urllib.request.urlopen(url.rstrip("/") + path, timeout=10) as resp:
+                assert resp.status == 200 and resp.read(), path
