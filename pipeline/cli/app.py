@@ -24,6 +24,7 @@ from pattern_tracker.cli import (
     dlq,
     drain,
     install_hook,
+    lineage,
     monitor,
     query,
     status,
@@ -61,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    for group in (commands, query, dlq, circuit, cache, drain, install_hook, archive, monitor, status, dashboard):
+    for group in (commands, query, dlq, circuit, cache, drain, install_hook, archive, monitor, status, lineage, dashboard):
         group.register(sub, common)
     return parser
 

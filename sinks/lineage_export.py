@@ -1,0 +1,54 @@
+"""The embedded store's nodes in the order they were made: what ``lineage copy`` reads.
+
+Seq order (the order the store assigned) puts every parent before its children, so a target that
+checks its edges can take the nodes chunk by chunk. The order is found from the nodes' heads
+alone (:class:`~pattern_tracker.sinks.lineage_layout.NodeHead`: no code decoded), then the nodes
+are read a chunk at a time, each chunk in one short read transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import lmdb
+
+from pattern_tracker.core.store import Store
+from pattern_tracker.sinks.lineage_layout import LineageDbs, Node, head_decoder, node_decoder
+
+__all__ = ["NodeExport"]
+
+
+class NodeExport:
+    """Every node of ``store``'s embedded lineage, oldest first, in chunks."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.dbs = LineageDbs.of(store)
+        self.keys = self._keys_in_seq_order()
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def _keys_in_seq_order(self) -> list[bytes]:
+        def run(txn: lmdb.Transaction) -> list[bytes]:
+            pairs: list[tuple[int, bytes]] = []
+            with txn.cursor(db=self.dbs.nodes) as cur:
+                for key, raw in cur:
+                    pairs.append((head_decoder.decode(raw).seq, bytes(key)))
+            pairs.sort()
+            return [key for _, key in pairs]
+
+        return self.store.read(run, buffers=True)  # heads decoded in place: no copy of the code
+
+    def read(self, keys: Sequence[bytes]) -> list[Node]:
+        """The nodes of ``keys`` (a slice of :attr:`keys`), in that order."""
+
+        def run(txn: lmdb.Transaction) -> list[Node]:
+            return [node_decoder.decode(raw) for key in keys if (raw := txn.get(key, db=self.dbs.nodes)) is not None]
+
+        return self.store.read(run)
+
+    def chunks(self, size: int, start: int = 0) -> Iterator[list[Node]]:
+        """Nodes ``start…`` in chunks of ``size``."""
+        for i in range(start, len(self.keys), size):
+            yield self.read(self.keys[i:i + size])
