@@ -20,11 +20,10 @@ A transaction cut off midway is rolled back by PostgreSQL: nothing half-written.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -47,6 +46,9 @@ from pattern_tracker.sinks.lineage_rules import static_check
 __all__ = ["COMPONENT", "PostgresLineage", "redact_url"]
 
 COMPONENT = "postgresql"
+
+T = TypeVar("T")
+Conn = psycopg.AsyncConnection[Any]
 
 log = logging.getLogger("pattern_tracker.sinks.lineage_pg")
 
@@ -111,7 +113,8 @@ class PostgresLineage:
             name="lineage", kwargs={"autocommit": True},
         )
         try:
-            await pool.open(wait=self.min_size > 0, timeout=max(0.5, deadline - time.monotonic()) + self.connect_timeout)
+            await pool.open(wait=self.min_size > 0,
+                            timeout=max(0.5, deadline - time.monotonic()) + self.connect_timeout)
         except _UNAVAILABLE as exc:
             await pool.close()
             raise self._unavailable(exc) from None
@@ -126,7 +129,7 @@ class PostgresLineage:
                 return await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
             except psycopg.OperationalError as exc:
                 left = deadline - time.monotonic()
-                if left <= 0:
+                if left <= 0 or _refused_for_good(exc):
                     raise self._unavailable(exc) from None
                 await asyncio.sleep(min(delay, left))
                 delay = min(delay * 2, 1.0)
@@ -159,8 +162,7 @@ class PostgresLineage:
         :mod:`~pattern_tracker.sinks.lineage_pg_write`). ``before_commit`` is called once every
         event is written, just before the commit."""
         del processing_mode
-        async with self._connection() as conn:
-            return await track_batch(conn, reqs, before_commit)
+        return await self._run(lambda conn: track_batch(conn, reqs, before_commit))
 
     async def import_nodes(self, nodes: Sequence[Node]) -> int:
         """Copy nodes of an embedded store in (``lineage copy``): returns how many were new.
@@ -174,68 +176,73 @@ class PostgresLineage:
         again, or resuming one, inserts only what is missing. Raises ``UnstorableText`` (a
         ValueError naming the node) for a value PostgreSQL cannot hold (a NUL character).
         """
-        async with self._connection() as conn:
-            return await import_nodes(conn, nodes)
+        return await self._run(lambda conn: import_nodes(conn, nodes))
 
     async def ancestry(self, pattern_id: str) -> dict[str, Any]:
-        async with self._connection() as conn:
-            return await walks.ancestry(conn, pattern_id)
+        return await self._run(lambda conn: walks.ancestry(conn, pattern_id))
 
     async def descendants(self, pattern_id: str) -> dict[str, Any]:
-        async with self._connection() as conn:
-            return await walks.descendants(conn, pattern_id)
+        return await self._run(lambda conn: walks.descendants(conn, pattern_id))
 
     async def query(self, file_path: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        async with self._connection() as conn:
-            return await walks.file_query(conn, file_path, max(0, int(limit)))
+        return await self._run(lambda conn: walks.file_query(conn, file_path, max(0, int(limit))))
 
     async def count(self) -> int:
-        async with self._connection() as conn:
-            return await walks.count(conn)
+        return await self._run(walks.count)
 
     async def get(self, pattern_id: str, version: str | None = None) -> dict[str, Any] | None:
-        async with self._connection() as conn:
-            return await walks.get(conn, pattern_id, version)
+        return await self._run(lambda conn: walks.get(conn, pattern_id, version))
 
     async def list_files(self, search: str | None = None, after: str | None = None, limit: int = 50) -> FilesPage:
-        async with self._connection() as conn:
-            return await walks.list_files(conn, search, after, limit)
+        return await self._run(lambda conn: walks.list_files(conn, search, after, limit))
 
     async def status(self) -> str:
         """``operational``, or ``database_unavailable: <reason>`` (within about 2 seconds)."""
         try:
-            async with self._connection(timeout=2.0) as conn:
-                await conn.execute("SELECT 1")
+            await self._run(lambda conn: conn.execute("SELECT 1"), timeout=2.0)
         except LineageUnavailable as exc:
             return f"database_unavailable: {exc.reason}"
         return "operational"
 
     # -- connections and faults -----------------------------------------------------------------
 
-    @contextlib.asynccontextmanager
-    async def _connection(self, timeout: float | None = None) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        """A pooled connection for one operation, bounded in time; the database's failures as
-        :class:`LineageUnavailable`. A connection whose operation timed out is closed, not reused."""
+    async def _run(self, op: Callable[[Conn], Awaitable[T]], timeout: float | None = None) -> T:
+        """``op`` on a pooled connection, answered within ``timeout`` (default: the pool, statement
+        and connect timeouts together); the database's failures as :class:`LineageUnavailable`.
+
+        ``op`` runs as a task of its own: when its time is up we answer at once, and the task is
+        cancelled behind us (psycopg then cancels the statement, or closes a connection whose server
+        stopped answering, which can take it seconds more that nobody waits for).
+        """
         pool = self._pool
         if pool is None:
             raise LineageUnavailable(COMPONENT, "not started", self.retry_after)
         wait = self.pool_timeout if timeout is None else min(timeout, self.pool_timeout)
-        conn: psycopg.AsyncConnection[Any] | None = None
+        task = asyncio.ensure_future(_on_connection(pool, wait, op))
         try:
-            async with asyncio.timeout(self._op_timeout if timeout is None else timeout + 1.0):
-                async with pool.connection(timeout=wait) as conn:
-                    try:
-                        yield conn
-                    except TimeoutError:
-                        await conn.close()
-                        raise
+            return await asyncio.wait_for(asyncio.shield(task), self._op_timeout if timeout is None else timeout + 1.0)
         except TimeoutError:
             raise LineageUnavailable(COMPONENT, "no answer in time", self.retry_after) from None
         except _UNAVAILABLE as exc:
             raise self._unavailable(exc) from None
+        finally:
+            if not task.done():
+                task.cancel()
+                task.add_done_callback(_consume)
 
     def _unavailable(self, exc: BaseException) -> LineageUnavailable:
         return LineageUnavailable(COMPONENT, _reason(exc, self._secrets), self.retry_after)
+
+
+async def _on_connection(pool: AsyncConnectionPool[Any], wait: float, op: Callable[[Conn], Awaitable[T]]) -> T:
+    async with pool.connection(timeout=wait) as conn:
+        return await op(conn)
+
+
+def _consume(task: asyncio.Future[Any]) -> None:
+    """Retrieve an abandoned operation's outcome (asyncio would log it as never retrieved)."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _reason(exc: BaseException, secrets: tuple[str, ...]) -> str:
@@ -251,8 +258,18 @@ def _reason(exc: BaseException, secrets: tuple[str, ...]) -> str:
     else:
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
         text = lines[0] if lines else type(exc).__name__
-        text = text.removeprefix("connection failed: ")
+        text = text.removeprefix("connection failed: ").replace("FATAL:  ", "")
     return redact_text(text, secrets)[:200]
+
+
+# What waiting will not fix: the server answered, and said no.
+_FOR_GOOD = ("password authentication failed", "does not exist", "no pg_hba.conf entry", "permission denied",
+             "password is required", "certificate")
+
+
+def _refused_for_good(exc: BaseException) -> bool:
+    text = str(exc)
+    return any(marker in text for marker in _FOR_GOOD)
 
 
 def _conninfo(url: str, connect_timeout: float, statement_timeout: float) -> tuple[str, tuple[str, ...]]:

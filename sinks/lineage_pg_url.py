@@ -8,7 +8,7 @@ several hosts too) and key/value connection strings (``host=... password=PASS``)
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 __all__ = ["MASK", "is_postgres_url", "redact_text", "redact_url"]
 
@@ -42,7 +42,8 @@ def redact_url(url: str) -> str:
             pairs = parse_qsl(query, keep_blank_values=True)
             if any(k.lower() == "password" for k, _ in pairs):
                 query = urlencode([(k, MASK if k.lower() == "password" else v) for k, v in pairs], safe="*")
-        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+        return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "") + \
+            (f"#{parts.fragment}" if parts.fragment else "")
     except ValueError:
         masked = re.sub(r"(//[^/@:]*:)[^@]*@", lambda m: m.group(1) + MASK + "@", url)
         return re.sub(r"(password=)[^&]*", lambda m: m.group(1) + MASK, masked, flags=re.IGNORECASE)

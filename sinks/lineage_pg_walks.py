@@ -117,7 +117,8 @@ async def file_query(conn: Conn, file_path: str | None, limit: int) -> list[dict
             "OR (n.file_path >= %(p)s || '#' AND n.file_path < %(p)s || '$') ORDER BY n.seq LIMIT %(n)s",
             {"p": file_path, "n": limit})
     else:
-        cur = await conn.execute(f"SELECT {NODE} FROM lineage_nodes AS n WHERE n.file_path = %s ORDER BY n.seq LIMIT %s",
+        cur = await conn.execute(f"SELECT {NODE} FROM lineage_nodes AS n WHERE n.file_path = %s "
+                                 "ORDER BY n.seq LIMIT %s",
                                  (file_path, limit))
     return [node_dict(r) for r in await cur.fetchall()]
 

@@ -67,7 +67,8 @@ class WriteConflict(Exception):
     """Another transaction wrote one of the batch's keys after this one read them: run it again."""
 
 
-def _wanted(reqs: Sequence[TrackRequest], ops: Sequence[str | LineageValidationError]) -> tuple[list[str], list[str], list[str]]:
+def _wanted(reqs: Sequence[TrackRequest],
+            ops: Sequence[str | LineageValidationError]) -> tuple[list[str], list[str], list[str]]:
     """(pattern ids whose newest node the batch may resolve, pids, versions of the keys it may create)."""
     ids: set[str] = set()
     pids: list[str] = []
@@ -107,7 +108,8 @@ async def track_batch(conn: psycopg.AsyncConnection[Any], reqs: Sequence[TrackRe
 
 
 async def _attempt(conn: psycopg.AsyncConnection[Any], reqs: list[TrackRequest],
-                   ops: list[str | LineageValidationError], before_commit: Callable[[], None] | None) -> list[TrackResult]:
+                   ops: list[str | LineageValidationError],
+                   before_commit: Callable[[], None] | None) -> list[TrackResult]:
     ids, pids, versions = _wanted(reqs, ops)
     async with conn.transaction():
         async with conn.pipeline():
@@ -177,7 +179,8 @@ def _execute(reqs: list[TrackRequest], ops: list[str | LineageValidationError], 
             try:
                 data = storable_json(node)
             except UnstorableText as exc:
-                raise LineageValidationError(f"Validation error: PostgreSQL cannot store {exc}", kind="execution") from exc
+                raise LineageValidationError(f"Validation error: PostgreSQL cannot store {exc}",
+                                             kind="execution") from exc
             next_seq += 1
             made[req.pattern_id] = (nkey, node)
             existing[key] = node

@@ -5,10 +5,11 @@
 install them (``.ci/run`` installs Debian's ``postgresql`` itself). PostgreSQL refuses to run as
 root, and CI runs as root: then initdb and the server run as ``nobody``, which owns the temp dir.
 
-Tuned for tests, not durability (fsync, full_page_writes and synchronous_commit off). Password
+Tuned for tests: fsync and full_page_writes off (a commit still reaches the OS before it answers). Password
 authentication everywhere (scram-sha-256), with a ``tracker`` role of its own random password, so
 the tests exercise the password's masking. :class:`PgServer` can also stop, start, restart and
-``kill`` the server (same port, same data): the "database restarting / unreachable" tests.
+``kill`` the server (same port, same data), or ``pause`` and ``resume`` it (a server that stops
+answering): the "database restarting / unreachable / hung" tests.
 
 Fixtures: ``pg_server`` (one per session) and ``pg_url`` (a fresh database per test, URL with
 the ``tracker`` password).
@@ -40,11 +41,12 @@ INSTALL_HINT = "PostgreSQL server not found: apt-get install postgresql"
 SUPERUSER = "postgres"
 ROLE = "tracker"
 
-# Speed over durability: the data dir is thrown away after the session.
+# Speed over durability against an OS crash (the data dir is thrown away after the session), but
+# synchronous_commit stays on: a commit writes its WAL to the OS before it answers, so killing the
+# server (stop("immediate"), kill()) loses nothing committed, as with a real server.
 _SETTINGS = {
     "fsync": "off",
     "full_page_writes": "off",
-    "synchronous_commit": "off",
     "max_connections": "200",
     "shared_buffers": "32MB",
     "log_min_messages": "warning",
@@ -67,6 +69,28 @@ def find_bindir() -> Path | None:
             return (0,)
 
     return max(candidates, key=version) if candidates else None
+
+
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
 
 
 def free_port() -> int:
@@ -155,31 +179,50 @@ class PgServer:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill()
-        self._reap_group()
 
     def kill(self) -> None:
-        """SIGKILL the postmaster and every backend of it (its process group): the server vanishes."""
+        """SIGKILL the postmaster and every backend of it: the server vanishes mid-whatever, as in a
+        crash (backends are group leaders of their own, so each is killed by pid; the postmaster is
+        stopped first so it forks no new one meanwhile)."""
         proc = self.proc
         if proc is None or proc.poll() is not None:
             return
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-        self._reap_group()
-
-    def _reap_group(self) -> None:
-        """Wait until no process of the server's group is left (orphaned backends would hold its shared memory)."""
-        if self.proc is None:
-            return
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                os.killpg(self.proc.pid, 0)
-            except ProcessLookupError:
-                return
+            os.kill(proc.pid, signal.SIGSTOP)
+        children = _children(proc.pid)
+        for pid in children:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            time.sleep(0.01)
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        deadline = time.monotonic() + 10
+        while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+            time.sleep(0.01)  # reparented to init, which reaps them
+
+    def pause(self) -> None:
+        """SIGSTOP the server and its backends: it holds connections but answers nothing (a network
+        partition, a hung host). :meth:`resume` lets it go on."""
+        self._signal_all(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self._signal_all(signal.SIGCONT)
+
+    def _signal_all(self, sig: int) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        for pid in [self.proc.pid, *_children(self.proc.pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def ensure_running(self) -> None:
+        """Start it again if a test stopped or killed it."""
+        if not self.running:
+            self.start()
 
     def restart(self, mode: str = "fast") -> None:
         self.stop(mode)
@@ -238,6 +281,5 @@ def pg_server() -> Iterator[PgServer]:
 @pytest.fixture
 def pg_url(pg_server: PgServer) -> str:
     """A fresh database on the session's server; the URL holds the tracker role's password."""
-    if pg_server.proc is None or pg_server.proc.poll() is not None:
-        pg_server.start()  # a test stopped or killed it
+    pg_server.ensure_running()  # a test may have stopped or killed it
     return pg_server.url(pg_server.create_database())
