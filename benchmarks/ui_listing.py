@@ -11,8 +11,9 @@ Then `serve` opens it and one HTTP/1.1 keep-alive client times, from request to 
 * the first page, R times;
 * every page of the whole listing, following ``next`` (the walk a user paging to the end makes);
 * a middle page and the last page, re-requested R times through their cursors;
-* a search matching a few hundred files and one matching none, R times each, and each once right
-  after a write (the first search after a change rebuilds serve's in-memory list of paths).
+* the first search (serve builds its in-memory list of paths), then a search matching a few
+  hundred files and one matching none, R times each, and each right after a write through serve
+  (the list takes the new file in) and after a write by another process (the list is rebuilt).
 
 Target: every page under 100 ms (issue 12).
 """
@@ -97,6 +98,16 @@ def build(data: Path, nodes: int, files: int, seed: int = 12) -> float:
     return time.perf_counter() - t0
 
 
+def write_elsewhere(data: Path, path: str) -> None:
+    """One new file tracked by this process (not serve) into the store serve reads: serve is not told."""
+    store = Store.open(data)
+    try:
+        LineageStore(store).track(TrackRequest(event_type="pattern_created", pattern_id=f"elsewhere-{path}",
+                                               file_path=path, pattern_data={"code": "y = 2\n"}))
+    finally:
+        store.close()
+
+
 class Client:
     """One keep-alive HTTP/1.1 connection; ``get`` returns (ms from request to the body read, JSON)."""
 
@@ -159,6 +170,8 @@ def main(nodes: int, files: int, limit: int, repeat: int) -> str:
                             timed(lambda: c.files(limit=limit, after=middle), repeat)))
             rows.append(row(f"the last page (page {len(cursors)}, by its cursor)",
                             timed(lambda: c.files(limit=limit, after=last), repeat)))
+            cold, _ = c.files(limit=limit, search="invoice")
+            rows.append(row("the first search (serve builds its list of paths)", [cold]))
             for needle in ("invoice", "no-such-file-anywhere"):
                 _, found = c.files(limit=limit, search=needle)
                 label = f"search `{needle}` ({len(found['files'])}{'+' if found['next'] else ''} on its first page)"
@@ -169,7 +182,14 @@ def main(nodes: int, files: int, limit: int, repeat: int) -> str:
                     c.track({"event_type": "pattern_created", "pattern_id": f"new-{needle}-{k}",
                              "pattern_data": {"code": "x = 1\n"}, "file_path": f"/home/dev/new/{needle}{k}.py"})
                     after_write.append(c.files(limit=limit, search=needle)[0])
-                rows.append(row(f"search `{needle}`, first after a write", after_write, "list of paths rebuilt"))
+                rows.append(row(f"search `{needle}`, first after a write through serve", after_write,
+                                "the list takes the new file in"))
+                after_other: list[float] = []
+                for k in range(3):
+                    write_elsewhere(root / "data", f"/home/dev/other/{needle}{k}.py")
+                    after_other.append(c.files(limit=limit, search=needle)[0])
+                rows.append(row(f"search `{needle}`, first after another process wrote", after_other,
+                                "the list is rebuilt"))
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return "\n".join([

@@ -13,14 +13,17 @@ holds the real path) and merged into the walk in path order.
 Search (a case-insensitive substring of the path) has to look at every file past ``after``:
 walking the index for it costs ~50 ms at 100k files. :class:`FileListing` therefore keeps the
 distinct paths, lower-cased, in memory (a few MB at 100k files), stamped with the store's node
-sequence and the index's entry count: while nothing was tracked since, a search is a loop over
-that list (~5 ms at 100k files); after a write the list is rebuilt once, at about the cost of
-one walk.
+sequence and the index's entry count: a search is a loop over that list (~5 ms at 100k files).
+The store's own writes hand it their new files (``LineageStore.track_many`` calls
+:meth:`FileListing.written`), so in serve, the one writer, it stays current; a write by another
+process on the same data directory changes the stamp unannounced and the next search rebuilds
+the list, at about the cost of one walk.
 """
 
 from __future__ import annotations
 
 import bisect
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -63,10 +66,22 @@ class _Names:
     """The distinct readable file keys in index order, their paths lower-cased, and the store's
     state they were read at (``stamp``)."""
 
-    def __init__(self, stamp: tuple[bytes | None, int], keys: list[bytes]) -> None:
+    def __init__(self, stamp: tuple[bytes | None, int], keys: list[bytes], lowered: list[str] | None = None) -> None:
         self.stamp = stamp
         self.keys = keys
-        self.lowered = [k.decode("utf-8", "surrogatepass").lower() for k in keys]
+        self.lowered = lowered if lowered is not None else [_lower(k) for k in keys]
+
+    def plus(self, stamp: tuple[bytes | None, int], new: set[bytes]) -> _Names:
+        """A copy holding ``new`` keys too (readers may be iterating this one)."""
+        keys, lowered = list(self.keys), list(self.lowered)
+        for key in sorted(new):
+            if key.startswith(_HASHED):
+                continue
+            i = bisect.bisect_left(keys, key)
+            if i == len(keys) or keys[i] != key:
+                keys.insert(i, key)
+                lowered.insert(i, _lower(key))
+        return _Names(stamp, keys, lowered)
 
     def matching(self, needle: str, start: bytes) -> Iterator[bytes]:
         """The keys from ``start`` on whose path holds ``needle`` (lower-cased)."""
@@ -78,11 +93,27 @@ class _Names:
 
 class FileListing:
     """Pages of tracked files over one store (one per ``LineageStore``): holds the search's
-    in-memory list of paths between calls. Safe across threads: a stale or missing list is
-    rebuilt and swapped whole."""
+    in-memory list of paths between calls. Safe across threads: a list is never changed, only
+    replaced whole. The store tells it what its own writes added (:meth:`written`), so while this
+    process is the only writer the list is never rebuilt; another process's write is seen by the
+    stamp and costs one rebuild."""
 
     def __init__(self) -> None:
         self._names: _Names | None = None
+        self._lock = threading.Lock()
+
+    def keeps_paths(self) -> bool:
+        """Is there a list for writes to keep current (has anyone searched)?"""
+        return self._names is not None
+
+    def written(self, before: tuple[bytes | None, int], after: tuple[bytes | None, int], files: set[bytes]) -> None:
+        """A write transaction of this process committed: it moved the store from stamp ``before``
+        to ``after`` and wrote index entries for ``files`` (file keys). A list that was current
+        at ``before`` takes them in; any other is left to be rebuilt."""
+        with self._lock:
+            names = self._names
+            if names is not None and names.stamp == before:
+                self._names = names.plus(after, files)
 
     def page(self, txn: lmdb.Transaction, dbs: LineageDbs, search: str | None = None, after: str | None = None,
              limit: int = 50) -> FilesPage:
@@ -101,6 +132,8 @@ class FileListing:
             else:
                 keys = self._current(txn, dbs, scan).matching(needle, start)
             for fkey in keys:
+                if not count.set_range(fkey + b"\0") or not count.key().startswith(fkey + b"\0"):
+                    continue  # a list newer than this transaction: the file is not in its view
                 path = fkey.decode("utf-8", "surrogatepass")
                 while hashed and hashed[-1][0] < path:
                     if len(files) == limit:
@@ -108,7 +141,6 @@ class FileListing:
                     files.append(_summary(txn, dbs, *hashed.pop()))
                 if len(files) == limit:
                     return _page(files, more=True)
-                count.set_range(fkey + b"\0")
                 files.append(_summary(txn, dbs, path, _entries(count, fkey)[0]))
         while hashed:
             if len(files) == limit:
@@ -122,8 +154,14 @@ class FileListing:
         names = self._names
         if names is None or names.stamp != stamp:
             keys = list(_distinct(scan.iternext(keys=True, values=False))) if scan.set_range(b"\x02") else []
-            names = self._names = _Names(stamp, keys)
+            names = _Names(stamp, keys)
+            with self._lock:
+                self._names = names
         return names
+
+
+def _lower(key: bytes) -> str:
+    return key.decode("utf-8", "surrogatepass").lower()
 
 
 def _page(files: list[dict[str, Any]], *, more: bool) -> FilesPage:

@@ -110,6 +110,8 @@ class LineageStore:
         del processing_mode  # execution order is list order in both modes
         reqs = list(reqs)
         dbs = self.dbs
+        listing = self.listing
+        committed: list[tuple[tuple[bytes | None, int], tuple[bytes | None, int], set[bytes]]] = []
 
         def run(txn: lmdb.Transaction) -> list[TrackResult]:
             raw = txn.get(SEQ_KEY, db=dbs.state)
@@ -117,6 +119,8 @@ class LineageStore:
             seq = seq0
             now = now_iso()  # one timestamp per transaction, like the service's NOW()
             made: dict[str, tuple[bytes, NodeHead]] = {}
+            files: set[bytes] | None = set() if listing.keeps_paths() else None
+            before = (raw, int(txn.stat(dbs.files)["entries"])) if files is not None else (None, 0)
 
             def newest(pattern_id: str) -> tuple[bytes, NodeHead] | None:
                 """``made`` (pattern_id -> newest node written earlier in this transaction, which is
@@ -129,7 +133,7 @@ class LineageStore:
             for req in reqs:
                 try:
                     op = static_check(req)
-                    data, created = self._execute(txn, req, op, seq + 1, now, made, newest)
+                    data, created = self._execute(txn, req, op, seq + 1, now, made, newest, files)
                     if created:
                         seq += 1
                     out.append(data)
@@ -137,15 +141,22 @@ class LineageStore:
                     out.append(exc)
             if seq != seq0:
                 txn.put(SEQ_KEY, u64(seq), db=dbs.state)
+            committed.clear()  # the store may run this again (a map grown): only the last run counts
+            if files is not None and seq != seq0:
+                committed.append((before, (u64(seq), int(txn.stat(dbs.files)["entries"])), files))
             if before_commit is not None:
                 before_commit()
             return out
 
-        return self.store.write(run)
+        results = self.store.write(run)
+        for before, after, files in committed:  # written: the listing's search list learns the new files
+            listing.written(before, after, files)
+        return results
 
     def _execute(
         self, txn: lmdb.Transaction, req: TrackRequest, op: str, seq: int, now: str,
         made: dict[str, tuple[bytes, NodeHead]], newest: Callable[[str], tuple[bytes, NodeHead] | None],
+        files: set[bytes] | None = None,
     ) -> tuple[dict[str, Any], bool]:
         if op in ("track_application", "track_deprecation"):
             return usage_data(req, op, now, newest), False
@@ -165,7 +176,10 @@ class LineageStore:
         for pkey in node.parent_keys:
             put(pkey + b"\0" + seq_b, key, db=dbs.children)
         if node.file_path:
-            put(key_of(node.file_path, 400) + b"\0" + seq_b, key, db=dbs.files)
+            fkey = key_of(node.file_path, 400)
+            put(fkey + b"\0" + seq_b, key, db=dbs.files)
+            if files is not None:
+                files.add(fkey)
         return created_data(node, op), True
 
     # -- reads --------------------------------------------------------------------------------

@@ -130,11 +130,35 @@ def test_paging_matches_a_plain_model_of_the_files(tmp_path_factory, paths: list
     store = Store.open(tmp_path_factory.mktemp("listing"), map_size=64 * MIB)
     try:
         lineage = LineageStore(store)
-        for p in paths:
+        for k, p in enumerate(paths):
+            if k == len(paths) // 2:
+                lineage.list_files(search="a")  # a kept list the later writes must update
             edits(lineage, p)
         want = sorted(p for p in paths if search is None or search.lower() in p.lower())
         got = pages(lineage, search, limit)
         assert flat(got) == want
         assert all(len(page) == limit for page in got[:-1])
+    finally:
+        store.close()
+
+
+def test_the_search_list_follows_this_stores_writes_and_sees_another_writer(tmp_path) -> None:
+    """The list a search keeps is updated by the store's own writes (no rebuild) and rebuilt after
+    a write it was not told about (another process: another LineageStore on the same files)."""
+    store = Store.open(tmp_path / "s", map_size=64 * MIB)
+    try:
+        mine, other = LineageStore(store), LineageStore(store)
+        edits(mine, "/a/gadget.py")
+        assert flat(pages(mine, "gadget")) == ["/a/gadget.py"]
+        kept = mine.listing._names  # noqa: SLF001 - the kept list itself is what is under test
+        edits(mine, "/b/gadget.py", 2)
+        edits(mine, "/" + "long" * 120 + "/gadget.py")  # a hashed key: listed apart, not in the list
+        updated = mine.listing._names  # noqa: SLF001
+        assert updated is not kept and updated.keys == [b"/a/gadget.py", b"/b/gadget.py"]
+        assert flat(pages(mine, "GADGET")) == ["/a/gadget.py", "/b/gadget.py", "/" + "long" * 120 + "/gadget.py"]
+        assert mine.listing._names is updated  # current: no rebuild  # noqa: SLF001
+        edits(other, "/c/gadget.py")  # not announced to ``mine``: its next search rebuilds
+        assert flat(pages(mine, "gadget"))[2] == "/c/gadget.py"
+        assert mine.listing._names is not updated  # noqa: SLF001
     finally:
         store.close()
