@@ -207,7 +207,7 @@ def test_the_dashboard_command_shows_what_metrics_reports_over_a_data_dir_only_h
         assert 0 < load_ms < 1000, load_ms  # the page with its scripts, styles and uPlot
         assert text(page, "#spool-size") == str(m["cached_events"])
         assert text(page, "#circuit-state") == m["circuit_state"]
-        assert text(page, "#circuit-failures").startswith(f"{circuit['failure_count']} (opens at 2 consecutive)")
+        assert text(page, "#circuit-failures").startswith(f"{circuit['failure_count']} (it opens after 2 consecutive failures)")
         assert text(page, "#hour-requests").startswith(
             f"{m['total_requests']} ({m['successful_requests']} ok, {m['failed_requests']} failed)")
         assert text(page, "#hour-hooks") == str(m["hook"]["invocations"]) == "3"

@@ -168,7 +168,10 @@ def _circuit(cfg: Any, snap: Snapshot) -> dict[str, Any]:
     return {
         "state": snap.circuit,
         "failure_count": snap.circuit_failure_count,
-        "failure_threshold": cb.failure_threshold,
+        "mode": cb.mode,
+        "opens_when": (f"{cb.failure_threshold} consecutive failures" if cb.mode == "consecutive" else
+                       f"{cb.failure_rate_threshold:.0%} of the last {cb.window_size} calls fail "
+                       f"(at least {cb.minimum_calls} calls)"),
         "trip_count": snap.circuit_trip_count,
         "calls_not_permitted": snap.circuit_calls_not_permitted,
         "opened_at": iso(snap.circuit_opened_at),

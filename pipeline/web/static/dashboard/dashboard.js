@@ -286,7 +286,7 @@
     $("circuit-state").dataset.status = c.state;
     setText("circuit-state", c.state);
     facts("circuit-facts", [
-      ["Failures", `${c.failure_count} (opens at ${c.failure_threshold} consecutive)`, "circuit-failures"],
+      ["Failures", `${c.failure_count} (it opens after ${c.opens_when})`, "circuit-failures"],
       ["Next trial", c.next_trial, "circuit-next"],
       ["Opened", c.opened_at ? clock(c.opened_at) : "–"],
       ["Trips", c.trip_count],
@@ -350,7 +350,7 @@
   function renderAlerts(doc) {
     const a = doc.alerts;
     setText("alerts-note", a.enabled
-      ? `Evaluated every ${secs(a.interval_seconds)} by the alerter of a running \`run\` or \`watch\` and kept in the store.`
+      ? `Evaluated every ${secs(a.interval_seconds)} by the alerter of a running run or watch, and kept in the store.`
       : "Alerting is off (monitoring.alerting.enabled).");
     tableRows("alerts-open", a.open.map((i) => [i.alert, i.severity, i.started, i.message]), "No open incident.");
     tableRows("alerts-resolved", a.resolved.map((r) => [r.alert, r.severity, r.resolved, secs(r.lasted_seconds), r.message]),
