@@ -26,7 +26,6 @@ from pattern_tracker.sinks.http import HttpSink
 from tests.clitools import BIN, cli_env, run_cli, serve, stop, wait_for
 from tests.loadbalancer import balancer
 from tests.pgserver import PgServer
-from tests.test_serve_store import durable
 
 # The replicas give up on a dead database fast: requests answer 503 within a second or two.
 FAST_STORE = {"PATTERN_TRACKER__SERVE__CONNECT_TIMEOUT": "1", "PATTERN_TRACKER__SERVE__STATEMENT_TIMEOUT": "5",
@@ -51,8 +50,7 @@ def sql(url: str, query: str, *params: object) -> list[tuple]:
 @pytest.fixture(scope="module")
 def replicas(pg_server: PgServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, str]]:
     """(replica A's URL, replica B's URL, the database URL)."""
-    if pg_server.proc is None or pg_server.proc.poll() is not None:
-        pg_server.start()
+    pg_server.ensure_running()
     url = pg_server.url(pg_server.create_database())
     d = tmp_path_factory.mktemp("replicas")
     with serve(d / "a", "--store", url, env_extra=FAST_STORE) as a, \
@@ -113,7 +111,7 @@ def _kill_mid_replay(pg: PgServer, tmp_path: Path) -> None:
     archive_dir = tmp_path / "archive"
     run_cli("archive", "generate", "--events", "5000", "--files", "100", str(archive_dir),
             env=cli_env(tmp_path / "gen"), timeout=120).check_returncode()
-    url = durable(pg, pg.url(pg.create_database()))
+    url = pg.url(pg.create_database())
     tracker = tmp_path / "tracker"
     config = tmp_path / "tracker.yaml"
     config.write_text(
@@ -164,10 +162,8 @@ def _health(base: str) -> str:
 
 
 def test_database_killed_mid_replay_through_two_replicas_loses_nothing(pg_server: PgServer, tmp_path: Path) -> None:
-    if pg_server.proc is None or pg_server.proc.poll() is not None:
-        pg_server.start()
+    pg_server.ensure_running()
     try:
         _kill_mid_replay(pg_server, tmp_path)
     finally:
-        if pg_server.proc is None or pg_server.proc.poll() is not None:
-            pg_server.start()  # the next tests' database server
+        pg_server.ensure_running()  # the next tests' database server

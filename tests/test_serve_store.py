@@ -35,14 +35,6 @@ def _post(base: str, n: int) -> tuple[int, dict[str, str], float]:
         return exc.code, dict(exc.headers), time.monotonic() - t0
 
 
-def durable(pg: PgServer, url: str) -> str:
-    """``url``'s database with synchronous commits: the test server's speed settings would lose the
-    last commits to a kill, acknowledged ones included (the faults here are the server's, not the disk's)."""
-    with pg.admin() as conn:
-        conn.execute(f"ALTER DATABASE {url.rpartition('/')[2]} SET synchronous_commit = on")
-    return url
-
-
 def _get_json(url: str) -> dict:
     try:
         with urllib.request.urlopen(url, timeout=30) as r:
@@ -103,7 +95,7 @@ def test_start_line_names_the_store_without_its_password(pg_url: str, pg_server:
 
 def test_database_down_while_serving_is_503_then_recovers_by_itself(pg_url: str, pg_server: PgServer,
                                                                      tmp_path: Path) -> None:
-    with serve(tmp_path / "serve", "--store", durable(pg_server, pg_url), env_extra=FAST_STORE) as base:
+    with serve(tmp_path / "serve", "--store", pg_url, env_extra=FAST_STORE) as base:
         assert _post(base, 1)[0] == 200
         pg_server.kill()
         try:
