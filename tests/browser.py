@@ -70,8 +70,11 @@ class PageProblems:
         assert not self.console_errors, f"console errors: {self.console_errors}"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """One Chromium per test module: Playwright's sync API keeps an event loop running in this
+    thread while it is open, and an asyncio test collected after a session-wide browser would
+    find that loop ("cannot be called from a running event loop")."""
     path = chromium_path()
     if path is None:
         pytest.skip(INSTALL_HINT)
