@@ -19,7 +19,7 @@ from pattern_tracker.core.store import MIB, Store
 from pattern_tracker.model.events import TrackRequest
 from pattern_tracker.sinks.lineage_store import LineageStore
 from tests.clitools import BIN, cli_env, run_cli, wait_for
-from tests.pgserver import PgServer
+from tests.pgserver import PgServer, free_port
 
 NODES = 20_000
 SUMMARY = re.compile(r"lineage copy: copied (\d+), already there (\d+) \(of (\d+) nodes\) into (\S+)")
@@ -151,3 +151,16 @@ def test_an_interrupted_copy_is_resumed_by_the_next_run(embedded: Path, pg_serve
     copied, already, total = _copy(embedded, url)
     assert (copied + already, total) == (NODES, NODES) and already == part
     assert _count(url) == NODES
+
+
+def test_bad_target_or_source_is_one_line(embedded: Path, tmp_path: Path) -> None:
+    env = cli_env(tmp_path / "cli", PATTERN_TRACKER__SERVE__CONNECT_TIMEOUT="1")
+    down = f"postgresql://tracker:hunter2secret@127.0.0.1:{free_port()}/lineage"  # nothing listens there
+    for args, code, words in (
+        (["--from", str(embedded), "--to", down], 1, "cannot use postgresql://tracker:***@127.0.0.1:"),
+        (["--from", str(embedded), "--to", "mysql://tracker:hunter2secret@db/x"], 2, "--to mysql://tracker:***@db/x"),
+        (["--from", str(tmp_path), "--to", down], 2, "no pattern-tracker store there"),
+    ):
+        r = run_cli("lineage", "copy", *args, env=env, timeout=60)
+        assert r.returncode == code and len(r.stderr.strip().splitlines()) == 1 and words in r.stderr, r.stderr
+        assert "hunter2secret" not in r.stdout + r.stderr

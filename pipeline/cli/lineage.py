@@ -84,6 +84,8 @@ async def _copy(cfg: Any, args: argparse.Namespace) -> int:
             result = await copy_lineage(export, target, chunk_size=args.chunk, on_progress=bar.update, stop=stop)
         except LineageUnavailable as exc:
             bar.finish()
+            if not bar.done:
+                raise CliError(f"lineage copy: cannot use {shown}: {exc.reason}", EXIT_FAILURE) from None
             raise CliError(f"lineage copy to {shown} stopped after {bar.done} of {len(export)} nodes: {exc.reason}; "
                            "what was copied stays: run it again to copy the rest", EXIT_FAILURE) from None
     finally:
