@@ -160,6 +160,7 @@ def test_bad_target_or_source_is_one_line(embedded: Path, tmp_path: Path) -> Non
         (["--from", str(embedded), "--to", down], 1, "cannot use postgresql://tracker:***@127.0.0.1:"),
         (["--from", str(embedded), "--to", "mysql://tracker:hunter2secret@db/x"], 2, "--to mysql://tracker:***@db/x"),
         (["--from", str(tmp_path), "--to", down], 2, "no pattern-tracker store there"),
+        (["--from", str(embedded), "--to", down + "?nosuchoption=1"], 2, 'invalid URI query parameter: "nosuchoption"'),
     ):
         r = run_cli("lineage", "copy", *args, env=env, timeout=60)
         assert r.returncode == code and len(r.stderr.strip().splitlines()) == 1 and words in r.stderr, r.stderr

@@ -72,8 +72,11 @@ async def _copy(cfg: Any, args: argparse.Namespace) -> int:
     from pattern_tracker.usecases.lineage_copy import copy_lineage
 
     shown = redacted_store_url(args.target)
+    try:
+        target = postgres_lineage(cfg, args.target)
+    except ValueError as exc:  # libpq refused the URL's options (e.g. an unknown ?parameter)
+        raise CliError(f"--to: {exc}", EXIT_USAGE) from None
     store = Store.open(args.source, map_size=cfg.storage.map_size_mb * MIB, max_map_size=cfg.storage.max_map_size_mb * MIB)
-    target = postgres_lineage(cfg, args.target)
     stop = asyncio.Event()
     install_stop(stop)
     try:
@@ -88,6 +91,10 @@ async def _copy(cfg: Any, args: argparse.Namespace) -> int:
                 raise CliError(f"lineage copy: cannot use {shown}: {exc.reason}", EXIT_FAILURE) from None
             raise CliError(f"lineage copy to {shown} stopped after {bar.done} of {len(export)} nodes: {exc.reason}; "
                            "what was copied stays: run it again to copy the rest", EXIT_FAILURE) from None
+        except ValueError as exc:  # a node PostgreSQL cannot hold (UnstorableText names it)
+            bar.finish()
+            raise CliError(f"lineage copy to {shown} stopped after {bar.done} of {len(export)} nodes: {exc}",
+                           EXIT_FAILURE) from None
     finally:
         await target.close()
         store.close()
