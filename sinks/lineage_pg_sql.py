@@ -25,7 +25,6 @@ __all__ = [
     "INSERT_NODES",
     "NEWEST",
     "NODE",
-    "NODE_BY_ID",
     "UnstorableText",
     "head_of",
     "iso",
@@ -42,7 +41,7 @@ NODE = (HEAD + ", n.created_at, n.file_path, n.language, n.tool_name, n.triggere
 
 # The newest node (highest seq) of each pattern id: one index probe each.
 NEWEST = f"""
-SELECT {HEAD} FROM unnest(%s::text[]) AS p(id)
+SELECT {HEAD} FROM unnest(%b::text[]) AS p(id)
 CROSS JOIN LATERAL (
     SELECT * FROM lineage_nodes WHERE pattern_id = p.id ORDER BY seq DESC LIMIT 1
 ) AS n
@@ -50,14 +49,12 @@ CROSS JOIN LATERAL (
 
 # The nodes of the given (pattern_id, pattern_version) keys that exist.
 EXISTING_KEYS = f"""
-SELECT {HEAD} FROM unnest(%s::text[], %s::text[]) AS k(pid, ver)
+SELECT {HEAD} FROM unnest(%b::text[], %b::text[]) AS k(pid, ver)
 JOIN lineage_nodes AS n ON n.pattern_id = k.pid AND n.pattern_version = k.ver
 """
 
 # seq values for the nodes about to be written, ascending (gaps are harmless).
 ALLOCATE_SEQS = "SELECT nextval(pg_get_serial_sequence('lineage_nodes', 'seq')) FROM generate_series(1, %s)"
-
-NODE_BY_ID = f"SELECT {HEAD} FROM unnest(%s::uuid[]) AS p(id) JOIN lineage_nodes AS n ON n.node_id = p.id"
 
 _NODE_COLUMNS = ("seq, node_id, lineage_id, event_id, pattern_id, pattern_version, pattern_name, pattern_type, "
                  "event_type, generation, created_at, file_path, language, tool_name, triggered_by, reason, "
@@ -73,9 +70,9 @@ SELECT r.seq, r.node_id, r.lineage_id, r.event_id, r.pattern_id, r.pattern_versi
        ARRAY(SELECT jsonb_array_elements_text(r.parents::jsonb -> 0)),
        ARRAY(SELECT jsonb_array_elements_text(r.parents::jsonb -> 1))::uuid[],
        r.pattern_data::jsonb
-FROM unnest(%s::bigint[], %s::uuid[], %s::uuid[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
-            %s::text[], %s::int[], %s::timestamptz[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
-            %s::text[], %s::text[], %s::text[], %s::text[])
+FROM unnest(%b::bigint[], %b::uuid[], %b::uuid[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[],
+            %b::text[], %b::int[], %b::timestamptz[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[],
+            %b::text[], %b::text[], %b::text[], %b::text[])
      AS r(seq, node_id, lineage_id, event_id, pattern_id, pattern_version, pattern_name, pattern_type,
           event_type, generation, created_at, file_path, language, tool_name, triggered_by, reason,
           edge_type, transformation_type, parents, pattern_data)
@@ -85,11 +82,11 @@ RETURNING seq
 
 INSERT_EDGES = """
 INSERT INTO lineage_edges (child_seq, position, parent_seq, edge_type, transformation_type)
-SELECT * FROM unnest(%s::bigint[], %s::smallint[], %s::bigint[], %s::text[], %s::text[])
+SELECT * FROM unnest(%b::bigint[], %b::smallint[], %b::bigint[], %b::text[], %b::text[])
 ON CONFLICT DO NOTHING
 """
 
-INSERT_FILES = "INSERT INTO lineage_files (file_path) SELECT unnest(%s::text[]) ORDER BY 1 ON CONFLICT DO NOTHING"
+INSERT_FILES = "INSERT INTO lineage_files (file_path) SELECT unnest(%b::text[]) ORDER BY 1 ON CONFLICT DO NOTHING"
 
 
 class UnstorableText(ValueError):

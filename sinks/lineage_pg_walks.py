@@ -19,6 +19,7 @@ from pattern_tracker.sinks.lineage_contract import (
     PatternNotFound,
     is_notebook,
 )
+from pattern_tracker.sinks.lineage_listing import MAX_LIMIT, edit_time
 from pattern_tracker.sinks.lineage_pg_sql import NODE, iso, node_dict
 from pattern_tracker.sinks.lineage_walks import MAX_ANCESTRY_DEPTH, MAX_ANCESTRY_ROWS
 
@@ -29,6 +30,8 @@ Conn = psycopg.AsyncConnection[Any]
 # Each level of ``walk`` is one row: the level's nodes in order (``frontier``), the node each was
 # reached from (``via``), and every node met so far (``seen``), so a node met at an earlier level,
 # or earlier in this one, is not met again: the embedded store's breadth-first walk, in SQL.
+# ``OFFSET 0`` keeps the edges lookup a per-node index probe: without it the planner may join the
+# frontier to a scan of the whole edges table (it cannot estimate the frontier's size).
 _ANCESTRY = f"""
 WITH RECURSIVE start AS (
     SELECT seq FROM lineage_nodes WHERE pattern_id = %(pid)s ORDER BY seq DESC LIMIT 1
@@ -43,7 +46,9 @@ WITH RECURSIVE start AS (
         FROM (
             SELECT DISTINCT ON (e.parent_seq) e.parent_seq, e.child_seq, f.i, e.position
             FROM unnest(w.frontier) WITH ORDINALITY AS f(seq, i)
-            JOIN lineage_edges AS e ON e.child_seq = f.seq
+            CROSS JOIN LATERAL (
+                SELECT parent_seq, child_seq, position FROM lineage_edges WHERE child_seq = f.seq OFFSET 0
+            ) AS e
             WHERE e.parent_seq <> ALL (w.seen)
             ORDER BY e.parent_seq, f.i, e.position
         ) AS d
@@ -157,8 +162,9 @@ _CHUNK = 500  # paths read per round trip while a non-ASCII search filters them 
 
 async def list_files(conn: Conn, search: str | None, after: str | None, limit: int) -> FilesPage:
     """One page of tracked files, :data:`~pattern_tracker.sinks.lineage_contract.FilesPage`:
-    paths in byte (= code-point) order after ``after``, those holding ``search`` (any case)."""
-    limit = max(1, int(limit))
+    paths in byte (= code-point) order after ``after``, those holding ``search`` (any case); each
+    summary as the LMDB store's listing gives it (:mod:`~pattern_tracker.sinks.lineage_listing`)."""
+    limit = max(1, min(int(limit), MAX_LIMIT))
     needle = search.lower() if search else None
     paths = await _paths(conn, needle, after or "", limit + 1)
     more = len(paths) > limit
@@ -167,12 +173,13 @@ async def list_files(conn: Conn, search: str | None, after: str | None, limit: i
     if paths:
         cur = await conn.execute(_SUMMARIES, (paths,))
         for r in await cur.fetchall():
+            session = r[6]
             files.append({
                 "file_path": r[0], "language": r[1], "versions": int(r[2]),
                 "first_seen": iso(r[3]), "last_seen": iso(r[4]),
-                "last_edit": r[5] if r[5] is not None else iso(r[4]),
-                "last_session": r[6], "last_tool": r[7], "last_pattern_id": r[8],
-                "last_pattern_version": r[9], "last_generation": r[10],
+                "last_edit": edit_time(r[5]) or iso(r[4]),
+                "last_session": session if isinstance(session, str) and session else None,
+                "last_tool": r[7], "last_pattern_id": r[8], "last_pattern_version": r[9], "last_generation": r[10],
             })
     return {"files": files, "next": paths[-1] if more and paths else None}
 

@@ -219,10 +219,10 @@ class _Edges:
 _IMPORT_EDGES = """
 INSERT INTO lineage_edges (child_seq, position, parent_seq, edge_type, transformation_type)
 SELECT c.seq, e.position, p.seq, e.edge_type, e.tt
-FROM unnest(%s::uuid[], %s::smallint[], %s::uuid[], %s::text[], %s::text[]) AS e(child, position, parent, edge_type, tt)
+FROM unnest(%b::uuid[], %b::smallint[], %b::uuid[], %b::text[], %b::text[]) AS e(child, position, parent, edge_type, tt)
 JOIN lineage_nodes AS c ON c.node_id = e.child
 JOIN lineage_nodes AS p ON p.node_id = e.parent
-WHERE c.seq = ANY(%s::bigint[])
+WHERE c.seq = ANY(%b::bigint[])
 ON CONFLICT DO NOTHING
 """
 

@@ -102,18 +102,25 @@ def _scenario() -> list[list[TrackRequest]]:
     chain = [created("d0", file_path="/s/deep.py")] + [modified(f"d{i}", f"d{i - 1}", file_path="/s/deep.py")
                                                          for i in range(1, 26)]
     later = [modified("k2", "a"), modified("mm2", "mm", edge_type="derived_from", transformation_type="optimization"),
-             ev("pattern_validated", "v", file_path="/s/v.py")]
+             ev("pattern_validated", "v", file_path="/s/v.py"),
+             created("w", file_path="/s/when.py", pattern_data={"code": "w", "occurred_at": 1700000000, "session_id": "s"})]
     return [first, chain, later]
 
 
+_TIMES = ("created_at", "timestamp", "first_seen", "last_seen")
+
+
 def _comparable(value: Any) -> Any:
-    """An answer without what differs by design between two runs: times and the usage events' random id."""
+    """An answer without what differs by design between two runs: the times of tracking (a file
+    summary's last_edit is one when its node has no occurred_at: those scenario nodes have no
+    session either) and the usage events' random event id."""
     if isinstance(value, LineageValidationError):
         return ("error", value.kind, value.detail, value.parent_missing)
     if isinstance(value, dict):
+        usage = "pattern_node_id" in value and "lineage_id" not in value
+        tracking_time = "last_edit" in value and value.get("last_session") is None
         return {k: _comparable(v) for k, v in value.items()
-                if k not in ("created_at", "timestamp") and not (k == "event_id" and "pattern_node_id" in value
-                                                                 and "lineage_id" not in value)}
+                if k not in _TIMES and not (k == "last_edit" and tracking_time) and not (k == "event_id" and usage)}
     if isinstance(value, list):
         return [_comparable(v) for v in value]
     return value
@@ -132,6 +139,9 @@ async def _answers(call: Any, pattern_ids: list[str], files: list[str | None]) -
     for path in files:
         out[f"query {path}"] = await call("query", path, 100)
     out["query 3"] = await call("query", None, 3)
+    for search, after, limit in [(None, None, 50), (None, None, 2), (None, "/s/b.py", 3), ("S/", None, 4),
+                                 ("ipynb", "/n/nb.ipynb", 10), ("nothing", None, 5)]:
+        out[f"files {search} {after} {limit}"] = await call("list_files", search, after, limit)
     out["count"] = await call("count")
     return out
 
@@ -158,6 +168,9 @@ async def test_same_answers_and_node_ids_as_the_lmdb_store(lineage, pg: Postgres
     assert [a["ancestor_pattern_id"] for a in got["ancestry mm"]["ancestors"]] == ["mm", "m", "a", "a2", "b"]
     assert len(got["ancestry d25"]["ancestors"]) == 20 and got["ancestry d25"]["ancestry_depth"] == 19
     assert [n["pattern_id"] for n in got["query /n/nb.ipynb"]] == ["c1", "c2", "nb"]
+    assert [f["file_path"] for f in got["files S/ None 4"]["files"]] == ["/s/a.py", "/s/b.py", "/s/deep.py", "/s/f.py"]
+    (when,) = [f for f in got["files None None 50"]["files"] if f["file_path"] == "/s/when.py"]
+    assert when["last_edit"] == "2023-11-14T22:13:20+00:00" and when["last_session"] == "s"
     assert got["get a"]["pattern_version"] == "2" and got["get k2"]["generation"] == 3
     assert got["count"] == lineage.count() > 40
     # stored times read back as written
@@ -371,7 +384,7 @@ async def test_list_files_pages_searches_and_summarises(pg: PostgresLineage) -> 
     assert [f["file_path"] for f in alpha] == ["/src/alpha.py"]
     summary = alpha[0]
     assert summary["versions"] == 2 and summary["last_pattern_id"] == "p1b" and summary["last_generation"] == 2
-    assert summary["last_edit"] == 1700000123.5 and summary["last_session"] == "sess-9"
+    assert summary["last_edit"] == "2023-11-14T22:15:23.500000+00:00" and summary["last_session"] == "sess-9"
     assert summary["last_tool"] == "Edit"
     assert summary["first_seen"] <= summary["last_seen"] and summary["language"] == "python"
     assert set(summary) == {"file_path", "language", "versions", "first_seen", "last_seen", "last_edit", "last_session",
