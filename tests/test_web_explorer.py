@@ -123,7 +123,6 @@ def test_files_page_lists_pages_and_filters(site: Site, page: Any) -> None:
     assert page.url == site.url + "/ui/"
     rows = page.locator("#files tbody tr")
     wait_for(lambda: rows.count() == 50, what="a first page of 50 files")
-    assert page_load_ms(page) < 1000
     assert page.locator("#next").is_enabled() and page.locator("#prev").is_disabled()
     first = rows.first.locator("td").first.inner_text()
     page.locator("#next").click()
@@ -170,7 +169,6 @@ def test_file_page_shows_the_versions_code_and_diff(site: Site, page: Any) -> No
     wait_for(lambda: code.text_content() == VERSIONS[0], what="v1's code")
     page.get_by_label("Version", exact=True).select_option("2")
     wait_for(lambda: code.text_content() == VERSIONS[2], what="v3's code again")
-    assert page_load_ms(page) < 1000
 
 
 def test_pattern_page_draws_a_fork_and_a_merge_as_branches(site: Site, page: Any) -> None:
@@ -259,13 +257,17 @@ def test_with_a_token_only_the_login_is_served_until_it_is_given(tmp_path: Path,
 
 
 def test_the_pages_load_quickly(site: Site, page: Any) -> None:
-    """Each page shows its data well under a second after navigation starts (a local server)."""
-    timings = {}
-    for name, path, ready in [("files", "/ui/", "#files tbody tr"), ("file", site.file_url(site.app)[len(site.url):], "#diff tr.add"),
+    """Each page is loaded (document, scripts, styles: the load event) well under a second, and
+    shows its data soon after (a local server; generous bounds: the test machine is shared)."""
+    loaded, shown = {}, {}
+    for name, path, ready in [("files", "/ui/", "#files tbody tr"),
+                              ("file", site.file_url(site.app)[len(site.url):], "#diff tr.add"),
                               ("pattern", "/ui/pattern?id=merged", "svg.lineage a.node")]:
         t0 = time.perf_counter()
         page.goto(site.url + path)
         page.locator(ready).first.wait_for()
-        timings[name] = (time.perf_counter() - t0) * 1000
-    print("explorer pages, navigation to data shown (ms):", {k: round(v) for k, v in timings.items()})
-    assert max(timings.values()) < 1500, timings
+        shown[name] = round((time.perf_counter() - t0) * 1000)
+        loaded[name] = round(page_load_ms(page))
+    print("explorer pages (ms): load event", loaded, "data shown", shown)
+    assert max(loaded.values()) < 1000, loaded
+    assert max(shown.values()) < 2000, shown
