@@ -27,6 +27,7 @@ __all__ = [
     "NODE",
     "UnstorableText",
     "head_of",
+    "is_storable",
     "iso",
     "node_dict",
     "node_rows",
@@ -129,6 +130,17 @@ def node_dict(row: Sequence[Any]) -> dict[str, Any]:
 
 
 _json = msgspec.json.Encoder()
+
+
+def is_storable(text: str) -> bool:
+    """Can PostgreSQL's text hold ``text`` (no NUL character, no lone surrogate)?"""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def storable_json(node: Node) -> str:

@@ -20,7 +20,7 @@ from pattern_tracker.sinks.lineage_contract import (
     is_notebook,
 )
 from pattern_tracker.sinks.lineage_listing import MAX_LIMIT, edit_time
-from pattern_tracker.sinks.lineage_pg_sql import NODE, iso, node_dict
+from pattern_tracker.sinks.lineage_pg_sql import NODE, is_storable, iso, node_dict
 from pattern_tracker.sinks.lineage_walks import MAX_ANCESTRY_DEPTH, MAX_ANCESTRY_ROWS
 
 __all__ = ["ancestry", "count", "descendants", "file_query", "get", "list_files"]
@@ -82,6 +82,8 @@ ORDER BY ch.child_seq DESC
 
 
 async def ancestry(conn: Conn, pattern_id: str) -> dict[str, Any]:
+    if not is_storable(pattern_id):  # text no stored node can hold (a NUL character)
+        raise PatternNotFound(pattern_id)
     cur = await conn.execute(_ANCESTRY, {"pid": pattern_id})
     rows = await cur.fetchall()
     if not rows:
@@ -99,6 +101,8 @@ async def ancestry(conn: Conn, pattern_id: str) -> dict[str, Any]:
 
 
 async def descendants(conn: Conn, pattern_id: str) -> dict[str, Any]:
+    if not is_storable(pattern_id):
+        raise PatternNotFound(pattern_id)
     cur = await conn.execute(_DESCENDANTS, {"pid": pattern_id})
     rows = await cur.fetchall()
     if not rows:
@@ -112,7 +116,7 @@ async def descendants(conn: Conn, pattern_id: str) -> dict[str, Any]:
 async def file_query(conn: Conn, file_path: str | None, limit: int) -> list[dict[str, Any]]:
     """Nodes of ``file_path`` oldest first (every node when None), at most ``limit``; a notebook's
     cells (``NOTEBOOK#CELL``: the range [``NOTEBOOK#``, ``NOTEBOOK$``) in byte order) come too."""
-    if limit <= 0:
+    if limit <= 0 or (file_path is not None and not is_storable(file_path)):
         return []
     if file_path is None:
         cur = await conn.execute(f"SELECT {NODE} FROM lineage_nodes AS n ORDER BY n.seq LIMIT %s", (limit,))
@@ -129,6 +133,8 @@ async def file_query(conn: Conn, file_path: str | None, limit: int) -> list[dict
 
 
 async def get(conn: Conn, pattern_id: str, version: str | None) -> dict[str, Any] | None:
+    if not is_storable(pattern_id) or (version is not None and not is_storable(version)):
+        return None
     if version is None:
         cur = await conn.execute(f"SELECT {NODE} FROM lineage_nodes AS n WHERE n.pattern_id = %s "
                                  "ORDER BY n.seq DESC LIMIT 1", (pattern_id,))
@@ -165,6 +171,10 @@ async def list_files(conn: Conn, search: str | None, after: str | None, limit: i
     paths in byte (= code-point) order after ``after``, those holding ``search`` (any case); each
     summary as the LMDB store's listing gives it (:mod:`~pattern_tracker.sinks.lineage_listing`)."""
     limit = max(1, min(int(limit), MAX_LIMIT))
+    if after and "\x00" in after:
+        after = after.split("\x00", 1)[0]  # no stored path holds a NUL: the same paths sort past it
+    if (search and not is_storable(search)) or (after and not is_storable(after)):
+        return {"files": [], "next": None}
     needle = search.lower() if search else None
     paths = await _paths(conn, needle, after or "", limit + 1)
     more = len(paths) > limit

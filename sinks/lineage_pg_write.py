@@ -38,6 +38,7 @@ from pattern_tracker.sinks.lineage_pg_sql import (
     NEWEST,
     UnstorableText,
     head_of,
+    is_storable,
     node_rows,
     storable_json,
 )
@@ -68,11 +69,14 @@ class WriteConflict(Exception):
 
 
 def _wanted(reqs: Sequence[TrackRequest],
-            ops: Sequence[str | LineageValidationError]) -> tuple[list[str], list[str], list[str]]:
-    """(pattern ids whose newest node the batch may resolve, pids, versions of the keys it may create)."""
+            ops: Sequence[str | LineageValidationError]) -> tuple[list[str], list[str], list[str], int]:
+    """(pattern ids whose newest node the batch may resolve, pids and versions of the keys it may
+    create, how many nodes it may create). Text PostgreSQL cannot hold is left out of the lookups:
+    nothing stored has it, and the event that carries it fails alone (see ``storable_json``)."""
     ids: set[str] = set()
     pids: list[str] = []
     versions: list[str] = []
+    creating = 0
     for req, op in zip(reqs, ops):
         if isinstance(op, LineageValidationError):
             continue
@@ -80,9 +84,11 @@ def _wanted(reqs: Sequence[TrackRequest],
             ids.add(req.pattern_id)
             continue
         ids.update(req.parent_pattern_ids)
-        pids.append(req.pattern_id)
-        versions.append(req.pattern_version)
-    return sorted(ids), pids, versions
+        creating += 1
+        if is_storable(req.pattern_id) and is_storable(req.pattern_version):
+            pids.append(req.pattern_id)
+            versions.append(req.pattern_version)
+    return sorted(i for i in ids if is_storable(i)), pids, versions, creating
 
 
 def _static(req: TrackRequest) -> str | LineageValidationError:
@@ -110,12 +116,12 @@ async def track_batch(conn: psycopg.AsyncConnection[Any], reqs: Sequence[TrackRe
 async def _attempt(conn: psycopg.AsyncConnection[Any], reqs: list[TrackRequest],
                    ops: list[str | LineageValidationError],
                    before_commit: Callable[[], None] | None) -> list[TrackResult]:
-    ids, pids, versions = _wanted(reqs, ops)
+    ids, pids, versions, creating = _wanted(reqs, ops)
     async with conn.transaction():
         async with conn.pipeline():
             cur_newest = await conn.execute(NEWEST, (ids,)) if ids else None
             cur_keys = await conn.execute(EXISTING_KEYS, (pids, versions)) if pids else None
-            cur_seqs = await conn.execute(ALLOCATE_SEQS, (len(pids),)) if pids else None
+            cur_seqs = await conn.execute(ALLOCATE_SEQS, (creating,)) if creating else None
             newest: dict[str, Found] = {}
             if cur_newest is not None:
                 for row in await cur_newest.fetchall():

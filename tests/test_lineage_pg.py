@@ -191,9 +191,19 @@ async def test_track_raises_the_rules_errors(pg: PostgresLineage) -> None:
 
 
 async def test_a_value_postgresql_cannot_store_fails_that_event_alone(pg: PostgresLineage) -> None:
-    results = await pg.track_many([created("ok1"), created("nul", pattern_data={"code": "a\x00b"}), created("ok2")])
+    results = await pg.track_many([created("ok1"), created("nul", pattern_data={"code": "a\x00b"}), created("ok2"),
+                                   created("a\x00b"), modified("c", "a\x00b"), ev("pattern_applied", "x\x00")])
     assert isinstance(results[1], LineageValidationError) and "NUL" in results[1].detail
+    assert isinstance(results[3], LineageValidationError) and "NUL" in results[3].detail
+    assert [r.detail for r in results[4:]] == ["Validation error: Parent pattern not found: a\x00b",
+                                               "Validation error: Pattern not found: x\x00"]
     assert [await pg.count(), results[0]["pattern_id"], results[2]["pattern_id"]] == [2, "ok1", "ok2"]
+    # reads of such text find nothing instead of failing
+    assert await pg.get("a\x00b") is None and await pg.query("/s\x00") == []
+    with pytest.raises(PatternNotFound):
+        await pg.ancestry("a\x00b")
+    assert await pg.list_files(search="\x00") == {"files": [], "next": None}
+    assert [f["file_path"] for f in (await pg.list_files(after="/s/a.p\x00z"))["files"]] == ["/s/a.py"]
 
 
 # -- concurrency ----------------------------------------------------------------------------------
