@@ -72,8 +72,7 @@ class PostgresLineage:
 
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10, connect_timeout: float = 5.0,
                  statement_timeout: float = 10.0, pool_timeout: float | None = None, retry_after: int = 2) -> None:
-        self.url = url
-        self.shown_url = redact_url(url)
+        self.shown_url = redact_url(url)  # the only form of the URL kept in the open: no password
         self.min_size = max(0, min_size)
         self.max_size = max(1, max_size, self.min_size)
         self.connect_timeout = connect_timeout
