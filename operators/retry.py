@@ -12,7 +12,7 @@ that already emitted), so Rx virtual time makes the delays exact in tests.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import msgspec
 import reactivex as rx
@@ -22,7 +22,7 @@ from reactivex import Observable, abc
 from pattern_tracker.operators.backoff import RetryPolicy
 from pattern_tracker.operators.breaker import Permit
 from pattern_tracker.operators.spill import Spill
-from pattern_tracker.model.outcome import Outcome
+from pattern_tracker.model.outcome import Outcome, all_acknowledged
 
 # The delivery call: events → an Observable of exactly one list of outcomes (one per event).
 Call = Callable[[list[Any]], Observable[list[Outcome]]]
@@ -51,6 +51,48 @@ def _worst(outcomes: Sequence[Outcome]) -> Outcome | None:
     return outcomes[0] if outcomes else None
 
 
+class AfterAttempt(NamedTuple):
+    """What one attempt leads to: its step, what to spill now, and what to try again after ``delay``."""
+
+    step: Attempted
+    spill: Spill | None
+    again: list[Any]
+    delay: float
+
+
+def after_attempt(events: list[Any], outcomes: list[Outcome], n: int, permit: Permit, policy: RetryPolicy,
+                  gate: Gate) -> AfterAttempt:
+    """The retry rule for attempt ``n`` of ``events`` (plain code, no Rx, no clock): the gate is told
+    the outcomes; events whose retryable outcome the policy retries are tried again, the other
+    retryable ones spilled with the reason, the rest (acknowledged or permanent) settled by ``step``.
+    Both drivers share it: the Rx ``retry`` operator (timers on a scheduler) and the coroutine
+    ``operators.delivery.deliver_batch``."""
+    gate.record(permit, outcomes)
+    step = Attempted(events, outcomes, n, permit)
+    if all_acknowledged(outcomes):
+        return AfterAttempt(step, None, [], 0.0)
+    again: list[Any] = []
+    again_outcomes: list[Outcome] = []
+    give_up: list[Any] = []
+    exhausted = False
+    for ev, out in zip(events, outcomes):
+        if out.status != "retryable":
+            continue
+        if policy.should_retry(out, n):
+            again.append(ev)
+            again_outcomes.append(out)
+        else:
+            give_up.append(ev)
+            exhausted = exhausted or policy.should_retry(out, 0)
+    spilled = None
+    if give_up:
+        missing = all(o.error_class == "parent_missing" for o in outcomes if o.status == "retryable"
+                      and not policy.should_retry(o, n))
+        spilled = Spill(give_up, "retries_exhausted" if exhausted else "parent_missing" if missing else "not_retryable")
+    delay = policy.get_delay(n, _worst(again_outcomes)) if again else 0.0
+    return AfterAttempt(step, spilled, again, delay)
+
+
 def retry(
     call: Call,
     policy: RetryPolicy,
@@ -74,30 +116,10 @@ def retry(
 
     def attempt(events: list[Any], permit: Permit, n: int) -> Observable[Attempted | Spill]:
         def after(outcomes: list[Outcome]) -> Observable[Attempted | Spill]:
-            gate.record(permit, outcomes)
-            step = Attempted(events, outcomes, n, permit)
-            again: list[Any] = []
-            again_outcomes: list[Outcome] = []
-            give_up: list[Any] = []
-            exhausted = False
-            for ev, out in zip(events, outcomes):
-                if out.status != "retryable":
-                    continue
-                if policy.should_retry(out, n):
-                    again.append(ev)
-                    again_outcomes.append(out)
-                else:
-                    give_up.append(ev)
-                    exhausted = exhausted or policy.should_retry(out, 0)
-            head: list[Attempted | Spill] = [step]
-            if give_up:
-                missing = all(o.error_class == "parent_missing" for o in outcomes if o.status == "retryable"
-                              and not policy.should_retry(o, n))
-                reason = "retries_exhausted" if exhausted else "parent_missing" if missing else "not_retryable"
-                head.append(Spill(give_up, reason))
+            step, spilled, again, delay = after_attempt(events, outcomes, n, permit, policy, gate)
+            head: list[Attempted | Spill] = [step] if spilled is None else [step, spilled]
             if not again:
                 return rx.from_iterable(head)
-            delay = policy.get_delay(n, _worst(again_outcomes))
 
             def next_attempt(_: Any) -> Observable[Attempted | Spill]:
                 next_permit = gate.acquire()

@@ -30,6 +30,15 @@ class Outcome(msgspec.Struct, kw_only=True, frozen=True):
 
 DELIVERED = Outcome(status="delivered")
 ALREADY_EXISTS = Outcome(status="already_exists")
+_ACKNOWLEDGED = frozenset(("delivered", "already_exists"))
+
+
+def all_acknowledged(outcomes: list[Outcome]) -> bool:
+    """Every outcome an acknowledgement: the common case, answered without a loop when the
+    sink returned the shared ``DELIVERED`` (the null sink, a batch stored whole)."""
+    if outcomes.count(DELIVERED) == len(outcomes):  # identity first: C speed for the shared one
+        return True
+    return all(o.status in _ACKNOWLEDGED for o in outcomes)
 
 
 class ServiceHealth(msgspec.Struct, kw_only=True, frozen=True):

@@ -14,7 +14,7 @@ events flow straight in again. Sources are never blocked by delivery (only by th
 overflow policy, by choice).
 
 Memory is bounded by credits (events in the graph); concurrency of deliveries by
-``merge(max_concurrent)``. Only the holder of the drain lease replays the backlog.
+``max_concurrency`` delivery workers (``graph.Deliveries``). Only the holder of the drain lease replays the backlog.
 
 One job a module: ``feed`` (the sources' durable entry), ``flow`` (where each event is, credits,
 backlog mode), ``graph`` (the Rx chain and a delivery attempt), ``settlement`` (the ledger of

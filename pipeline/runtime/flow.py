@@ -90,6 +90,14 @@ class Flow:
     def wake_replay(self) -> None:
         self._wake.set()
 
+    def settled(self, replayed: int) -> None:
+        """Events left the graph (``replayed`` of them pushed by replay): wake whoever waits on
+        that — replay for its own pass's events, or to catch up in backlog mode, and the end of
+        the run for an empty graph. Not on every batch of a live or archive stream: the
+        wait/wake of an idle replay loop cost more per batch than delivering it."""
+        if replayed or self.backlog or not self.inflight:
+            self._wake.set()
+
     async def wait(self, stop: asyncio.Event, timeout: float) -> None:
         """Sleep until woken (a wake set before the call counts), stopped, or ``timeout``."""
         if not self._wake.is_set() and not stop.is_set():

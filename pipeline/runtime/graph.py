@@ -1,8 +1,12 @@
-"""The Rx chain, assembled from the operators, and one delivery attempt:
+"""The graph, assembled from the operators, and one delivery attempt:
 
-    entry ─► validate ─► batch ─► circuit_gate ─► retry(deliver) ─► spill ─► settlement
+    entry ─► validate ─► batch ─► deliveries: per batch, circuit_gate ─► deliver ─► retry ─► settlement
+             (Rx, per chunk)       (one coroutine per batch, at most max_concurrency at once)
 
-Each result (settled, spilled, refused by the gate, invalid) goes to the settlement ledger.
+Validation and batching are Rx operators over chunks; a batch's gate, attempts and retries are one
+coroutine (``operators.delivery.deliver_batch``, the same policies as the Rx ``circuit_gate`` and
+``retry`` operators), so a batch costs no Observable, scheduler hop or Task of its own. Each result
+(settled, spilled, refused by the gate, invalid) goes to the settlement ledger.
 """
 
 from __future__ import annotations
@@ -10,10 +14,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from collections import deque
+from collections.abc import Awaitable, Callable
 
-import reactivex as rx
-import reactivex.operators as ops
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 
 from pattern_tracker.core import metrics
@@ -21,9 +24,8 @@ from pattern_tracker.model.events import PatternEvent
 from pattern_tracker.model.outcome import Outcome
 from pattern_tracker.operators.backoff import RetryPolicy
 from pattern_tracker.operators.batch import batch
-from pattern_tracker.operators.circuit_gate import CircuitGate, call_failed, circuit_gate
-from pattern_tracker.operators.retry import retry
-from pattern_tracker.operators.spill import spill
+from pattern_tracker.operators.circuit_gate import CircuitGate, call_failed
+from pattern_tracker.operators.delivery import deliver_batch
 from pattern_tracker.operators.traced import traced
 from pattern_tracker.operators.validate import validate
 from pattern_tracker.runtime.background import Background
@@ -37,6 +39,46 @@ from pattern_tracker.telemetry import Telemetry
 
 # The runtime's one logger name, whichever of its modules logs (log lines name it).
 log = logging.getLogger("pattern_tracker.runtime")
+
+
+class Deliveries:
+    """Batches delivered at most ``limit`` at a time, started in the order they came
+    (what ``merge(max_concurrent)`` did, without an Observable per batch): a worker task takes
+    the next waiting batch when it finishes one, and ends when none waits."""
+
+    def __init__(self, limit: int, deliver: Callable[[list[PatternEvent]], Awaitable[None]],
+                 background: Background, on_error: Callable[[Exception], None]) -> None:
+        self._limit = limit
+        self._deliver = deliver
+        self._background = background
+        self._on_error = on_error
+        self._waiting: deque[list[PatternEvent]] = deque()
+        self._running = 0
+        self._on_done: Callable[[], None] | None = None
+
+    def submit(self, events: list[PatternEvent]) -> None:
+        self._waiting.append(events)
+        if self._running < self._limit:
+            self._running += 1
+            self._background.track(asyncio.ensure_future(self._work()))
+
+    def complete(self, on_done: Callable[[], None]) -> None:
+        """No more batches will come: ``on_done`` once every one submitted is delivered."""
+        self._on_done = on_done
+        if self._running == 0:
+            on_done()
+
+    async def _work(self) -> None:
+        waiting = self._waiting
+        try:
+            while waiting:
+                await self._deliver(waiting.popleft())
+        except Exception as exc:  # noqa: BLE001 - a bug past the sink (settlement): the graph fails, said once
+            self._on_error(exc)
+        finally:
+            self._running -= 1
+            if self._running == 0 and not waiting and self._on_done is not None:
+                self._on_done()
 
 
 class Graph:
@@ -53,6 +95,7 @@ class Graph:
         self._background = background
         self._s = {name: telemetry.stage(name) for name in ("validate", "batch", "retry", "deliver")}
         self._m = telemetry.pipeline
+        self._tracing = telemetry.tracing
 
     def start(self, loop: asyncio.AbstractEventLoop, done: asyncio.Future[None], stop: asyncio.Event) -> None:
         """Subscribe the chain to the flow's entry; ``done`` resolves when it completes or fails."""
@@ -61,6 +104,8 @@ class Graph:
         gate = CircuitGate(self._breaker)
         settlement = self._settlement
         credits = self._flow.credits
+        policy = self._policy
+        attempt = self._attempt
 
         def on_error(exc: Exception) -> None:
             log.error("pipeline graph failed: %s: %s", type(exc).__name__, exc)
@@ -71,54 +116,54 @@ class Graph:
             stop.set()
             credits.release(credits.limit)
 
-        def on_completed() -> None:
+        def finished() -> None:
             if not done.done():
                 done.set_result(None)
 
-        attempts = retry(self._call, self._policy, gate, scheduler)
+        def deliver(events: list[PatternEvent]) -> Awaitable[None]:
+            # The gate is asked when a worker takes the batch, not when the batch is formed: a
+            # permit taken while the batch waits would let it through after the circuit opened.
+            return deliver_batch(events, attempt, policy, gate, settlement.on_step, settlement.on_rejected)
 
-        def unit(events: list[PatternEvent]) -> rx.Observable[Any]:
-            # The gate is asked when merge starts the unit, not when the batch is formed: merge
-            # queues units, and a permit taken before the queue would let batches through after
-            # the circuit opened.
-            return rx.defer(lambda _: rx.of(events).pipe(circuit_gate(gate, settlement.on_rejected), ops.flat_map(attempts)))
-
+        deliveries = Deliveries(s.max_concurrency, deliver, self._background, on_error)
         self._flow.subject.pipe(
             traced(self._s["validate"], validate(settlement.on_invalid)),
             traced(self._s["batch"], batch(s.batch_size, s.batch_linger, scheduler)),
-            ops.map(unit),
-            ops.merge(max_concurrent=s.max_concurrency),
-            spill(lambda sp: settlement.spill(sp.events, sp.reason)),
-        ).subscribe(on_next=settlement.on_step, on_error=on_error, on_completed=on_completed, scheduler=scheduler)
+        ).subscribe(on_next=deliveries.submit, on_error=on_error, on_completed=lambda: deliveries.complete(finished),
+                    scheduler=scheduler)
 
-    def _call(self, events: list[PatternEvent]) -> rx.Observable[list[Outcome]]:
-        """One delivery attempt as a lazy Observable of its outcomes (never fails)."""
+    async def _attempt(self, events: list[PatternEvent]) -> list[Outcome]:
+        """One delivery attempt: exactly one outcome per event (never raises)."""
         sink = self._sink
-
-        async def attempt() -> list[Outcome]:
+        started = time.perf_counter()
+        if self._tracing:
             earlier = self._m.call_started(ev.event_id for ev in events)  # for http.request.resend_count
-            started = time.perf_counter()
             # A re-attempt: a retry span around its deliver span (retry → deliver → HTTP client spans).
             with self._s["retry"].span(sampled=earlier > 0, **{"pattern_tracker.model.events": len(events),
                                                                 "pattern_tracker.attempt": earlier + 1}), \
                     self._s["deliver"].span(**{"pattern_tracker.batch.size": len(events), "pattern_tracker.sink": sink.name,
                                                "pattern_tracker.attempt": earlier + 1}):
-                try:
-                    outcomes = await sink.deliver(events)
-                except Exception as exc:  # noqa: BLE001 - a sink bug must not lose events
-                    log.error("sink %s raised %s: %s", sink.name, type(exc).__name__, exc)
-                    outcomes = [Outcome(status="retryable", reason=str(exc), error_class="internal")] * len(events)
-            elapsed = time.perf_counter() - started
-            self._s["deliver"].observe(elapsed)
-            if len(outcomes) != len(events):
-                log.error("sink %s returned %d outcomes for %d events", sink.name, len(outcomes), len(events))
-                outcomes = [Outcome(status="retryable", reason="outcome count mismatch", error_class="internal")] * len(events)
-            self._record_call(outcomes, elapsed)
-            return outcomes
+                outcomes = await self._call_sink(events)
+        else:
+            outcomes = await self._call_sink(events)
+        elapsed = time.perf_counter() - started
+        self._s["deliver"].observe(elapsed)
+        self._record_call(outcomes, elapsed)
+        return outcomes
 
-        task = asyncio.ensure_future(attempt())
-        self._background.track(task)
-        return rx.from_future(task)
+    async def _call_sink(self, events: list[PatternEvent]) -> list[Outcome]:
+        sink = self._sink
+        try:
+            outcomes = await sink.deliver(events)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a sink bug must not lose events
+            log.error("sink %s raised %s: %s", sink.name, type(exc).__name__, exc)
+            return [Outcome(status="retryable", reason=str(exc), error_class="internal")] * len(events)
+        if len(outcomes) != len(events):
+            log.error("sink %s returned %d outcomes for %d events", sink.name, len(outcomes), len(events))
+            return [Outcome(status="retryable", reason="outcome count mismatch", error_class="internal")] * len(events)
+        return outcomes
 
     def _record_call(self, outcomes: list[Outcome], elapsed: float) -> None:
         m: dict[str, int] = {}

@@ -95,7 +95,7 @@ class Settlement:
         self._emit_recorded_stages(step.events, step.outcomes)
         done = acked + [letter.event.event_id for letter in letters]
         replayed_ok = self._flow.forget(acked)
-        self._flow.forget([letter.event.event_id for letter in letters])
+        replayed_letters = self._flow.forget([letter.event.event_id for letter in letters])
         self._flow.credits.release(len(done))
         m: dict[str, int] = {}
         retried = step.attempt > 1
@@ -118,7 +118,7 @@ class Settlement:
             self.last_delivery_at = now
             self._flow.acked_since_wake += len(acked)
         if done:
-            self._flow.wake_replay()
+            self._flow.settled(replayed_ok + replayed_letters)
         if letters:
             self._summary.dead_lettered += len(letters)
             self._s["dead_letter"].count(len(letters), len(letters))
