@@ -106,6 +106,28 @@ async def test_concurrent_deliveries_of_one_event_through_both_replicas_make_one
             assert sql(url, "SELECT count(*) FROM lineage_nodes WHERE pattern_id = %s", ev.pattern_id) == [(1,)]
 
 
+async def test_a_child_reaching_one_replica_before_its_parent_reaches_the_other_waits_for_it(
+        replicas: tuple[str, str, str]) -> None:
+    """A tracker's batches spread over replicas lose their order: the child's may be handled by B
+    while A is still storing the parent's. B gives the parent a moment instead of refusing."""
+    a, b, url = replicas
+    parent, child = chain("/team/inflight.py", 2)
+    async with aiohttp.ClientSession() as http:
+        async def post(base: str, ev: object) -> tuple[int, dict]:
+            body = json_encoder.encode({"events": [to_track_request(ev)], "processing_mode": "sequential"})
+            async with http.post(f"{base}{PREFIX}/lineage/track/batch", data=body,
+                                 headers={"Content-Type": "application/json"}) as r:
+                return r.status, await r.json()
+
+        first = asyncio.create_task(post(b, child))  # sent first, to replica B
+        await asyncio.sleep(0)  # let its request go out before the parent's
+        (s_child, child_answer), (s_parent, parent_answer) = await asyncio.gather(first, post(a, parent))
+    assert (s_child, s_parent) == (200, 200)
+    assert child_answer["batch_summary"]["successful_events"] == 1, child_answer
+    assert child_answer["successful_results"][0]["data"]["generation"] == 2
+    assert sql(url, "SELECT count(*) FROM lineage_nodes WHERE file_path = %s", "/team/inflight.py") == [(2,)]
+
+
 def _kill_mid_replay(pg: PgServer, tmp_path: Path) -> None:
     """The 5,000-event replay through two replicas; the database killed part way and started again."""
     archive_dir = tmp_path / "archive"

@@ -28,6 +28,7 @@ from pattern_tracker.model.events import TrackRequest
 from pattern_tracker.service import standin_api, ui_session
 from pattern_tracker.service.group_commit import BatchWriter
 from pattern_tracker.service.listener import SiteListener
+from pattern_tracker.service.parent_wait import settle_missing_parents
 from pattern_tracker.service.wire import (
     decode_body,
     json_response,
@@ -95,6 +96,8 @@ class _State:
         self.fault_hook = fault_hook
         self.chaos = chaos
         self.batches = BatchWriter(lineage)
+        # A store other processes write too (replicas): a parent may be in flight elsewhere (parent_wait).
+        self.shared_store = getattr(lineage, "name", "lmdb") != "lmdb"
         self.started = time.monotonic()
         self.window: collections.deque[float] = collections.deque()
         self.ui_public: Callable[[web.Request], bool] = lambda _request: False
@@ -124,7 +127,7 @@ async def track(request: web.Request) -> web.Response:
     operation = operation_for(req.event_type)
     try:
         t0 = time.perf_counter()
-        data = await asyncio.wait_for(st.lineage.track(req), _TRACK_TIMEOUT)
+        data = await asyncio.wait_for(_track_one(st, req), _TRACK_TIMEOUT)
         duration = ms_since(t0)
     except LineageValidationError as exc:
         if exc.kind == "static":
@@ -139,6 +142,19 @@ async def track(request: web.Request) -> web.Response:
         return store_failure(exc)
     return json_response({"success": True, "data": data,
                   "metadata": op_metadata(operation, req.pattern_id, duration, processing_time_ms=ms_since(start))})
+
+
+async def _track_one(st: _State, req: TrackRequest) -> dict[str, Any]:
+    """One event; on a shared store, a parent still in flight on another replica is waited for."""
+    try:
+        return await st.lineage.track(req)
+    except LineageValidationError as exc:
+        if not (st.shared_store and exc.parent_missing):
+            raise
+        [result] = await settle_missing_parents([req], [exc], lambda evs: st.lineage.track_many(evs))
+        if isinstance(result, LineageValidationError):
+            raise result from None
+        return result
 
 
 def _batch_results(events: Sequence[TrackRequest], results: Sequence[TrackResult],
@@ -194,6 +210,11 @@ async def track_batch(request: web.Request) -> web.Response:
         mode = "sequential" if batch.sequential_processing else "parallel"
     try:
         results, per_event = await asyncio.wait_for(done, max(_TRACK_TIMEOUT, len(events) * 5.0))
+        if st.shared_store:
+            async def again(evs: list[TrackRequest]) -> list[TrackResult]:
+                return (await st.batches.submit(evs, start))[0]
+
+            results = await settle_missing_parents(events, results, again)
     except (TimeoutError, asyncio.TimeoutError):
         return json_response({"detail": "Batch tracking operation timed out"}, status=504)
     except Exception as exc:  # noqa: BLE001
