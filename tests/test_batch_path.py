@@ -17,8 +17,6 @@ from typing import Any
 import pytest
 import reactivex as rx
 import reactivex.operators as ops
-from reactivex.testing import ReactiveTest, TestScheduler
-
 from pattern_tracker.core.store import Store
 from pattern_tracker.model.events import PatternEvent, build_event
 from pattern_tracker.model.outcome import DELIVERED, Outcome, ServiceHealth
@@ -31,6 +29,8 @@ from pattern_tracker.operators.spill import Spill
 from pattern_tracker.runtime import Feed, Pipeline, RuntimeSettings
 from pattern_tracker.state.spool import Spool
 from pattern_tracker.telemetry import Telemetry
+from reactivex.testing import ReactiveTest, TestScheduler
+
 from tests.clitools import async_wait_for
 
 E503 = Outcome(status="retryable", error_class="http_503", http_status=503)

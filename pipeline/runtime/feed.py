@@ -211,8 +211,9 @@ class Feed:
             flow.credits.release(len(events))
             return 0
         self._summary.read += len(events)
-        flow.unspooled.update(ev.event_id for ev in events)
-        flow.push(events)
+        ids = [ev.event_id for ev in events]
+        flow.unspooled.update(ids)
+        flow.push(events, ids)
         return len(events)
 
 

@@ -65,10 +65,11 @@ class Flow:
         self._source = source
         self._m = metrics
 
-    def push(self, events: list[PatternEvent]) -> None:
-        """Into the graph as one chunk: operators pay their Rx overhead per chunk, not per event."""
+    def push(self, events: list[PatternEvent], ids: list[str] | None = None) -> None:
+        """Into the graph as one chunk: operators pay their Rx overhead per chunk, not per event.
+        ``ids``: the events' ids, when the caller has them already."""
         self._source.count(len(events), len(events))
-        self.inflight.update(ev.event_id for ev in events)
+        self.inflight.update([ev.event_id for ev in events] if ids is None else ids)
         self.subject.on_next(list(events))
 
     def busy(self, event_id: str) -> bool:
@@ -77,15 +78,16 @@ class Flow:
         return event_id in self.inflight or event_id in self.leaving or event_id in self.arriving
 
     def forget(self, event_ids: Sequence[str]) -> int:
-        """Out of the graph; returns how many of them replay had pushed."""
+        """Out of the graph; returns how many of them replay had pushed (set operations: no
+        Python loop per event)."""
         self._m.forget(event_ids)
-        replayed = 0
-        for eid in event_ids:
-            self.inflight.discard(eid)
-            if eid in self.from_replay:
-                self.from_replay.discard(eid)
-                replayed += 1
-        return replayed
+        self.inflight.difference_update(event_ids)
+        from_replay = self.from_replay
+        if not from_replay:
+            return 0
+        before = len(from_replay)
+        from_replay.difference_update(event_ids)
+        return before - len(from_replay)
 
     def wake_replay(self) -> None:
         self._wake.set()

@@ -17,8 +17,6 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
-from reactivex.scheduler.eventloop import AsyncIOScheduler
-
 from pattern_tracker.core import metrics
 from pattern_tracker.model.events import PatternEvent
 from pattern_tracker.model.outcome import Outcome
@@ -36,6 +34,7 @@ from pattern_tracker.runtime.settlement import Settlement
 from pattern_tracker.sinks.base import Sink
 from pattern_tracker.state.circuit_store import SharedBreaker
 from pattern_tracker.telemetry import Telemetry
+from reactivex.scheduler.eventloop import AsyncIOScheduler
 
 # The runtime's one logger name, whichever of its modules logs (log lines name it).
 log = logging.getLogger("pattern_tracker.runtime")

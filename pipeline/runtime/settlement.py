@@ -13,7 +13,7 @@ from typing import Any
 
 from pattern_tracker.core import metrics
 from pattern_tracker.model.events import PatternEvent
-from pattern_tracker.model.outcome import Outcome
+from pattern_tracker.model.outcome import DELIVERED
 from pattern_tracker.operators.retry import Attempted
 from pattern_tracker.operators.spill import Spill
 from pattern_tracker.runtime.background import Background
@@ -75,24 +75,39 @@ class Settlement:
         self.spill(events, "circuit_open")
 
     def settle(self, step: Attempted) -> None:
-        """Acknowledged → out of the spool; permanent → dead letter; retryable → still in flight."""
+        """Acknowledged → out of the spool; permanent → dead letter; retryable → still in flight.
+
+        One pass over the batch (none when the sink acknowledged it whole), one store write for
+        its acknowledgements, dead letters and counters."""
         now = time.time()
-        acked: list[str] = []
+        events, outcomes = step.events, step.outcomes
         letters: list[DeadLetter] = []
-        retryable = 0
-        for ev, out in zip(step.events, step.outcomes):
-            if out.acknowledged:
-                acked.append(ev.event_id)
-                if out.status == "already_exists":
-                    self._summary.already_existed += 1
+        retryable = already = 0
+        if outcomes.count(DELIVERED) == len(outcomes):  # the whole batch delivered: C speed
+            acked_events = events
+            acked = [ev.event_id for ev in events]
+        else:
+            acked_events = []
+            for ev, out in zip(events, outcomes):
+                status = out.status
+                if status == "delivered" or status == "already_exists":
+                    acked_events.append(ev)
+                    already += status == "already_exists"
+                elif status == "permanent":
+                    letters.append(DeadLetter(event=ev, reason=out.reason, http_status=out.http_status,
+                                              error_class=out.error_class, failed_at=now))
                 else:
-                    self._summary.delivered += 1
-            elif out.status == "permanent":
-                letters.append(DeadLetter(event=ev, reason=out.reason, http_status=out.http_status,
-                                          error_class=out.error_class, failed_at=now))
-            else:
-                retryable += 1
-        self._emit_recorded_stages(step.events, step.outcomes)
+                    retryable += 1
+            acked = [ev.event_id for ev in acked_events]
+        delivered = len(acked) - already
+        self._summary.delivered += delivered
+        self._summary.already_existed += already
+        # Live edits only (an archive replayed today would only measure its age): their
+        # end-to-end latency, and the spans of the hook that recorded their times.
+        live = [ev for ev in acked_events if ev.source != "replay"]
+        if live:
+            self._emit_recorded_stages(live)
+        e2e = [now - ev.occurred_at for ev in live if ev.occurred_at > 0]
         done = acked + [letter.event.event_id for letter in letters]
         replayed_ok = self._flow.forget(acked)
         replayed_letters = self._flow.forget([letter.event.event_id for letter in letters])
@@ -105,14 +120,12 @@ class Settlement:
             metrics.bump(m, "retry.attempts", len(step.events))
         metrics.bump(m, "retry.successful_with_retry" if retried else "retry.successful_without_retry", len(acked))
         metrics.bump(m, "retry.failed_with_retry" if retried else "retry.failed_without_retry", len(letters))
-        metrics.bump(m, "events.delivered", sum(1 for o in step.outcomes if o.status == "delivered"))
-        metrics.bump(m, "events.already_existed", sum(1 for o in step.outcomes if o.status == "already_exists"))
+        metrics.bump(m, "events.delivered", delivered)
+        metrics.bump(m, "events.already_existed", already)
         metrics.bump(m, "events.dead_lettered", len(letters))
-        # End-to-end latency of live edits (an archive replayed today would only measure its age).
-        e2e = [now - ev.occurred_at for ev, o in zip(step.events, step.outcomes)
-               if o.acknowledged and ev.occurred_at > 0 and ev.source != "replay"]
-        metrics.observe(m, "e2e", e2e)
-        self._m.end_to_end(e2e)
+        if e2e:
+            metrics.observe(m, "e2e", e2e)
+            self._m.end_to_end(e2e)
         self._s["deliver"].count(len(step.events), len(acked), errors=retryable + len(letters))
         if acked:
             self.last_delivery_at = now
@@ -157,11 +170,11 @@ class Settlement:
         unspooled.difference_update(taken)
         return taken
 
-    def _emit_recorded_stages(self, events: list[PatternEvent], outcomes: list[Outcome]) -> None:
+    def _emit_recorded_stages(self, acked: list[PatternEvent]) -> None:
         """Spans of stages that ran in another process (the hook) and recorded their times."""
         stage = self._s["hook"]
-        for ev, out in zip(events, outcomes):
-            times = ev.timings.get("hook") if out.acknowledged else None
+        for ev in acked:
+            times = ev.timings.get("hook") if ev.timings else None
             if times and len(times) == 2:
                 stage.emit_span(times[0], times[1], **{"pattern_tracker.event_id": ev.event_id,
                                                        "pattern_tracker.tool": ev.tool_name or ""})
