@@ -19,7 +19,8 @@ import traceback
 from benchmarks._common import RESULTS, machine
 
 BENCHMARKS = ["benchmarks.hook_latency", "benchmarks.spill_drain", "benchmarks.telemetry_overhead",
-              "benchmarks.replay_throughput", "benchmarks.outage_recovery", "benchmarks.ui_listing"]
+              "benchmarks.replay_throughput", "benchmarks.outage_recovery", "benchmarks.ui_listing",
+              "benchmarks.serve_stores"]
 
 
 def write_summary(started: str, load_before: float, failed: list[str]) -> None:

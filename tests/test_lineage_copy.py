@@ -95,13 +95,6 @@ def _count(url: str) -> int:
             return 0
 
 
-def _analyze(url: str) -> None:
-    """Statistics for the planner now: autovacuum would gather them within a minute of the copy,
-    and until then the lineage walks run on a plan for empty tables (tens of ms each)."""
-    with psycopg.connect(url, connect_timeout=5, autocommit=True) as conn:
-        conn.execute("ANALYZE")
-
-
 async def _answers(data_dir: Path, url: str, pids: list[str]) -> tuple[list, list]:
     from pattern_tracker.sinks.lineage_pg import PostgresLineage
 
@@ -124,7 +117,6 @@ def test_copy_gives_identical_answers_and_a_second_run_copies_nothing(embedded: 
     copied, already, total = _copy(embedded, pg_url)
     assert (copied, already, total) == (NODES, 0, NODES)
     assert _count(pg_url) == NODES
-    _analyze(pg_url)
     rng = random.Random(5)
     pids = sorted({r.pattern_id for r in _requests(NODES)})
     sample = rng.sample(pids, 300)
