@@ -149,6 +149,9 @@ class HttpSink:
         root = url.with_path(path or "/")
         self.root_url = str(root).rstrip("/")
         self.api_url = self.root_url + PREFIX
+        # The delivery endpoints, parsed once (yarl parsing a URL per request showed in profiles).
+        self._batch_url = yarl.URL(f"{self.api_url}/lineage/track/batch", encoded=True)
+        self._track_url = yarl.URL(f"{self.api_url}/lineage/track", encoded=True)
         self.server_address: str = url.host
         self.server_port: int | None = url.port
         self._token = token or None
@@ -210,7 +213,7 @@ class HttpSink:
     async def _request(
         self,
         method: str,
-        url: str,
+        url: str | yarl.URL,
         *,
         body: bytes | None = None,
         params: dict[str, str] | None = None,
@@ -220,7 +223,7 @@ class HttpSink:
         if self._session is None or self._session.closed:
             await self.start()
         assert self._session is not None
-        target = yarl.URL(url, encoded=True)
+        target = url if isinstance(url, yarl.URL) else yarl.URL(url, encoded=True)
         started = time.perf_counter()
         status: int | None = None
         error_class: str | None = None
@@ -311,7 +314,7 @@ class HttpSink:
         n = len(events)
         body = json_encoder.encode(to_batch_request(events))
         try:
-            resp = await self._request("POST", f"{self.api_url}/lineage/track/batch", body=body, resend_count=resend)
+            resp = await self._request("POST", self._batch_url, body=body, resend_count=resend)
         except TransportError as err:
             return [Outcome(status="retryable", reason=err.reason, error_class=err.error_class)] * n
         status = resp.status
@@ -371,7 +374,7 @@ class HttpSink:
     async def _send_single(self, event: PatternEvent, *, resend: int) -> Outcome:
         body = json_encoder.encode(to_track_request(event))
         try:
-            resp = await self._request("POST", f"{self.api_url}/lineage/track", body=body, resend_count=resend)
+            resp = await self._request("POST", self._track_url, body=body, resend_count=resend)
         except TransportError as err:
             return Outcome(status="retryable", reason=err.reason, error_class=err.error_class)
         if 200 <= resp.status < 300:

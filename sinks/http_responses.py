@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from pattern_tracker.model.events import batch_response_decoder
+from pattern_tracker.model.events import BatchSummary
 from pattern_tracker.model.outcome import ALREADY_EXISTS, DELIVERED, Outcome
 from pattern_tracker.sinks.http_errors import classify_error, truncate
 from pattern_tracker.sinks.retry_after import parse_retry_after
@@ -66,6 +66,33 @@ class _TrackResponse(msgspec.Struct):
 
 
 _track_decoder = msgspec.json.Decoder(_TrackResponse)
+
+
+# What a batch answer is read for: each event's index, whether it already existed, a failure's
+# error. The rest of each item (the node's data, metadata) is skipped by the decoder, not built
+# into dicts: on a 100-event answer that was most of the reading.
+class _SuccessData(msgspec.Struct):
+    status: Any = None
+
+
+class _Success(msgspec.Struct):
+    event_index: int
+    data: _SuccessData = msgspec.field(default_factory=_SuccessData)
+
+
+class _Failure(msgspec.Struct):
+    event_index: int
+    error: str = ""
+
+
+class _BatchAnswer(msgspec.Struct):
+    success: bool
+    batch_summary: BatchSummary
+    successful_results: list[_Success] = msgspec.field(default_factory=list)
+    failed_results: list[_Failure] | None = None
+
+
+_batch_answer_decoder = msgspec.json.Decoder(_BatchAnswer)
 _any_decoder = msgspec.json.Decoder()
 
 
@@ -145,20 +172,22 @@ def batch_outcomes(resp: Response, n: int, max_body: int) -> list[Outcome]:
     if not is_json(resp.content_type):
         return bad(f"batch response has content type {resp.content_type!r}, expected application/json")
     try:
-        decoded = batch_response_decoder.decode(resp.body)
+        decoded = _batch_answer_decoder.decode(resp.body)
     except msgspec.DecodeError as exc:
         return bad(truncate(f"undecodable batch response: {exc}"))
 
     outcomes: list[Outcome | None] = [None] * n
     for ok in decoded.successful_results:
         if 0 <= ok.event_index < n:
-            outcomes[ok.event_index] = ALREADY_EXISTS if ok.data.get("status") == "already_exists" else DELIVERED
+            outcomes[ok.event_index] = ALREADY_EXISTS if ok.data.status == "already_exists" else DELIVERED
     # A failure wins over a success for the same index: a resend is idempotent.
     for failed in decoded.failed_results or ():
         if 0 <= failed.event_index < n:
             st, cls = classify_error(failed.error)
             outcomes[failed.event_index] = Outcome(status=st, reason=truncate(failed.error) or "failed",
                                                    error_class=cls)
+    if None not in outcomes:  # the usual answer: every index accounted for
+        return outcomes  # type: ignore[return-value]
     missing = sum(o is None for o in outcomes)
     if missing:
         log.warning("batch response omits %d of %d events: they stay retryable", missing, n)
