@@ -121,3 +121,23 @@ def test_database_down_while_serving_is_503_then_recovers_by_itself(pg_url: str,
         root = _get_json(f"{base}/health")
         assert root["status"] == "healthy"
         assert root["components"] == {"lineage_tracker": "operational", "database": "postgresql: operational"}
+
+
+@pytest.mark.parametrize(("url", "ok"), [
+    ("postgresql://tracker:pw@db:5432/lineage?sslmode=require", True),
+    ("postgres://tracker@db/lineage", True),
+    ("postgresql://tracker:pw@db1:5432,db2:5433/lineage?target_session_attrs=read-write", True),  # libpq's several hosts
+    ("postgresql:///lineage?host=/var/run/postgresql", True),
+    ("postgresql://db:99999/lineage", False),
+    ("postgresql://[::1/lineage", False),
+    ("db.internal:5432/lineage", False),
+    ("lineage", False),
+])
+def test_which_store_urls_the_configuration_takes(url: str, ok: bool) -> None:
+    from pattern_tracker.settings.config import ConfigError, load_config
+
+    if ok:
+        assert load_config(env={"PATTERN_TRACKER_SERVE_STORE": url}).config.serve.store == url
+    else:
+        with pytest.raises(ConfigError, match=r"serve\.store = .*expected a postgresql://"):
+            load_config(env={"PATTERN_TRACKER_SERVE_STORE": url})

@@ -20,7 +20,8 @@ def store_url_problem(url: str) -> str | None:
     """Why ``url`` is not a PostgreSQL URL (one short clause, no password in it), or None."""
     try:
         parts = urlsplit(url.strip())
-        parts.port  # noqa: B018 - raises ValueError for a port that is not 0..65535
+        if "," not in parts.netloc.rpartition("@")[2]:  # several hosts (h1:5432,h2:5433): libpq's to judge
+            parts.port  # noqa: B018 - raises ValueError for a port that is not 0..65535
     except ValueError as exc:
         return f"expected {STORE_URL_FORM} ({exc})"
     if parts.scheme.lower() not in SCHEMES:
