@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks._common import BIN, free_port, machine, serve, write_result
+from benchmarks._common import BIN, RESULTS, free_port, machine, serve, write_result
 
 
 def payload(root: Path, i: int) -> bytes:
@@ -65,7 +65,7 @@ def import_budget(env: dict[str, str], body: bytes) -> list[tuple[float, str]]:
     return sorted(rows, reverse=True)
 
 
-def main(runs: int) -> str:
+def main(runs: int) -> tuple[str, dict[str, object]]:
     base = Path(tempfile.mkdtemp(prefix="pt-hook-bench-"))
     root = base / "proj"
     root.mkdir()
@@ -115,12 +115,16 @@ def main(runs: int) -> str:
               f"{total_imports:.1f} ms; the ten largest cumulative entries):", "", "```"]
     lines += [f"{ms:7.2f} ms  {name}" for ms, name in budget[:10]]
     lines += ["```", "", f"Machine: {machine()}."]
-    return "\n".join(lines)
+    data = {"runs": runs, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
+            "median_ms": {k: statistics.median(xs) * 1000 for k, xs in results.items()},
+            "p99_ms": {k: pct(xs, 0.99) * 1000 for k, xs in results.items()}}
+    return "\n".join(lines), data
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=200)
-    table = main(ap.parse_args().runs)
+    table, data = main(ap.parse_args().runs)
     print(table)
     print(f"written to {write_result('hook_latency', table)}")
+    (RESULTS / "hook_latency.json").write_text(json.dumps(data, indent=2) + "\n")

@@ -1,6 +1,8 @@
 """``make bench``: run every benchmark in turn at its full size (each writes benchmarks/results/NAME.md,
 the new ones also NAME.json and NAME.png), then draw the plots and gather every table, with when
-and where it was measured, into benchmarks/results/SUMMARY.md.
+and where it was measured, into benchmarks/results/SUMMARY.md, issue 14's targets beside their
+measured figures on top (benchmarks/results/targets.md, ``benchmarks.targets``), and regenerate
+the figures of docs/benchmarks.md from them (``benchmarks.docs_page``).
 
     python -m benchmarks.run_all [NAME ...]     # e.g. `replay_throughput outage_recovery`; default all
 
@@ -16,7 +18,8 @@ import sys
 import time
 import traceback
 
-from benchmarks._common import RESULTS, machine
+from benchmarks import docs_page, targets
+from benchmarks._common import RESULTS, machine, write_result
 
 BENCHMARKS = ["benchmarks.hook_latency", "benchmarks.spill_drain", "benchmarks.telemetry_overhead",
               "benchmarks.replay_throughput", "benchmarks.outage_recovery", "benchmarks.ui_listing",
@@ -28,7 +31,7 @@ def write_summary(started: str, load_before: float, failed: list[str]) -> None:
     the other tables as they were, and says so)."""
     parts = [f"# Benchmark results\n\nLast `benchmarks.run_all` started {started} on {machine()}; load average "
              f"{load_before:.2f} before, {os.getloadavg()[0]:.2f} after."
-             + (f" Failed: {', '.join(failed)}." if failed else "")]
+             + (f" Failed: {', '.join(failed)}." if failed else ""), targets.table(started)]
     for name in BENCHMARKS:
         path = RESULTS / f"{name.removeprefix('benchmarks.')}.md"
         if not path.exists():
@@ -58,7 +61,9 @@ if __name__ == "__main__":
     from benchmarks.plot import plot_all
 
     plot_all()
+    print(f"written to {write_result('targets', targets.table(started))}")
     write_summary(started, load_before, failed)
+    print(f"{docs_page.PAGE}: {docs_page.regenerate(started)} generated block(s) rewritten")
     if failed:
         print(f"failed: {', '.join(failed)}")
         sys.exit(1)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import shutil
 import statistics
 import tempfile
@@ -39,7 +40,7 @@ from pattern_tracker.sinks.embedded import EmbeddedSink
 from pattern_tracker.sinks.lineage_store import LineageStore
 from pattern_tracker.sinks.null import NullSink
 
-from benchmarks._common import machine, producer, write_result
+from benchmarks._common import RESULTS, machine, producer, write_result
 
 
 
@@ -139,3 +140,6 @@ if __name__ == "__main__":
     print(table)
     print("ratio on/off: " + ", ".join(f"{k} {v:.2f}" for k, v in ratios.items()))
     print(f"written to {write_result('telemetry_overhead', table)}")
+    (RESULTS / "telemetry_overhead.json").write_text(json.dumps(
+        {"events": args.events, "rounds": args.rounds, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+         "machine": machine(), "ratio_on_off": ratios}, indent=2) + "\n")
