@@ -200,8 +200,21 @@ class PostgresLineage:
         try:
             await self._run(lambda conn: conn.execute("SELECT 1"), timeout=2.0)
         except LineageUnavailable as exc:
-            return f"database_unavailable: {exc.reason}"
+            return f"database_unavailable: {await self._why(exc.reason)}"
         return "operational"
+
+    async def _why(self, reason: str) -> str:
+        """The pool only knows that no connection came in time; one direct attempt says why (the
+        server refusing, not answering, shutting down). A direct connection that succeeds means
+        the pool's connections are all busy."""
+        try:
+            conn = await asyncio.wait_for(psycopg.AsyncConnection.connect(self._conninfo, autocommit=True), 2.0)
+        except TimeoutError:
+            return "the database does not answer"
+        except psycopg.OperationalError as exc:
+            return _reason(exc, self._secrets)
+        await conn.close()
+        return f"all {self.max_size} pooled connections busy ({reason})"
 
     # -- connections and faults -----------------------------------------------------------------
 

@@ -109,6 +109,8 @@ def test_database_down_while_serving_is_503_then_recovers_by_itself(pg_url: str,
                 assert body["components"]["lineage_tracker"].startswith("database_unavailable"), body
                 assert body["components"]["database"].startswith("postgresql: "), body
                 assert body["components"]["database"] != "postgresql: operational"
+                # The cause, not just the pool's "no connection in time": the server is gone.
+                assert "refused" in body["components"]["database"].lower(), body
             tracker = tmp_path / "tracker"
             health = run_cli("health", env=cli_env(tracker, PATTERN_TRACKING_API_URL=base), timeout=60)
             assert health.returncode in (1, 2), health.stdout + health.stderr
