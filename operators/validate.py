@@ -12,7 +12,7 @@ from collections.abc import Callable
 import reactivex.operators as ops
 from reactivex import Observable
 
-from pattern_tracker.model.events import EDGE_TYPES, EVENT_TYPES, TRANSFORMATION_TYPES, PatternEvent
+from pattern_tracker.model.events import EDGE_TYPES, EVENT_TYPES, TRANSFORMATION_TYPES, Decoded, PatternEvent
 
 _LIMITS: tuple[tuple[str, int], ...] = (
     ("pattern_id", 255),
@@ -56,6 +56,15 @@ def plainly_valid(ev: PatternEvent) -> bool:
         return False
 
 
+def parents_valid(ev: PatternEvent) -> bool:
+    """The rules of :func:`refusal` no single field states: all an event a msgspec decoder made
+    (``Decoded``) can break, since the decoder enforced the field constraints of ``PatternEvent``
+    (tests/test_batch_validate.py checks this on generated, encoded and decoded events)."""
+    t = ev.event_type
+    parents = ev.parent_pattern_ids
+    return (t not in _NEED_A_PARENT or bool(parents)) and (t != "pattern_merged" or len(parents) >= 2) and all(parents)
+
+
 def refusal(ev: PatternEvent) -> str | None:
     """The first rule ``ev`` breaks, in the service's order, or None."""
     if ev.event_type not in EVENT_TYPES:
@@ -93,7 +102,8 @@ def validate(on_invalid: Callable[[PatternEvent, str], None]) -> Callable[[Obser
     """
 
     def check(chunk: list[PatternEvent]) -> list[PatternEvent]:
-        valid = [ev for ev in chunk if plainly_valid(ev)]
+        plain = parents_valid if type(chunk) is Decoded else plainly_valid
+        valid = [ev for ev in chunk if plain(ev)]
         if len(valid) == len(chunk):
             return chunk  # the usual chunk: every event plainly valid, one pass
         valid = []

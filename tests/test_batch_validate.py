@@ -143,3 +143,38 @@ def test_the_fast_path_never_passes_what_the_rules_refuse(event_type, pattern_id
     if plainly_valid(ev):
         assert expected is None
     assert validate_event(ev) == expected
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    event_type=st.sampled_from(["pattern_created", "pattern_modified", "pattern_forked", "pattern_merged",
+                                "pattern_applied", "pattern_exploded"]),
+    pattern_id=_TEXT, pattern_version=_TEXT, pattern_name=_TEXT, pattern_type=_TEXT, language=_TEXT,
+    triggered_by=_TEXT,
+    edge_type=st.sampled_from([None, "modified_from", "sideways"]),
+    transformation_type=st.sampled_from([None, "refactor", "magic"]),
+    parents=st.lists(st.sampled_from(["", "a", "b"]), max_size=3),
+)
+def test_a_decoded_event_breaks_only_the_rules_no_field_states(event_type, pattern_id, pattern_version, pattern_name,
+                                                              pattern_type, language, triggered_by, edge_type,
+                                                              transformation_type, parents) -> None:
+    """What the archive's decoder accepts (a ``Decoded`` chunk) needs only ``parents_valid``: it
+    agrees with the whole rule walk on every event that decodes."""
+    from pattern_tracker.model.events import Decoded, PatternEvent
+    from pattern_tracker.operators.validate import parents_valid, refusal
+
+    built = PatternEvent(event_id="e", event_type=event_type, pattern_id=pattern_id, pattern_version=pattern_version,
+                         pattern_name=pattern_name, pattern_type=pattern_type, language=language,
+                         triggered_by=triggered_by, edge_type=edge_type, transformation_type=transformation_type,
+                         parent_pattern_ids=parents)
+    try:
+        ev = msgspec.msgpack.decode(msgspec.msgpack.encode(built), type=PatternEvent)  # as Archive.chunks decodes
+    except msgspec.ValidationError:
+        return  # the decoder refuses it: it never reaches validation as a decoded event
+    assert parents_valid(ev) == (refusal(ev) is None)
+    rejected: list[str] = []
+    scheduler = TestScheduler()
+    xs = scheduler.create_hot_observable(on_next(1, Decoded([ev])), on_completed(2))
+    results = scheduler.start(lambda: xs.pipe(validate(lambda e, r: rejected.append(r))))
+    passed = [m.value.value for m in results.messages if m.value.kind == "N"]
+    assert (passed, rejected) == (([[ev]], []) if refusal(ev) is None else ([], [refusal(ev)]))

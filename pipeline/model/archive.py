@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 import msgspec
 
 from pattern_tracker.core import mapped_pages
-from pattern_tracker.model.events import PatternEvent
+from pattern_tracker.model.events import Decoded, PatternEvent
 from pattern_tracker.core.store import MIB, Store, u64
 
 META_KEY = b"archive_meta"
@@ -65,7 +65,8 @@ class Archive:
         return self.store.entries("archive")
 
     def chunks(self, size: int = 1000, after: int = 0) -> Iterator[list[PatternEvent]]:
-        """Events in order, ``size`` at a time (one read transaction per chunk).
+        """Events in order, ``size`` at a time (one read transaction per chunk), as ``Decoded``
+        lists: the decoder held them to the event's schema.
 
         Events are decoded straight from the map (no intermediate bytes): for the large events of
         a replay, copying then decoding cost twice what decoding alone does. Every
@@ -82,7 +83,7 @@ class Archive:
             if unreleased >= RELEASE_EVERY:
                 mapped_pages.release(self._data_file)
                 unreleased = 0
-            yield [ev for _, (_n, ev) in rows]
+            yield Decoded(ev for _, (_n, ev) in rows)
 
     def info(self) -> dict[str, object]:
         n = self.count()

@@ -121,6 +121,15 @@ class BatchTrackResponse(msgspec.Struct, kw_only=True):
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
+class Decoded(list["PatternEvent"]):
+    """Events a msgspec decoder made from bytes (an archive's chunk): the decoder held every field
+    to ``PatternEvent``'s types and constraints (the Literals, the lengths), so validation has left
+    only the rules no single field states (a modification's parent, a merge's parents). An event
+    built in Python is never checked so: the constructor checks nothing."""
+
+    __slots__ = ()
+
+
 def build_event(**kwargs: Any) -> PatternEvent:
     """The event for one version of one file (arguments of ``pattern_tracker.core.identity.event_record``)."""
     return PatternEvent(**event_record(**kwargs))

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from reactivex.subject import Subject
 
-from pattern_tracker.model.events import PatternEvent
+from pattern_tracker.model.events import Decoded, PatternEvent
 from pattern_tracker.runtime.settings import RuntimeSettings
 from pattern_tracker.telemetry import PipelineMetrics, Stage
 
@@ -70,7 +70,8 @@ class Flow:
         ``ids``: the events' ids, when the caller has them already."""
         self._source.count(len(events), len(events))
         self.inflight.update([ev.event_id for ev in events] if ids is None else ids)
-        self.subject.on_next(list(events))
+        # A copy (the caller keeps its list), of the same kind: a ``Decoded`` chunk stays one.
+        self.subject.on_next(Decoded(events) if isinstance(events, Decoded) else list(events))
 
     def busy(self, event_id: str) -> bool:
         """In the graph, settled with its spool removal not yet committed, or spooled by a
