@@ -288,14 +288,26 @@ class HttpSink:
 
     # -- deliver -----------------------------------------------------------------------
 
-    async def deliver(self, events: Sequence[PatternEvent]) -> list[Outcome]:
-        """Exactly one Outcome per event, same order. Never raises for delivery problems."""
+    def prepare(self, events: Sequence[PatternEvent]) -> bytes | None:
+        """The batch request's body, encoded now (``sinks.base.Preparing``: the pipeline calls this
+        as it forms the batch); None when events go one by one, or cannot be encoded here (then
+        ``deliver`` encodes them and says why)."""
+        if not self._use_batch or not events:
+            return None
+        try:
+            return json_encoder.encode(to_batch_request(list(events)))
+        except Exception:  # noqa: BLE001 - deliver will meet it again and turn it into outcomes
+            return None
+
+    async def deliver(self, events: Sequence[PatternEvent], prepared: bytes | None = None) -> list[Outcome]:
+        """Exactly one Outcome per event, same order. Never raises for delivery problems.
+        ``prepared``: the body ``prepare`` encoded for exactly these events."""
         batch = list(events)
         if not batch:
             return []
         try:
             if self._use_batch:
-                outcomes = await self._deliver_batch(batch, resend=0)
+                outcomes = await self._deliver_batch(batch, resend=0, body=prepared)
             else:
                 outcomes = await self._deliver_singles(batch, resend=0)
         except asyncio.CancelledError:
@@ -310,9 +322,10 @@ class HttpSink:
             raise AssertionError("one outcome per event")
         return outcomes
 
-    async def _deliver_batch(self, events: list[PatternEvent], *, resend: int) -> list[Outcome]:
+    async def _deliver_batch(self, events: list[PatternEvent], *, resend: int, body: bytes | None = None) -> list[Outcome]:
         n = len(events)
-        body = json_encoder.encode(to_batch_request(events))
+        if body is None:
+            body = json_encoder.encode(to_batch_request(events))
         try:
             resp = await self._request("POST", self._batch_url, body=body, resend_count=resend)
         except TransportError as err:

@@ -16,6 +16,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from pattern_tracker.core import metrics
 from pattern_tracker.model.events import PatternEvent
@@ -40,23 +41,27 @@ from reactivex.scheduler.eventloop import AsyncIOScheduler
 log = logging.getLogger("pattern_tracker.runtime")
 
 
+# A batch and what the sink prepared for it (``sinks.base.Preparing``), or None.
+Batch = tuple[list[PatternEvent], Any]
+
+
 class Deliveries:
     """Batches delivered at most ``limit`` at a time, started in the order they came
     (what ``merge(max_concurrent)`` did, without an Observable per batch): a worker task takes
     the next waiting batch when it finishes one, and ends when none waits."""
 
-    def __init__(self, limit: int, deliver: Callable[[list[PatternEvent]], Awaitable[None]],
+    def __init__(self, limit: int, deliver: Callable[[Batch], Awaitable[None]],
                  background: Background, on_error: Callable[[Exception], None]) -> None:
         self._limit = limit
         self._deliver = deliver
         self._background = background
         self._on_error = on_error
-        self._waiting: deque[list[PatternEvent]] = deque()
+        self._waiting: deque[Batch] = deque()
         self._running = 0
         self._on_done: Callable[[], None] | None = None
 
-    def submit(self, events: list[PatternEvent]) -> None:
-        self._waiting.append(events)
+    def submit(self, batch: Batch) -> None:
+        self._waiting.append(batch)
         if self._running < self._limit:
             self._running += 1
             self._background.track(asyncio.ensure_future(self._work()))
@@ -119,20 +124,42 @@ class Graph:
             if not done.done():
                 done.set_result(None)
 
-        def deliver(events: list[PatternEvent]) -> Awaitable[None]:
+        def deliver(item: Batch) -> Awaitable[None]:
             # The gate is asked when a worker takes the batch, not when the batch is formed: a
             # permit taken while the batch waits would let it through after the circuit opened.
-            return deliver_batch(events, attempt, policy, gate, settlement.on_step, settlement.on_rejected)
+            events, prepared = item
+            if prepared is None:
+                return deliver_batch(events, attempt, policy, gate, settlement.on_step, settlement.on_rejected)
+
+            def call(evs: list[PatternEvent]) -> Awaitable[list[Outcome]]:
+                # What was prepared serves every attempt at the whole batch (a retry of all of it);
+                # a retry of some of its events is prepared again by the sink.
+                return attempt(evs, prepared if len(evs) == len(events) else None)
+
+            return deliver_batch(events, call, policy, gate, settlement.on_step, settlement.on_rejected)
+
+        prepare = getattr(self._sink, "prepare", None)
+
+        def submit(events: list[PatternEvent]) -> None:
+            # Prepared as the batch is formed: an archive's events were decoded just now.
+            prepared = None
+            if prepare is not None:
+                try:
+                    prepared = prepare(events)
+                except Exception as exc:  # noqa: BLE001 - deliver does the work again and answers for it
+                    log.error("sink %s could not prepare a batch: %s: %s", self._sink.name, type(exc).__name__, exc)
+            deliveries.submit((events, prepared))
 
         deliveries = Deliveries(s.max_concurrency, deliver, self._background, on_error)
         self._flow.subject.pipe(
             traced(self._s["validate"], validate(settlement.on_invalid)),
             traced(self._s["batch"], batch(s.batch_size, s.batch_linger, scheduler)),
-        ).subscribe(on_next=deliveries.submit, on_error=on_error, on_completed=lambda: deliveries.complete(finished),
+        ).subscribe(on_next=submit, on_error=on_error, on_completed=lambda: deliveries.complete(finished),
                     scheduler=scheduler)
 
-    async def _attempt(self, events: list[PatternEvent]) -> list[Outcome]:
-        """One delivery attempt: exactly one outcome per event (never raises)."""
+    async def _attempt(self, events: list[PatternEvent], prepared: Any = None) -> list[Outcome]:
+        """One delivery attempt: exactly one outcome per event (never raises). ``prepared``: what
+        the sink prepared for exactly these events."""
         sink = self._sink
         started = time.perf_counter()
         if self._tracing:
@@ -142,18 +169,18 @@ class Graph:
                                                                 "pattern_tracker.attempt": earlier + 1}), \
                     self._s["deliver"].span(**{"pattern_tracker.batch.size": len(events), "pattern_tracker.sink": sink.name,
                                                "pattern_tracker.attempt": earlier + 1}):
-                outcomes = await self._call_sink(events)
+                outcomes = await self._call_sink(events, prepared)
         else:
-            outcomes = await self._call_sink(events)
+            outcomes = await self._call_sink(events, prepared)
         elapsed = time.perf_counter() - started
         self._s["deliver"].observe(elapsed)
         self._record_call(outcomes, elapsed)
         return outcomes
 
-    async def _call_sink(self, events: list[PatternEvent]) -> list[Outcome]:
+    async def _call_sink(self, events: list[PatternEvent], prepared: Any) -> list[Outcome]:
         sink = self._sink
         try:
-            outcomes = await sink.deliver(events)
+            outcomes = await (sink.deliver(events) if prepared is None else sink.deliver(events, prepared))  # type: ignore[call-arg]
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - a sink bug must not lose events
