@@ -258,3 +258,40 @@ def test_the_coroutine_takes_the_steps_of_the_rx_operators(name: str) -> None:
     assert rx_steps and co_steps == rx_steps
     assert co_calls == rx_calls
     assert (co_gate.acquired, co_gate.recorded) == (rx_gate.acquired, rx_gate.recorded)
+
+
+class PreparingSink(ScriptedSink):
+    """Prepares a token per batch (as HttpSink encodes its body) and records what each call got."""
+
+    def __init__(self, answer: Callable[[PatternEvent, int], Outcome]) -> None:
+        super().__init__(answer)
+        self.prepared_for: list[list[str]] = []
+        self.given: list[Any] = []
+
+    def prepare(self, evs: Sequence[PatternEvent]) -> tuple[str, ...]:
+        self.prepared_for.append([ev.event_id for ev in evs])
+        return tuple(ev.event_id for ev in evs)
+
+    async def deliver(self, evs: Sequence[PatternEvent], prepared: Any = None) -> list[Outcome]:
+        assert prepared is None or prepared == tuple(ev.event_id for ev in evs)  # only ever for exactly these
+        self.given.append(prepared)
+        return await super().deliver(evs)
+
+
+async def test_a_prepared_batch_is_delivered_with_what_was_prepared_for_it(store: Store) -> None:
+    batch = events(10, "prepared")
+    first_half = {ev.event_id for ev in batch[:5]}
+    # Attempt 1: all fail (the whole batch is retried: what was prepared serves again); attempt 2: the
+    # first half is acknowledged; attempt 3 (the other half only): prepared again by the sink, not given.
+    sink = PreparingSink(lambda ev, n: E503 if n == 1 or (n == 2 and ev.event_id not in first_half) else DELIVERED)
+    p = pipeline(store, sink, max_attempts=3)
+
+    async def source(feed: Feed, stop: asyncio.Event) -> None:
+        await feed.events(batch)
+
+    summary = await p.run([source], asyncio.Event())
+    ids = tuple(ev.event_id for ev in batch)
+    assert sink.prepared_for == [list(ids)]
+    assert sink.given == [ids, ids, None]
+    assert [len(c) for c in sink.calls] == [10, 10, 5]
+    assert (summary.delivered, summary.left_in_spool) == (10, 0)

@@ -210,6 +210,22 @@ async def test_all_success_batch(service: FakeService, sink: HttpSink) -> None:
     assert service.requests[0]["headers"]["Content-Type"] == "application/json"
 
 
+async def test_a_prepared_body_is_the_body_sent(service: FakeService, sink: HttpSink) -> None:
+    v1 = ev("p")
+    events = [v1, ev("p", 2, parent=v1.pattern_id), ev("q")]
+    prepared = sink.prepare(events)
+    assert prepared is not None
+    outcomes = await sink.deliver(events, prepared)
+    assert statuses(outcomes) == ["delivered"] * 3
+    assert service.requests[0]["body"] == msgspec.json.decode(prepared)  # exactly what was prepared
+    assert service.requests[0]["body"]["processing_mode"] == "sequential"
+    assert [e["pattern_id"] for e in service.requests[0]["body"]["events"]] == [e.pattern_id for e in events]
+
+
+async def test_nothing_is_prepared_for_the_single_endpoint() -> None:
+    assert HttpSink("http://127.0.0.1:9", use_batch_endpoint=False).prepare([ev("a")]) is None
+
+
 async def test_empty_deliver_sends_nothing(service: FakeService, sink: HttpSink) -> None:
     assert await sink.deliver([]) == []
     assert service.requests == []
