@@ -101,7 +101,7 @@ def main(n: int, outage: float, rate: float | None, recovery_timeout: float, fil
         state = "before"
         while th.is_alive():
             now = time.perf_counter() - t0
-            stored, spooled = entries(svc, "lineage_nodes") if state != "outage" else timeline[-1][1], entries(data, "spool")
+            stored, spooled = entries(svc, "lineage_log") if state != "outage" else timeline[-1][1], entries(data, "spool")
             timeline.append((round(now, 3), stored, spooled))
             if state == "before" and stored >= n // 2:
                 stop_serve(proc)
@@ -129,10 +129,10 @@ def main(n: int, outage: float, rate: float | None, recovery_timeout: float, fil
             drain_cmd = {"rc": d.rc, "wall": d.wall, "stdout": d.stdout[-500:]}
             if "drained_at" not in marks:
                 marks["drained_at"] = time.perf_counter() - t0
-        if "drained_at" not in marks and entries(svc, "lineage_nodes") >= n and entries(data, "spool") == 0:
+        if "drained_at" not in marks and entries(svc, "lineage_log") >= n and entries(data, "spool") == 0:
             marks["drained_at"] = time.perf_counter() - t0
         stop_serve(proc)
-        stored = entries(svc, "lineage_nodes")
+        stored = entries(svc, "lineage_log")
         spooled = entries(data, "spool")
         dead = entries(data, "dead_letter")
         timeline.append((round(time.perf_counter() - t0, 3), stored, spooled))

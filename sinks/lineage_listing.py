@@ -1,23 +1,22 @@
-"""One page of tracked files from the ``lineage_files`` index: the walk behind ``LineageStore.list_files``.
+"""One page of tracked files: the walk behind ``LineageStore.list_files``.
 
-The index (:mod:`pattern_tracker.sinks.lineage_layout`) is ``K(file_path) \\0 u64(seq) -> node key``:
-its keys are already grouped by file and ordered by path (UTF-8 byte order is code-point order),
-each file's entries oldest first. So a page is a cursor walk that starts just past ``after``
-(:func:`_start_key`), counts each shown file's entries and reads two nodes of it (its oldest
-and newest): a page reads no more of the store than it shows.
+``lineage_paths`` (:mod:`pattern_tracker.sinks.lineage_layout`) holds one key per file, K(file_path),
+in path order (UTF-8 byte order is code-point order); its value F(file_path) leads to the file's
+nodes in ``lineage_keys`` (``lineage_layout.file_seqs``). So a page is a cursor walk that starts
+just past ``after`` (:func:`_start_key`), counts each shown file's nodes and reads two of them
+(its oldest and newest): a page reads no more of the store than it shows.
 
 Paths too long for a key are kept under ``\\x01`` + a digest (``key_of``), which sorts before
 every readable key and says nothing of the path: those few files are read up front (the node
 holds the real path) and merged into the walk in path order.
 
-Search (a case-insensitive substring of the path) has to look at every file past ``after``:
-walking the index for it costs ~50 ms at 100k files. :class:`FileListing` therefore keeps the
-distinct paths, lower-cased, in memory (a few MB at 100k files), stamped with the store's node
-sequence and the index's entry count: a search is a loop over that list (~5 ms at 100k files).
-The store's own writes hand it their new files (``LineageStore.track_many`` calls
-:meth:`FileListing.written`), so in serve, the one writer, it stays current; a write by another
-process on the same data directory changes the stamp unannounced and the next search rebuilds
-the list, at about the cost of one walk.
+Search (a case-insensitive substring of the path) has to look at every file past ``after``.
+:class:`FileListing` keeps the paths, lower-cased, in memory (a few MB at 100k files), stamped
+with the store's node sequence and the number of files: a search is a loop over that list
+(~5 ms at 100k files). The store's own writes hand it their files (``LineageStore.track_many``
+calls :meth:`FileListing.written`), so in serve, the one writer, it stays current; a write by
+another process on the same data directory changes the stamp unannounced and the next search
+rebuilds the list, at about the cost of one walk.
 """
 
 from __future__ import annotations
@@ -35,7 +34,8 @@ from pattern_tracker.sinks.lineage_layout import (
     SEQ_KEY,
     LineageDbs,
     NodeHead,
-    node_decoder,
+    file_seqs,
+    load,
 )
 
 __all__ = ["MAX_LIMIT", "FileListing", "edit_time"]
@@ -55,7 +55,7 @@ _oldest_decoder = msgspec.msgpack.Decoder(_Oldest)
 
 
 class _Entries(NamedTuple):
-    """One file's run of index entries: how many, and the node keys of its oldest and newest."""
+    """One file's nodes: how many, and the seqs (u64 bytes) of its oldest and newest."""
 
     count: int
     first: bytes
@@ -126,13 +126,14 @@ class FileListing:
                   if (after is None or h[0] > after) and (needle is None or needle in h[0].lower())]
         hashed.reverse()  # popped from the end, smallest path first
         files: list[dict[str, Any]] = []
-        with txn.cursor(db=dbs.files) as scan, txn.cursor(db=dbs.files) as count:
+        with txn.cursor(db=dbs.paths) as scan:
             if needle is None:
-                keys = _distinct(scan.iternext(keys=True, values=False)) if scan.set_range(start) else iter(())
+                pairs: Iterator[tuple[bytes, bytes | None]] = scan.iternext() if scan.set_range(start) else iter(())
             else:
-                keys = self._current(txn, dbs, scan).matching(needle, start)
-            for fkey in keys:
-                if not count.set_range(fkey + b"\0") or not count.key().startswith(fkey + b"\0"):
+                pairs = ((k, txn.get(k, db=dbs.paths)) for k in self._current(txn, dbs, scan).matching(needle, start))
+            for fkey, fhash in pairs:
+                entries = _entries(txn, dbs, bytes(fhash)) if fhash is not None else None
+                if entries is None:
                     continue  # a list newer than this transaction: the file is not in its view
                 path = fkey.decode("utf-8", "surrogatepass")
                 while hashed and hashed[-1][0] < path:
@@ -141,7 +142,7 @@ class FileListing:
                     files.append(_summary(txn, dbs, *hashed.pop()))
                 if len(files) == limit:
                     return _page(files, more=True)
-                files.append(_summary(txn, dbs, path, _entries(count, fkey)[0]))
+                files.append(_summary(txn, dbs, path, entries))
         while hashed:
             if len(files) == limit:
                 return _page(files, more=True)
@@ -150,10 +151,10 @@ class FileListing:
 
     def _current(self, txn: lmdb.Transaction, dbs: LineageDbs, scan: lmdb.Cursor) -> _Names:
         """The list of paths as of ``txn``: the kept one while nothing was tracked since, else a new one."""
-        stamp = (txn.get(SEQ_KEY, db=dbs.state), int(txn.stat(dbs.files)["entries"]))
+        stamp = (txn.get(SEQ_KEY, db=dbs.state), int(txn.stat(dbs.paths)["entries"]))
         names = self._names
         if names is None or names.stamp != stamp:
-            keys = list(_distinct(scan.iternext(keys=True, values=False))) if scan.set_range(b"\x02") else []
+            keys = list(scan.iternext(keys=True, values=False)) if scan.set_range(b"\x02") else []
             names = _Names(stamp, keys)
             with self._lock:
                 self._names = names
@@ -168,75 +169,50 @@ def _page(files: list[dict[str, Any]], *, more: bool) -> FilesPage:
     return {"files": files, "next": files[-1]["file_path"] if more and files else None}
 
 
-def _distinct(index_keys: Iterator[bytes]) -> Iterator[bytes]:
-    """The distinct file keys ``K`` of index keys in order (an index key is ``K + 0x00 + u64``)."""
-    prev = b""
-    for key in index_keys:
-        fkey = key[:-9]
-        if fkey != prev:
-            prev = fkey
-            yield fkey
-
-
 def _start_key(after: str | None) -> bytes:
     """Where the walk of readable keys starts: the first key whose path sorts past ``after``.
 
     Readable keys are paths of at most 400 bytes with no NUL, so for ``t``, the first 400 bytes
-    of ``after``, a path ``p`` sorts past ``after`` exactly when its key is at or past ``t + 0x01``
-    (the entries of ``t`` itself end in ``0x00 + seq``). Holds for a hashed ``after`` too.
+    of ``after``, a path ``p`` sorts past ``after`` exactly when its key is at or past ``t + 0x00``
+    (a longer ``after`` sorts past ``t`` itself; a readable path longer than ``t`` that starts
+    with it cannot be: ``t`` is already 400 bytes). Holds for a hashed ``after`` too.
     """
     if after is None:
         return b"\x02"
-    return max(after.encode("utf-8", "surrogatepass")[:400] + b"\x01", b"\x02")
+    return max(after.encode("utf-8", "surrogatepass")[:400] + b"\x00", b"\x02")
 
 
-def _file_key(index_key: bytes) -> bytes:
-    """The ``K(file_path)`` part of an index key (K never holds a NUL; the u64 after it may)."""
-    return index_key[: index_key.index(b"\0")]
-
-
-def _entries(cur: lmdb.Cursor, fkey: bytes) -> tuple[_Entries, bool]:
-    """Count the entries of the file the cursor is on (leaving it on the next file's first entry)."""
-    prefix = fkey + b"\0"
-    n = len(prefix)
-    first = last = cur.value()
-    count = 1
-    while True:
-        if not cur.next():
-            return _Entries(count, first, last), False
-        key = cur.key()
-        if key[:n] != prefix:
-            return _Entries(count, first, last), True
-        last = cur.value()
-        count += 1
+def _entries(txn: lmdb.Transaction, dbs: LineageDbs, fhash: bytes) -> _Entries | None:
+    """The nodes of file F ``fhash`` (:func:`file_seqs`): how many, oldest, newest (None: none in this view)."""
+    seqs = file_seqs(txn, dbs, fhash)
+    return _Entries(len(seqs), seqs[0], seqs[-1]) if seqs else None
 
 
 def _hashed_files(txn: lmdb.Transaction, dbs: LineageDbs) -> list[tuple[str, _Entries]]:
     """The files kept under a digest (paths too long for a key), with their real paths, by path."""
     out: list[tuple[str, _Entries]] = []
-    with txn.cursor(db=dbs.files) as cur:
-        positioned = cur.set_range(_HASHED)
-        while positioned and cur.key().startswith(_HASHED):
-            fkey = _file_key(cur.key())
-            entries, positioned = _entries(cur, fkey)
-            raw = txn.get(entries.first, db=dbs.nodes)
-            path = _oldest_decoder.decode(raw).file_path if raw is not None else None
-            if path:
-                out.append((path, entries))
+    with txn.cursor(db=dbs.paths) as cur:
+        if cur.set_range(_HASHED):
+            for fkey, fhash in cur.iternext():
+                if not fkey.startswith(_HASHED):
+                    break
+                entries = _entries(txn, dbs, bytes(fhash))
+                oldest = load(txn, dbs, entries.first, _oldest_decoder) if entries is not None else None
+                if entries is not None and oldest is not None and oldest.file_path:
+                    out.append((oldest.file_path, entries))
     out.sort(key=lambda h: h[0])
     return out
 
 
 def _summary(txn: lmdb.Transaction, dbs: LineageDbs, path: str, entries: _Entries) -> dict[str, Any]:
     """A ``FileSummary`` (see ``FilesPage``) from a file's oldest and newest nodes."""
-    raw_first = txn.get(entries.first, db=dbs.nodes)
-    raw_last = raw_first if entries.last == entries.first else txn.get(entries.last, db=dbs.nodes)
-    if raw_last is None:  # an index entry without its node: never written so, show what is known
+    newest = load(txn, dbs, entries.last)
+    if newest is None:  # an index entry without its node: never written so, show what is known
         return {"file_path": path, "language": None, "versions": entries.count, "first_seen": None,
                 "last_seen": None, "last_edit": None, "last_session": None, "last_tool": None,
                 "last_pattern_id": None, "last_pattern_version": None, "last_generation": None}
-    newest = node_decoder.decode(raw_last)
-    first_seen = _oldest_decoder.decode(raw_first).created_at if raw_first is not None else None
+    oldest = newest if entries.last == entries.first else load(txn, dbs, entries.first, _oldest_decoder)
+    first_seen = oldest.created_at if oldest is not None else None
     data = newest.pattern_data if isinstance(newest.pattern_data, dict) else {}
     session = data.get("session_id")
     return {

@@ -8,6 +8,7 @@ environment. The parts, each readable alone:
 * :mod:`~pattern_tracker.sinks.lineage_rules` — the track semantics (the Phase 4 API contract,
   docs/phase4-contract.md): validation, parent resolution, the node an event makes;
 * :mod:`~pattern_tracker.sinks.lineage_layout` — records, keys and named dbs in LMDB;
+* :mod:`~pattern_tracker.sinks.lineage_upgrade` — a store written in the earlier layout, upgraded when opened;
 * :mod:`~pattern_tracker.sinks.lineage_walks` — ancestry, descendants, the nodes of a file;
 * :mod:`~pattern_tracker.sinks.lineage_listing` — one page of tracked files (the UI's listing).
 
@@ -24,7 +25,7 @@ import lmdb
 
 from pattern_tracker.core.store import Store, from_u64, u64
 from pattern_tracker.model.events import TrackRequest
-from pattern_tracker.sinks import lineage_listing, lineage_walks
+from pattern_tracker.sinks import lineage_listing, lineage_upgrade, lineage_walks
 from pattern_tracker.sinks.lineage_contract import (
     OPERATIONS,
     FilesPage,
@@ -35,13 +36,17 @@ from pattern_tracker.sinks.lineage_contract import (
     operation_for,
 )
 from pattern_tracker.sinks.lineage_layout import (
+    FILE_MARK,
+    IMPLIED,
     SEQ_KEY,
     LineageDbs,
     Node,
     NodeHead,
+    file_hash,
     head_decoder,
+    implied,
     key_of,
-    node_decoder,
+    load_key,
     node_encoder,
     node_key,
     random_uuids,
@@ -73,9 +78,11 @@ class LineageStore:
     """LMDB-backed pattern nodes and edges. Thread-safe as LMDB is; keep writes off the event loop."""
 
     def __init__(self, store: Store) -> None:
+        lineage_upgrade.upgrade(store)  # a store written in layout 1: copied to layout 2 first (once)
         self.store = store
         self.dbs = LineageDbs.of(store)
         self.listing = lineage_listing.FileListing()
+        self._known_paths: dict[str, tuple[bytes, bytes]] = {}  # path -> (K, F), known to be in lineage_paths
 
     # -- writes -------------------------------------------------------------------------------
 
@@ -111,20 +118,21 @@ class LineageStore:
         reqs = list(reqs)
         dbs = self.dbs
         listing = self.listing
-        committed: list[tuple[tuple[bytes | None, int], tuple[bytes | None, int], set[bytes]]] = []
+        committed: list[_Written] = []
 
         def run(txn: lmdb.Transaction) -> list[TrackResult]:
             raw = txn.get(SEQ_KEY, db=dbs.state)
+            raw = bytes(raw) if raw is not None else None  # read as a memoryview (store.write buffers)
             seq0 = from_u64(raw) if raw else 0
             seq = seq0
             now = now_iso()  # one timestamp per transaction, like the service's NOW()
             made: dict[str, tuple[bytes, NodeHead]] = {}
-            files: set[bytes] | None = set() if listing.keeps_paths() else None
-            before = (raw, int(txn.stat(dbs.files)["entries"])) if files is not None else (None, 0)
+            written = _Written(self._known_paths, listing.keeps_paths())
+            before = (raw, int(txn.stat(dbs.paths)["entries"])) if written.files is not None else (None, 0)
 
             def newest(pattern_id: str) -> tuple[bytes, NodeHead] | None:
                 """``made`` (pattern_id -> newest node written earlier in this transaction, which is
-                what ``lineage_latest`` now names) answers without a lookup when a parent travels in
+                what ``lineage_keys`` now names) answers without a lookup when a parent travels in
                 the same batch as its child; otherwise only the head is decoded."""
                 found = made.get(pattern_id)
                 return found if found is not None else resolve(txn, dbs, pattern_id, head_decoder)
@@ -133,7 +141,7 @@ class LineageStore:
             for req in reqs:
                 try:
                     op = static_check(req)
-                    data, created = self._execute(txn, req, op, seq + 1, now, made, newest, files)
+                    data, created = self._execute(txn, req, op, seq + 1, now, made, newest, written)
                     if created:
                         seq += 1
                     out.append(data)
@@ -142,44 +150,49 @@ class LineageStore:
             if seq != seq0:
                 txn.put(SEQ_KEY, u64(seq), db=dbs.state)
             committed.clear()  # the store may run this again (a map grown): only the last run counts
-            if files is not None and seq != seq0:
-                committed.append((before, (u64(seq), int(txn.stat(dbs.files)["entries"])), files))
+            if seq != seq0:
+                written.stamps = (before, (u64(seq), int(txn.stat(dbs.paths)["entries"])))
+                committed.append(written)
             if before_commit is not None:
                 before_commit()
             return out
 
-        results = self.store.write(run)
-        for before, after, files in committed:  # written: the listing's search list learns the new files
-            listing.written(before, after, files)
+        # buffers: what is read (a parent's node, ~9 KB) is decoded in place, not copied first
+        results = self.store.write(run, buffers=True)
+        for written in committed:  # written: the listing's search list learns the new files
+            written.committed(listing)
         return results
 
     def _execute(
         self, txn: lmdb.Transaction, req: TrackRequest, op: str, seq: int, now: str,
         made: dict[str, tuple[bytes, NodeHead]], newest: Callable[[str], tuple[bytes, NodeHead] | None],
-        files: set[bytes] | None = None,
+        written: _Written,
     ) -> tuple[dict[str, Any], bool]:
         if op in ("track_application", "track_deprecation"):
             return usage_data(req, op, now, newest), False
         dbs = self.dbs
+        keys = dbs.keys
         pid_key = key_of(req.pattern_id, 300)
         key = pid_key + b"\0" + key_of(req.pattern_version, 150)
-        existing = txn.get(key, db=dbs.nodes)
+        existing = txn.get(key, db=keys)
         if existing is not None:
-            return already_exists_data(head_decoder.decode(existing)), False
+            return already_exists_data(head_decoder.decode(txn.get(existing[:8], db=dbs.log))), False
         parents = resolve_parents(req, op, newest)
         node = new_node(req, op, key, seq, now, parents)
-        put = txn.put
-        put(key, node_encoder.encode(node), db=dbs.nodes)
-        put(pid_key, key, db=dbs.latest)
-        made[req.pattern_id] = (key, node)
         seq_b = u64(seq)
-        for pkey in node.parent_keys:
-            put(pkey + b"\0" + seq_b, key, db=dbs.children)
-        if node.file_path:
-            fkey = key_of(node.file_path, 400)
-            put(fkey + b"\0" + seq_b, key, db=dbs.files)
-            if files is not None:
-                files.add(fkey)
+        put = txn.put
+        put(seq_b, node_encoder.encode(node), db=dbs.log, append=True)
+        fhash = written.file(txn, dbs, node.file_path) if node.file_path else None
+        if fhash is not None and implied(pid_key, fhash):  # the hook's ids: no file entry needed
+            put(key, seq_b + IMPLIED, db=keys)
+        else:
+            put(key, seq_b, db=keys)
+            if fhash is not None:
+                put(fhash + FILE_MARK + seq_b, b"", db=keys)
+        put(pid_key, seq_b, db=keys)
+        made[req.pattern_id] = (key, node)
+        for pkey, _ in parents:
+            put(pkey + b"\0" + seq_b, b"", db=keys)
         return created_data(node, op), True
 
     # -- reads --------------------------------------------------------------------------------
@@ -191,8 +204,8 @@ class LineageStore:
             if version is None:
                 found = resolve(txn, self.dbs, pattern_id)
                 return found[1].to_dict() if found else None
-            raw = txn.get(node_key(pattern_id, version), db=self.dbs.nodes)
-            return node_decoder.decode(raw).to_dict() if raw is not None else None
+            node = load_key(txn, self.dbs, node_key(pattern_id, version))
+            return node.to_dict() if node is not None else None
 
         return self.store.read(run)
 
@@ -216,23 +229,46 @@ class LineageStore:
         return self.store.read(lambda txn: lineage_walks.file_query(txn, self.dbs, file_path, limit))
 
     def list_files(self, search: str | None = None, after: str | None = None, limit: int = 50) -> FilesPage:
-        """One page of tracked files, in path order, from the ``lineage_files`` index
+        """One page of tracked files, in path order, from ``lineage_paths``
         (:mod:`~pattern_tracker.sinks.lineage_listing`; the shape: ``FilesPage``)."""
         return self.store.read(lambda txn: self.listing.page(txn, self.dbs, search, after, limit))
 
     def count(self) -> int:
         """Number of nodes."""
-        return int(self.store.read(lambda txn: txn.stat(self.dbs.nodes)["entries"]))
+        return int(self.store.read(lambda txn: txn.stat(self.dbs.log)["entries"]))
 
     def stats(self) -> dict[str, int]:
-        dbs = self.dbs
+        """Nodes, patterns, edges and file entries (a walk of ``lineage_keys``: for tests and benchmarks)."""
+        return self.store.read(lambda txn: lineage_walks.counts(txn, self.dbs))
 
-        def run(txn: lmdb.Transaction) -> dict[str, int]:
-            return {
-                "nodes": int(txn.stat(dbs.nodes)["entries"]),
-                "patterns": int(txn.stat(dbs.latest)["entries"]),
-                "edges": int(txn.stat(dbs.children)["entries"]),
-                "file_entries": int(txn.stat(dbs.files)["entries"]),
-            }
 
-        return self.store.read(run)
+class _Written:
+    """What one transaction wrote that outlives it: the files it indexed (for the listing's search
+    list, when one is kept) and the paths it added to ``lineage_paths``."""
+
+    MAX_KNOWN = 100_000  # paths remembered as stored (with their keys); past that the memory starts over
+
+    def __init__(self, known: dict[str, tuple[bytes, bytes]], keep_files: bool) -> None:
+        self.known = known
+        self.new: dict[str, tuple[bytes, bytes]] = {}
+        self.files: set[bytes] | None = set() if keep_files else None
+        self.stamps: tuple[tuple[bytes | None, int], tuple[bytes | None, int]] = ((None, 0), (None, 0))
+
+    def file(self, txn: lmdb.Transaction, dbs: LineageDbs, path: str) -> bytes:
+        """A node of ``path`` is being written: its path is stored once; returns F(path)."""
+        keys = self.known.get(path) or self.new.get(path)
+        if keys is None:
+            keys = (key_of(path, 400), file_hash(path))
+            if txn.get(keys[0], db=dbs.paths) is None:
+                txn.put(keys[0], keys[1], db=dbs.paths)
+            self.new[path] = keys
+        if self.files is not None:
+            self.files.add(keys[0])
+        return keys[1]
+
+    def committed(self, listing: lineage_listing.FileListing) -> None:
+        if len(self.known) + len(self.new) > self.MAX_KNOWN:
+            self.known.clear()
+        self.known.update(self.new)
+        if self.files is not None:
+            listing.written(*self.stamps, self.files)

@@ -357,7 +357,7 @@ async def test_import_nodes_keeps_ids_and_links_and_is_idempotent(lineage, pg: P
     for batch in _scenario():
         lineage.track_many(batch)
     nodes = lineage.store.read(lambda txn: sorted((node_decoder.decode(v) for v in values(txn, LineageDbs.of(
-        lineage.store).nodes)), key=lambda n: n.seq))
+        lineage.store).log)), key=lambda n: n.seq))
     half = len(nodes) // 2
     assert await pg.import_nodes(nodes[:half]) == half
     assert await pg.import_nodes(nodes) == len(nodes) - half  # resumed: only what is missing

@@ -28,10 +28,13 @@ DB_NAMES: tuple[str, ...] = (
     "state",  # small named records: counters, circuit breaker, leases, quarantine notes
     "metrics",  # cross-process counters and latency summaries
     "heads",  # file_key -> Head (latest version of each tracked file)
-    "lineage_nodes",  # pattern_id \0 version -> node (embedded lineage store)
-    "lineage_latest",  # pattern_id -> node key of its newest version
-    "lineage_children",  # parent node id \0 child node id -> edge
-    "lineage_files",  # file_path \0 u64 node seq -> node key
+    "lineage_log",  # u64 node seq -> node (embedded lineage store: sinks.lineage_layout)
+    "lineage_keys",  # newest version, node key -> u64 seq; edges; file entries (sinks.lineage_layout)
+    "lineage_paths",  # file_path -> its hash in lineage_keys' file entries
+    "lineage_nodes",  # layout 1 (pattern_id \0 version -> node): emptied by sinks.lineage_upgrade
+    "lineage_latest",  # layout 1 (pattern_id -> node key): emptied by the upgrade
+    "lineage_children",  # layout 1 (parent node key \0 u64 child seq -> child key): emptied by the upgrade
+    "lineage_files",  # layout 1 (file_path \0 u64 node seq -> node key): emptied by the upgrade
     "archive",  # u64 seq -> recorded event
     "quarantine",  # u64 seq -> raw spool entry that could not be decoded (kept, never lost)
 )
@@ -143,12 +146,14 @@ class Store:
 
     # -- transactions ----------------------------------------------------------------------
 
-    def write(self, fn: Callable[[lmdb.Transaction], Any]) -> Any:
-        """Run ``fn`` in one write transaction; on a full map grow it and redo the whole thing."""
+    def write(self, fn: Callable[[lmdb.Transaction], Any], buffers: bool = False) -> Any:
+        """Run ``fn`` in one write transaction; on a full map grow it and redo the whole thing.
+        ``buffers``: values read are memoryviews into the map, valid only until the next write
+        (no copy, e.g. of a node's code, for writers that decode what they read at once)."""
         with self._write_lock:
             while True:
                 try:
-                    with self.env.begin(write=True) as txn:
+                    with self.env.begin(write=True, buffers=buffers) as txn:
                         return fn(txn)
                 except lmdb.MapFullError:
                     self._grow()
