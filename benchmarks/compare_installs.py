@@ -11,6 +11,10 @@ ABBA… for the replays), so the load of a shared machine falls on both alike:
 - null sink: events per CPU-second (user + sys) of ``replay --sink null`` over one archive;
 - serve: events/s of ``replay`` into a fresh ``serve`` of the same install.
 
+The figures go to benchmarks/results/compare_installs.json too (``benchmarks.targets`` judges "the
+hook does not regress" by them); ``make bench PT_BENCH_BEFORE=OLD/bin/pattern-tracker`` runs this
+comparison against the running install as part of the run.
+
 Both installs read the archive the AFTER install generates (the archive format is stable).
 """
 
@@ -28,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks._common import serve
+from benchmarks._common import RESULTS, machine, serve
 
 
 class Bench:
@@ -110,14 +114,21 @@ def main() -> int:
             null[k].append(bench.replay_null(installs[k], big, args.events))
             served[k].append(bench.replay_serve(installs[k], small))
         print(f"{'':8} {'hook median':>12} {'hook p99':>9} {'null ev/CPU-s':>14} {'serve ev/s':>11}")
+        figures: dict[str, dict[str, float]] = {}
         for k in installs:
             h = sorted(hooks[k][5:])
-            print(f"{k:8} {statistics.median(h) * 1000:10.1f}ms {h[int(len(h) * 0.99) - 1] * 1000:7.1f}ms "
-                  f"{statistics.mean(null[k]):14,.0f} {statistics.mean(served[k]):11,.0f}")
-        ratio = {name: statistics.mean(fig["after"]) / statistics.mean(fig["before"])
-                 for name, fig in (("null sink", null), ("serve", served))}
-        ratio["hook median"] = statistics.median(hooks["after"][5:]) / statistics.median(hooks["before"][5:])
+            figures[k] = {"hook_median_ms": statistics.median(h) * 1000, "hook_p99_ms": h[int(len(h) * 0.99) - 1] * 1000,
+                          "null_events_per_cpu_s": statistics.mean(null[k]), "serve_events_per_s": statistics.mean(served[k])}
+            f = figures[k]
+            print(f"{k:8} {f['hook_median_ms']:10.1f}ms {f['hook_p99_ms']:7.1f}ms "
+                  f"{f['null_events_per_cpu_s']:14,.0f} {f['serve_events_per_s']:11,.0f}")
+        ratio = {name: figures["after"][name] / figures["before"][name] for name in figures["after"]}
         print("after / before: " + ", ".join(f"{name} {value:.3f}" for name, value in ratio.items()))
+        # For benchmarks.targets (issue 14: the hook does not regress), with what was compared.
+        (RESULTS / "compare_installs.json").write_text(json.dumps(
+            {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(), "installs": installs,
+             "hooks": args.hooks, "events": args.events, "serve_events": args.serve_events, "rounds": args.rounds,
+             **figures, "after_over_before": ratio}, indent=2) + "\n")
         return 0
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -5,6 +5,7 @@ measured figures on top (benchmarks/results/targets.md, ``benchmarks.targets``),
 the figures of docs/benchmarks.md from them (``benchmarks.docs_page``).
 
     python -m benchmarks.run_all [NAME ...]     # e.g. `replay_throughput outage_recovery`; default all
+    PT_BENCH_BEFORE=OLD/bin/pattern-tracker make bench    # also compare with an earlier install
 
 A failing benchmark is reported and the others still run; the exit code says whether any failed.
 """
@@ -19,7 +20,7 @@ import time
 import traceback
 
 from benchmarks import docs_page, targets
-from benchmarks._common import RESULTS, machine, write_result
+from benchmarks._common import BIN, RESULTS, machine, write_result
 
 BENCHMARKS = ["benchmarks.hook_latency", "benchmarks.spill_drain", "benchmarks.telemetry_overhead",
               "benchmarks.replay_throughput", "benchmarks.outage_recovery", "benchmarks.ui_listing",
@@ -46,11 +47,16 @@ def write_summary(started: str, load_before: float, failed: list[str]) -> None:
 
 if __name__ == "__main__":
     started, load_before = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), os.getloadavg()[0]
-    wanted = [f"benchmarks.{n.removeprefix('benchmarks.')}" for n in sys.argv[1:]] or BENCHMARKS
+    wanted = [f"benchmarks.{n.removeprefix('benchmarks.')}" for n in sys.argv[1:]] or list(BENCHMARKS)
+    # PT_BENCH_BEFORE=OLD/bin/pattern-tracker: an install of an earlier commit, compared with this one
+    # (interleaved: hook, null sink, serve) for issue 14's "the hook does not regress".
+    before = os.environ.get("PT_BENCH_BEFORE")
+    if before:
+        wanted.append("benchmarks.compare_installs")
     failed = []
     for name in wanted:
         print(f"== {name}", flush=True)
-        sys.argv = [name]
+        sys.argv = [name, before, str(BIN)] if name == "benchmarks.compare_installs" and before else [name]
         try:
             runpy.run_module(name, run_name="__main__")
         except (Exception, SystemExit) as exc:  # noqa: BLE001 - report, run the rest
