@@ -98,7 +98,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     loaded = load(args)
     cfg = loaded.config
     from pattern_tracker.composition import open_lineage_backend
-    from pattern_tracker.service.serve import ListenError, run_server
+    from pattern_tracker.service.serve import ListenError, run_server, settle_garbage_collection
     from pattern_tracker.web import explorer
     from pattern_tracker.sinks.lineage_contract import LineageUnavailable
 
@@ -131,6 +131,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 chaos=chaos,
                 store=shown,
                 setup=explorer.install,  # the lineage explorer's pages (docs/web-ui.md)
+                ready=lambda _url: settle_garbage_collection(),
             )
         )
     except ListenError as exc:  # a busy port is the user's to change: usage error (2), one line

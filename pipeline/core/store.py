@@ -101,6 +101,11 @@ class Store:
         _make_private_dir(path)
         old_umask = os.umask(0o077)
         try:
+            # readahead off: a page fault reads that page, not the ~128 KB around it. Reads here are
+            # B-tree descents (random), and a lineage store of a million nodes is ~10 GB: with the
+            # kernel's readahead, executing an event into one partly out of the page cache took
+            # twice as long (62-73 vs 127-131 us; from a cold cache 76-82 vs 254-283 us). A store
+            # the page cache holds whole: no difference (benchmarks.serve_ingest).
             self.env = lmdb.open(
                 str(path),
                 map_size=map_size,
@@ -109,6 +114,7 @@ class Store:
                 max_readers=256,
                 subdir=True,
                 lock=True,
+                readahead=False,
             )
         except lmdb.Error as exc:
             raise StoreError(f"cannot open store at {path}: {exc}") from exc
