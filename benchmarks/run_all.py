@@ -24,7 +24,7 @@ from benchmarks._common import BIN, RESULTS, machine, write_result
 
 BENCHMARKS = ["benchmarks.hook_latency", "benchmarks.spill_drain", "benchmarks.telemetry_overhead",
               "benchmarks.replay_throughput", "benchmarks.outage_recovery", "benchmarks.ui_listing",
-              "benchmarks.serve_stores"]
+              "benchmarks.serve_stores", "benchmarks.serve_ingest"]
 
 
 def write_summary(started: str, load_before: float, failed: list[str]) -> None:

@@ -22,8 +22,13 @@ re-sent event would only be answered ``already_exists``). The empty and big stor
 the same archive. The installs and stores take turns, the order rotating each round, so the load
 of a shared machine falls on all alike; the figure is the mean over the rounds.
 
-``--before``: another install's ``pattern-tracker`` (e.g. a worktree of the commit before a change,
-``git worktree add /tmp/base REV`` and a venv with it installed); its big store is built by it.
+``--before`` (default ``$PT_BENCH_BEFORE``, as ``make bench`` takes it): another install's
+``pattern-tracker`` (e.g. a worktree of the commit before a change, ``git worktree add /tmp/base REV``
+and a venv with it installed); its big store is built by it, in its own layout. Without one, only
+this install is measured (the big/empty ratio; "2× today's" needs the A/B).
+
+The first run builds each big store (~5-6 minutes and ~10 GB each on this machine); later runs
+reuse them (each grows by N events per round).
 """
 
 from __future__ import annotations
@@ -343,7 +348,8 @@ def table(r: dict[str, Any]) -> str:
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--before", type=Path, help="another install's pattern-tracker script, measured side by side")
+    ap.add_argument("--before", type=Path, default=os.environ.get("PT_BENCH_BEFORE") or None,
+                    help="another install's pattern-tracker script, measured side by side (default: $PT_BENCH_BEFORE)")
     ap.add_argument("--events", type=int, default=20_000, help="events per measurement (default 20,000)")
     ap.add_argument("--nodes", type=int, default=1_000_000, help="nodes of the big store (default 1,000,000)")
     ap.add_argument("--rounds", type=int, default=2, help="rounds (default 2)")

@@ -54,12 +54,28 @@ def _client(r: dict[str, Any]) -> list[Row]:
              cc <= 1.3)]
 
 
-def _serve_ingest(r: dict[str, Any] | None) -> list[Row]:
-    later = "not measured here yet (serve's ingest work has not landed)"
-    rows: list[Row] = [
-        ("3. `serve` ingest: ≥ 2× today's events/s into the embedded store, batches of 100", later, "–", None),
-        ("3. `serve` ingest at 1M stored nodes ≥ 0.8× the rate into an empty store", later, "–", None),
-    ]
+def _serve_ingest(r: dict[str, Any] | None, ingest: dict[str, Any] | None, since: str | None) -> list[Row]:
+    """Target 3: benchmarks.serve_ingest's A/B (``PT_BENCH_BEFORE``: an install in the layout before)
+    and its big / empty ratio; the per-event client ratio from replay_throughput."""
+    two_x = "3. `serve` ingest: ≥ 2× today's events/s into the embedded store, batches of 100 (A/B of two installs)"
+    big = "3. `serve` ingest at 1M stored nodes ≥ 0.8× the rate into an empty store"
+    rows: list[Row] = []
+    if ingest is None:
+        rows += [(two_x, "not measured (benchmark not run)", "–", None), (big, "not measured (benchmark not run)", "–", None)]
+    else:
+        here, after, big_after = _stamp(ingest, since), ingest["after_empty"], ingest["after_big"]
+        before = ingest.get("before_empty")
+        if before is None:
+            rows.append((two_x, "no A/B in the results (set PT_BENCH_BEFORE)" + here, "–", None))
+        else:
+            gain = after["events_per_second"] / before["events_per_second"]
+            rows.append((two_x, f"{gain:.2f}× ({after['events_per_second']:,.0f} events/s){here}",
+                         f"before (layout {ingest['layouts']['before']}): {before['events_per_second']:,.0f} events/s",
+                         gain >= 2.0))
+        ratio = big_after["events_per_second"] / after["events_per_second"]
+        rows.append((big.replace("1M", f"{big_after['nodes_before']:,}"),
+                     f"{ratio:.2f}× ({big_after['events_per_second']:,.0f} events/s){here}",
+                     f"empty store: {after['events_per_second']:,.0f} events/s", ratio >= 0.8))
     if r is not None:
         fp = r["ratios"]["full_over_per_event"]
         rows.append((f"3. per-event client ratio, like for like ({r['full_k']['events']:,} events each into an empty "
@@ -121,7 +137,7 @@ def rows(since: str | None = None) -> list[Row]:
     add(replay, lambda: _overhead(replay), ["1. pipeline overhead"])  # type: ignore[arg-type]
     add(tel, lambda: _telemetry(tel), ["1. telemetry keeps its ≥ 0.8 on/off ratio"])  # type: ignore[arg-type]
     add(replay, lambda: _client(replay), ["2. client efficiency"])  # type: ignore[arg-type]
-    out.extend(_serve_ingest(replay))
+    out.extend(_serve_ingest(replay, _load("serve_ingest"), since))
     add(replay, lambda: _memory(replay), ["4. peak RSS replaying 1,000,000 events ≤ 150 MB"])  # type: ignore[arg-type]
     out.extend(_hook(hook, _load("compare_installs"), since))
     return out
