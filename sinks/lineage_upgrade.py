@@ -4,17 +4,18 @@ Layout 1 kept ``lineage_nodes`` K(pattern_id) \\0 K(version) -> Node, ``lineage_
 K(pattern_id) -> node key, ``lineage_children`` parent node key \\0 u64(child seq) -> child node
 key and ``lineage_files`` K(file_path) \\0 u64(seq) -> node key.
 
-The upgrade copies in steps, each one write transaction of at most ``chunk`` records that records
-in ``state`` (:data:`MARK`) the step and the last key it took: a crash part way resumes after that
-key, and a record copied twice is written with the same value, so running it again (or in two
-processes at once: their transactions take turns) is harmless. The steps:
+The upgrade moves records in steps, each one write transaction that copies the first ``chunk``
+records of a layout-1 db into layout 2 and deletes them there: a crash part way leaves every
+record in exactly one of the two (the transaction is atomic), the next open goes on with what is
+left, and two processes opening the store at once take turns. The pages a step frees are reused
+by the next ones, so the data file grows by little more than a step's worth. In order (each step
+reads what the ones before wrote):
 
-0. every node: its bytes, unchanged, to ``lineage_log`` under its seq; its node key to ``lineage_keys``;
-1. every newest-version entry: ``lineage_keys`` K(pattern_id) -> that node's seq;
-2. every parent link: ``lineage_keys`` under the same key (parent node key \\0 u64(child seq));
-3. every file entry: ``lineage_keys`` F(file_path) \\0 \\x01 \\0 u64(seq), or IMPLIED on the node key
-   (the hook's pattern_ids), and the path to ``lineage_paths``;
-4. the layout-1 dbs emptied and the mark removed, in one transaction.
+1. every node: its bytes, unchanged, to ``lineage_log`` under its seq; its node key to ``lineage_keys``;
+2. every newest-version entry: ``lineage_keys`` K(pattern_id) -> that node's seq;
+3. every parent link: ``lineage_keys`` under the same key (parent node key \\0 u64(child seq));
+4. every file entry: ``lineage_keys`` F(file_path) \\0 \\x01 \\0 u64(seq), or IMPLIED on the node key
+   (the hook's pattern_ids), and the path to ``lineage_paths``.
 
 A store is in layout 2 exactly when the layout-1 dbs are empty, so opening one costs a read of
 four entry counts. Node ids, seqs and every answer stay the same (tests/test_lineage_upgrade.py).
@@ -40,9 +41,8 @@ from pattern_tracker.sinks.lineage_layout import (
     load,
 )
 
-__all__ = ["CHUNK", "MARK", "OldDbs", "pending", "upgrade"]
+__all__ = ["CHUNK", "OldDbs", "pending", "upgrade"]
 
-MARK = b"lineage:upgrade"  # in ``state``: bytes([step]) + the last key that step took
 CHUNK = 2000  # records per transaction (~20 MB of node copies at ~9 KB each)
 
 log = logging.getLogger("pattern_tracker.sinks.lineage_upgrade")
@@ -78,37 +78,26 @@ def upgrade(store: Store, chunk: int = CHUNK) -> int:
     steps = 0
     while store.write(lambda txn: _step(txn, dbs, old, chunk)):
         steps += 1
-    log.warning("lineage store in %s upgraded to layout 2 (%d transactions)", store.path, steps + 1)
-    return steps + 1
+    log.warning("lineage store in %s upgraded to layout 2 (%d transactions)", store.path, steps)
+    return steps
 
 
 def _step(txn: lmdb.Transaction, dbs: LineageDbs, old: OldDbs, chunk: int) -> bool:
-    """One transaction of the upgrade; False when it was the last (or there was nothing to do)."""
-    mark = txn.get(MARK, db=dbs.state)
-    if mark is None:
-        if not any(txn.stat(db)["entries"] for db in old):
-            return False
-        step, after = 0, b""
+    """One transaction of the upgrade: the next ``chunk`` records moved; False when none were left."""
+    for source, copy in zip(old, _COPY):
+        if txn.stat(source)["entries"]:
+            break
     else:
-        step, after = mark[0], mark[1:]
-    if step == len(_COPY):
-        for db in old:
-            txn.drop(db, delete=False)
-        txn.delete(MARK, db=dbs.state)
         return False
-    source, copy = old[step], _COPY[step]
-    last = None
+    taken: list[bytes] = []
     with txn.cursor(db=source) as cur:
-        more = cur.set_range(after) if after else cur.first()
-        if more and after and cur.key() == after:
-            more = cur.next()
-        taken = 0
-        while more and taken < chunk:
-            last = cur.key()
-            copy(txn, dbs, last, cur.value())
-            taken += 1
-            more = cur.next()
-    txn.put(MARK, bytes([step + (0 if more else 1)]) + (last if more and last is not None else b""), db=dbs.state)
+        for key, value in cur:
+            copy(txn, dbs, key, value)
+            taken.append(key)
+            if len(taken) == chunk:
+                break
+    for key in taken:
+        txn.delete(key, db=source)
     return True
 
 
