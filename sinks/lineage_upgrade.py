@@ -110,7 +110,7 @@ def _copy_node(txn: lmdb.Transaction, dbs: LineageDbs, key: bytes, raw: bytes) -
 def _copy_newest(txn: lmdb.Transaction, dbs: LineageDbs, pid_key: bytes, node_key: bytes) -> None:
     seq = txn.get(node_key, db=dbs.keys)
     if seq is not None:
-        txn.put(pid_key, seq, db=dbs.keys)
+        txn.put(pid_key, seq[:8], db=dbs.keys)
 
 
 def _copy_link(txn: lmdb.Transaction, dbs: LineageDbs, key: bytes, _child_key: bytes) -> None:
