@@ -104,8 +104,8 @@ def _hook(hook: dict[str, Any] | None, ab: dict[str, Any] | None, since: str | N
             continue
         ratio = ab["after"][key] / ab["before"][key]
         rows.append((name, f"{ab['after'][key]:.1f} ms = {ratio:.2f}× before ({ab['date']}, {ab['hooks']} runs "
-                     f"each){_stamp(ab, since)}{here}", f"before: {ab['before'][key]:.1f} ms "
-                     f"({ab['installs']['before']})", ratio <= HOOK_TOLERANCE[key]))
+                     f"each){_stamp(ab, since)}{here}", f"the earlier install: {ab['before'][key]:.1f} ms",
+                     ratio <= HOOK_TOLERANCE[key]))
     return rows
 
 
