@@ -41,7 +41,7 @@ from pattern_tracker.sinks.lineage_layout import Node
 from pattern_tracker.sinks.lineage_pg_schema import SchemaTooNew, migrate
 from pattern_tracker.sinks.lineage_pg_url import redact_text, redact_url
 from pattern_tracker.sinks.lineage_pg_write import import_nodes, track_batch
-from pattern_tracker.sinks.lineage_rules import static_check
+from pattern_tracker.sinks.lineage_rules import batch_problem, static_check
 
 __all__ = ["COMPONENT", "PostgresLineage", "redact_url"]
 
@@ -141,12 +141,8 @@ class PostgresLineage:
     # -- the contract ---------------------------------------------------------------------------
 
     def validate_batch(self, reqs: Sequence[TrackRequest]) -> str | None:
-        for req in reqs:
-            try:
-                static_check(req)
-            except LineageValidationError as exc:
-                return exc.detail
-        return None
+        """The all-or-nothing static validation of a batch: the first violation's text, or None."""
+        return batch_problem(reqs)
 
     async def track(self, req: TrackRequest) -> dict[str, Any]:
         static_check(req)

@@ -19,7 +19,7 @@ They follow the Phase 4 API contract (docs/phase4-contract.md) and the behaviour
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -28,7 +28,8 @@ from pattern_tracker.model.events import EDGE_TYPES, EVENT_TYPES, TRANSFORMATION
 from pattern_tracker.sinks.lineage_contract import LineageValidationError, operation_for
 from pattern_tracker.sinks.lineage_layout import Node, NodeHead, uuid_for
 
-__all__ = ["already_exists_data", "created_data", "new_node", "now_iso", "resolve_parents", "static_check", "usage_data"]
+__all__ = ["already_exists_data", "batch_problem", "created_data", "new_node", "now_iso", "resolve_parents", "static_check",
+           "usage_data"]
 
 _EVENT_TYPES = frozenset(EVENT_TYPES)
 _EDGE_TYPES = frozenset(EDGE_TYPES)
@@ -70,6 +71,16 @@ def static_check(req: TrackRequest) -> str:
         if len(req.parent_pattern_ids) < 2:
             raise LineageValidationError("track_merge requires at least 2 parent_pattern_ids")
     return op
+
+
+def batch_problem(reqs: Sequence[TrackRequest]) -> str | None:
+    """The service's all-or-nothing static validation of a batch: the first violation's text, or None."""
+    for req in reqs:
+        try:
+            static_check(req)
+        except LineageValidationError as exc:
+            return exc.detail
+    return None
 
 
 def usage_data(req: TrackRequest, op: str, now: str, lookup: Lookup) -> dict[str, Any]:

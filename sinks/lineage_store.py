@@ -54,6 +54,7 @@ from pattern_tracker.sinks.lineage_layout import (
 )
 from pattern_tracker.sinks.lineage_rules import (
     already_exists_data,
+    batch_problem,
     created_data,
     new_node,
     now_iso,
@@ -88,12 +89,7 @@ class LineageStore:
 
     def validate_batch(self, reqs: Sequence[TrackRequest]) -> str | None:
         """The all-or-nothing static validation of a batch: the first violation's text, or None."""
-        for req in reqs:
-            try:
-                static_check(req)
-            except LineageValidationError as exc:
-                return exc.detail
-        return None
+        return batch_problem(reqs)
 
     def track(self, req: TrackRequest) -> dict[str, Any]:
         """Track one event in one write transaction; returns the ``data`` of the success body."""

@@ -115,8 +115,20 @@ def test_validate_operator_routes_invalid_events() -> None:
 _TEXT = st.sampled_from(["x"] * 12 + [None, "", "p" * 50, "p" * 51, "q" * 100, "q" * 101, "r" * 255, "r" * 256])
 
 
-@settings(max_examples=400, deadline=None)
-@given(
+def _built(event_type, pattern_id, pattern_version, pattern_name, pattern_type, language, triggered_by,
+           edge_type, transformation_type, parents):
+    from pattern_tracker.model.events import PatternEvent
+
+    # The constructor does not check types: odd values reach the rules.
+    return PatternEvent(event_id="e", event_type=event_type, pattern_id=pattern_id, pattern_version=pattern_version,
+                        pattern_name=pattern_name, pattern_type=pattern_type, language=language,
+                        triggered_by=triggered_by, edge_type=edge_type, transformation_type=transformation_type,
+                        parent_pattern_ids=parents)
+
+
+# Events of every type with mostly valid fields, each field sometimes breaking its rule.
+_EVENTS = st.builds(
+    _built,
     event_type=st.sampled_from(["pattern_created", "pattern_modified", "pattern_forked", "pattern_merged",
                                 "pattern_applied", "pattern_exploded"]),
     pattern_id=_TEXT, pattern_version=_TEXT, pattern_name=_TEXT, pattern_type=_TEXT, language=_TEXT,
@@ -125,17 +137,14 @@ _TEXT = st.sampled_from(["x"] * 12 + [None, "", "p" * 50, "p" * 51, "q" * 100, "
     transformation_type=st.sampled_from([None, "refactor", "magic"]),
     parents=st.lists(st.sampled_from(["", "a", "b"]), max_size=3),
 )
-def test_the_fast_path_never_passes_what_the_rules_refuse(event_type, pattern_id, pattern_version, pattern_name,
-                                                          pattern_type, language, triggered_by, edge_type,
-                                                          transformation_type, parents) -> None:
+
+
+@settings(max_examples=400, deadline=None)
+@given(ev=_EVENTS)
+def test_the_fast_path_never_passes_what_the_rules_refuse(ev) -> None:
     """validate_event answers most events in one expression: it must agree with the rule walk."""
-    from pattern_tracker.model.events import PatternEvent
     from pattern_tracker.operators.validate import plainly_valid, refusal
 
-    ev = PatternEvent(event_id="e", event_type=event_type, pattern_id=pattern_id, pattern_version=pattern_version,
-                      pattern_name=pattern_name, pattern_type=pattern_type, language=language,
-                      triggered_by=triggered_by, edge_type=edge_type, transformation_type=transformation_type,
-                      parent_pattern_ids=parents)  # the constructor does not check types: odd values reach us
     try:
         expected = refusal(ev)
     except TypeError:  # the walk itself cannot read it (None for a required str): not a real event
@@ -146,27 +155,13 @@ def test_the_fast_path_never_passes_what_the_rules_refuse(event_type, pattern_id
 
 
 @settings(max_examples=400, deadline=None)
-@given(
-    event_type=st.sampled_from(["pattern_created", "pattern_modified", "pattern_forked", "pattern_merged",
-                                "pattern_applied", "pattern_exploded"]),
-    pattern_id=_TEXT, pattern_version=_TEXT, pattern_name=_TEXT, pattern_type=_TEXT, language=_TEXT,
-    triggered_by=_TEXT,
-    edge_type=st.sampled_from([None, "modified_from", "sideways"]),
-    transformation_type=st.sampled_from([None, "refactor", "magic"]),
-    parents=st.lists(st.sampled_from(["", "a", "b"]), max_size=3),
-)
-def test_a_decoded_event_breaks_only_the_rules_no_field_states(event_type, pattern_id, pattern_version, pattern_name,
-                                                              pattern_type, language, triggered_by, edge_type,
-                                                              transformation_type, parents) -> None:
+@given(built=_EVENTS)
+def test_a_decoded_event_breaks_only_the_rules_no_field_states(built) -> None:
     """What the archive's decoder accepts (a ``Decoded`` chunk) needs only ``parents_valid``: it
     agrees with the whole rule walk on every event that decodes."""
     from pattern_tracker.model.events import Decoded, PatternEvent
     from pattern_tracker.operators.validate import parents_valid, refusal
 
-    built = PatternEvent(event_id="e", event_type=event_type, pattern_id=pattern_id, pattern_version=pattern_version,
-                         pattern_name=pattern_name, pattern_type=pattern_type, language=language,
-                         triggered_by=triggered_by, edge_type=edge_type, transformation_type=transformation_type,
-                         parent_pattern_ids=parents)
     try:
         ev = msgspec.msgpack.decode(msgspec.msgpack.encode(built), type=PatternEvent)  # as Archive.chunks decodes
     except msgspec.ValidationError:
