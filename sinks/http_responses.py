@@ -159,22 +159,26 @@ def invalid_event_indexes(resp: Response, n: int) -> dict[int, list[str]] | None
     return bad
 
 
+def _answer(resp: Response, max_body: int, decoder: Any, what: str) -> tuple[Any, str | None]:
+    """A 2xx answer decoded, or why it cannot be read (``what``: "batch" or "track", for the message)."""
+    if resp.body is None:
+        return None, f"{what} response larger than {max_body} bytes"
+    if not is_json(resp.content_type):
+        return None, f"{what} response has content type {resp.content_type!r}, expected application/json"
+    try:
+        return decoder.decode(resp.body), None
+    except msgspec.DecodeError as exc:
+        return None, truncate(f"undecodable {what} response: {exc}")
+
+
 def batch_outcomes(resp: Response, n: int, max_body: int) -> list[Outcome]:
     """One Outcome per event of a 2xx batch answer (``max_body``: the size limit, for the message)."""
 
-    def bad(reason: str) -> list[Outcome]:
-        log.warning("bad batch response: %s", reason)
-        return [Outcome(status="retryable", reason=reason, http_status=resp.status,
+    decoded, problem = _answer(resp, max_body, _batch_answer_decoder, "batch")
+    if problem is not None:
+        log.warning("bad batch response: %s", problem)
+        return [Outcome(status="retryable", reason=problem, http_status=resp.status,
                         error_class="bad_response")] * n
-
-    if resp.body is None:
-        return bad(f"batch response larger than {max_body} bytes")
-    if not is_json(resp.content_type):
-        return bad(f"batch response has content type {resp.content_type!r}, expected application/json")
-    try:
-        decoded = _batch_answer_decoder.decode(resp.body)
-    except msgspec.DecodeError as exc:
-        return bad(truncate(f"undecodable batch response: {exc}"))
 
     outcomes: list[Outcome | None] = [None] * n
     for ok in decoded.successful_results:
@@ -202,18 +206,10 @@ def batch_outcomes(resp: Response, n: int, max_body: int) -> list[Outcome]:
 def single_outcome(resp: Response, max_body: int) -> Outcome:
     """The Outcome of a 2xx answer of the single track endpoint."""
 
-    def bad(reason: str) -> Outcome:
-        log.warning("bad track response: %s", reason)
-        return Outcome(status="retryable", reason=reason, http_status=resp.status, error_class="bad_response")
-
-    if resp.body is None:
-        return bad(f"track response larger than {max_body} bytes")
-    if not is_json(resp.content_type):
-        return bad(f"track response has content type {resp.content_type!r}, expected application/json")
-    try:
-        decoded = _track_decoder.decode(resp.body)
-    except msgspec.DecodeError as exc:
-        return bad(truncate(f"undecodable track response: {exc}"))
+    decoded, problem = _answer(resp, max_body, _track_decoder, "track")
+    if problem is not None:
+        log.warning("bad track response: %s", problem)
+        return Outcome(status="retryable", reason=problem, http_status=resp.status, error_class="bad_response")
     if not decoded.success:
         error = decoded.error or "success=false without an error"
         st, cls = classify_error(error)
