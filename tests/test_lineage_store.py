@@ -331,3 +331,29 @@ async def test_embedded_sink_store_failure_is_retryable(lineage: LineageStore) -
     out = await sink.deliver([e1, e2])
     assert [o.status for o in out] == ["retryable", "retryable"] and out[0].error_class == "store"
     await sink.close()
+
+
+def test_parent_head_remembered_is_dropped_once_another_writer_adds_a_version(lineage: LineageStore) -> None:
+    """The heads remembered by one LineageStore (a process) are checked against the store: a newer
+    version written by another writer on the same environment is the parent, not the one remembered."""
+    other = LineageStore(lineage.store)  # another writer: its own memory, the same LMDB environment
+    lineage.track(created("p", "1"))
+    lineage.track(modified("c1", "p"))  # resolves p -> version 1 (and remembers it)
+    other.track(modified("p", "p", version="2"))  # p version 2, a child of version 1, by the other writer
+    child = lineage.track(modified("c2", "p"))
+    assert child["generation"] == 3
+    assert child["parent_node_ids"] == [lineage.get("p", "2")["pattern_node_id"]]
+
+
+def test_parent_heads_come_from_committed_transactions_only(lineage: LineageStore) -> None:
+    """A transaction that failed teaches nothing: its node is no parent later."""
+    class Boom(Exception):
+        pass
+
+    def fail() -> None:
+        raise Boom
+
+    with pytest.raises(Boom):
+        lineage.track_many([created("gone")], before_commit=fail)
+    [result] = lineage.track_many([modified("orphan", "gone")])
+    assert isinstance(result, LineageValidationError) and result.parent_missing
