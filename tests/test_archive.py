@@ -179,7 +179,8 @@ def test_replay_under_block_with_a_full_spool_and_the_service_down_stops_cleanly
         for bad in ("Traceback", "internal error", "store write failed", "SpoolFull"):
             assert bad not in res.stderr, res.stderr
         said = [line for line in res.stderr.splitlines() if line.startswith("pattern-tracker:")]
-        assert len(said) == 1 and f"replay stopped after {read} of {total} events: the spool is full" in said[0], res.stderr
+        assert len(said) == 1 and f"replay stopped after {read} of {total} events ({total - read} left unread): the spool is full" \
+            in said[0] and (f"--skip {read}`" if read else "--json`") in said[0], res.stderr
         summary = json.loads(res.stdout)
         assert summary["read"] == read and summary["delivered"] == 0 and summary["left_in_spool"] == bound, summary
 

@@ -15,6 +15,7 @@ from pattern_tracker.cli.support import (
     EXIT_PENDING,
     EXIT_USAGE,
     CliError,
+    dropped_note,
     install_stop,
     load,
     stderr_line,
@@ -47,6 +48,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--speedup", type=float, default=None, metavar="X", help="the archive's own timing, X times faster")
     p.add_argument("--sink", choices=["config", "null"], default="config",
                    help="config: api.url or the embedded store (default); null: acknowledge everything (a ceiling)")
+    p.add_argument("--skip", type=int, default=0, metavar="N",
+                   help="start after the archive's first N events: resume a replay that stopped (its last line names N)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_replay)
 
@@ -137,47 +140,50 @@ async def _replay(cfg: Any, archive: Any, args: argparse.Namespace) -> int:
     from pattern_tracker.sources.replay import replay_source
     from pattern_tracker.sinks.null import NullSink
 
+    total = archive.count()
+    if not 0 <= args.skip <= total:
+        raise CliError(f"--skip must be between 0 and the archive's {total} events, got {args.skip}", EXIT_USAGE)
     store = open_store(cfg)
     pipeline = build_pipeline(cfg, store, sink=NullSink() if args.sink == "null" else None)
-    total = archive.count()
     stop = asyncio.Event()
     install_stop(stop)
-    progress = _progress(total)
+    progress = _progress(total - args.skip)
     source = replay_source(archive, rate=args.rate, speedup=args.speedup, chunk=cfg.pattern_tracking.batch_size,
-                           on_progress=progress)
+                           on_progress=progress, skip=args.skip)
     started = time.monotonic()
     summary = await pipeline.run([source], stop)
     elapsed = time.monotonic() - started
     progress(None)
     done = summary.delivered + summary.already_existed
-    result = {"archive_events": total, "read": summary.read, "delivered": summary.delivered,
-              "already_existed": summary.already_existed, "dead_lettered": summary.dead_lettered,
-              "left_in_spool": summary.left_in_spool, "not_kept": summary.not_kept, "seconds": round(elapsed, 3),
+    reached = args.skip + summary.read  # the archive's events before this one were read, by this run or earlier
+    result = {"archive_events": total, "skipped": args.skip, "read": summary.read, "unread": total - reached,
+              "delivered": summary.delivered, "already_existed": summary.already_existed,
+              "dead_lettered": summary.dead_lettered, "left_in_spool": summary.left_in_spool,
+              "dropped": summary.dropped, "not_kept": summary.not_kept, "seconds": round(elapsed, 3),
               "events_per_second": round(done / elapsed, 1) if elapsed > 0 else None}
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"replay: read {summary.read} of {total}, delivered {summary.delivered}, already there "
+        skipped = f" (skipped the first {args.skip})" if args.skip else ""
+        print(f"replay: read {summary.read} of {total}{skipped}, delivered {summary.delivered}, already there "
               f"{summary.already_existed}, dead-lettered {summary.dead_lettered}, left in spool "
-              f"{summary.left_in_spool} ({elapsed:.1f}s, {result['events_per_second']} events/s)")
+              f"{summary.left_in_spool}{dropped_note(summary, cfg.pattern_tracking.overflow_policy)} "
+              f"({elapsed:.1f}s, {result['events_per_second']} events/s)")
+    if summary.gave_up_on_full_spool:
+        # The spool full and the service unavailable: reading stopped (an archive's events never
+        # make the spool drop one, whatever overflow_policy says). What was read is delivered or
+        # in the spool (but what not_kept counts); the rest of the archive is unread. Like drain: exit 4.
+        stderr_line(_gave_up_line(cfg, store, summary, total, reached))
+        return EXIT_PENDING
     if summary.not_kept:
         # A store write that was their only record failed (the store full): reading stopped.
         stderr_line(f"pattern-tracker: replay: {summary.not_kept} event(s) were neither delivered nor kept "
                     f"({summary.not_kept_because}); they are still in the archive: free space or raise "
                     "storage.max_map_size_mb, then replay again (events already delivered are recognised)")
         return EXIT_FAILURE
-    if stop.is_set() and summary.read < total:
+    if stop.is_set() and reached < total:
         # Ctrl-C/SIGTERM before the archive's end: not a failure, but not done either.
         return EXIT_INTERRUPTED
-    if summary.gave_up_on_full_spool:
-        # overflow_policy block: the spool full and the service unavailable, reading stopped;
-        # what was read is in the spool, the rest of the archive unread. Like drain: exit 4.
-        limits = cfg.pattern_tracking
-        stderr_line(f"pattern-tracker: replay stopped after {summary.read} of {total} events: the spool is full "
-                f"({summary.left_in_spool} of cache_size {limits.cache_size}, overflow_policy block) and the "
-                "service is unavailable (circuit open); nothing is lost: once it is back, `pattern-tracker drain`, "
-                "then replay again for the rest (events already delivered are recognised)")
-        return EXIT_PENDING
     if summary.left_in_spool:
         # Same contract as `drain`: nothing is lost, but the caller must know delivery is pending.
 
@@ -186,6 +192,41 @@ async def _replay(cfg: Any, archive: Any, args: argparse.Namespace) -> int:
                   "`pattern-tracker drain` delivers them")
         return EXIT_PENDING
     return EXIT_OK
+
+
+def _again(skip: int) -> str:
+    """This very command line (its options kept), starting after the archive's first ``skip`` events."""
+    import shlex
+    import sys
+
+    argv, kept = sys.argv[1:], []
+    while argv:
+        arg = argv.pop(0)
+        if arg == "--skip":
+            argv = argv[1:]
+        elif not arg.startswith("--skip="):
+            kept.append(arg)
+    return shlex.join(["pattern-tracker", *kept, *(["--skip", str(skip)] if skip else [])])
+
+
+def _gave_up_line(cfg: Any, store: Any, summary: Any, total: int, reached: int) -> str:
+    """Why a replay stopped reading with the archive not done, and the command that goes on."""
+    from pattern_tracker.composition import breaker_for
+    from pattern_tracker.usecases.status import circuit_view
+
+    circuit = circuit_view(breaker_for(cfg, store), time.time())
+    line = (f"pattern-tracker: replay stopped after {reached} of {total} events ({total - reached} left unread): "
+            f"the spool is full ({summary.left_in_spool} of cache_size {cfg.pattern_tracking.cache_size}) and the "
+            f"service is unavailable (circuit {circuit['state']}, next trial {circuit['next_trial']}); "
+            "a replay never makes the spool drop an event, whatever overflow_policy says")
+    if summary.not_kept:
+        # Another process filled the spool while events it had read were in flight: they found no room.
+        line += (f"; {summary.not_kept} of the events read found no room in the spool when they could not be "
+                 "delivered and are not kept (the archive has them): once the service is back, replay it again "
+                 f"from the start: `{_again(0)}` (events already delivered are recognised)")
+        return line
+    return (line + "; nothing is lost: what was read is delivered or in the spool. Once the service is back, "
+            f"`{_again(reached)}` goes on (it delivers the spool first)")
 
 
 def _progress(total: int) -> Any:

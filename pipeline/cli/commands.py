@@ -34,10 +34,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("run", parents=[common], help="run the pipeline with the sources from config (default: watch .)")
     p.add_argument("--source", action="append", choices=["watch", "stdin"], help="override sources.enabled (repeatable)")
     p.add_argument("paths", nargs="*", metavar="PATH", help="trees to watch (default: sources.watch.paths)")
+    p.add_argument("--json", action="store_true", help="at the end, also print the summary as JSON on stdout")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("watch", parents=[common], help="watch DIR… and deliver every change")
     p.add_argument("paths", nargs="+", metavar="DIR")
+    p.add_argument("--json", action="store_true", help="at the end, also print the summary as JSON on stdout")
     p.set_defaults(func=cmd_watch)
 
     p = sub.add_parser("serve", parents=[common],
@@ -86,12 +88,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_OK
     kinds = args.source or list(cfg.sources.enabled)
     paths = args.paths or list(cfg.sources.watch.paths)
-    return asyncio.run(run_sources(cfg, kinds, paths))
+    return asyncio.run(run_sources(cfg, kinds, paths, as_json=args.json))
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
     loaded = load(args)
-    return asyncio.run(run_sources(loaded.config, ["watch"], args.paths))
+    return asyncio.run(run_sources(loaded.config, ["watch"], args.paths, as_json=args.json))
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ from pattern_tracker.cli.support import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_REJECTED,
+    dropped_note,
     install_stop,
     stderr_line,
 )
@@ -73,7 +74,10 @@ class StatusLine:
 # Commands
 
 
-async def run_sources(cfg: Any, kinds: Sequence[str], paths: Sequence[str], sink: Any = None) -> int:
+async def run_sources(cfg: Any, kinds: Sequence[str], paths: Sequence[str], sink: Any = None,
+                      as_json: bool = False) -> int:
+    """Run ``kinds`` of sources until they end or a stop signal; the summary as one line on
+    stderr, and with ``as_json`` as one JSON object on stdout too."""
     from pattern_tracker.composition import build_pipeline, open_store, stdin_source, watch_source
 
     store = open_store(cfg)
@@ -116,8 +120,18 @@ async def run_sources(cfg: Any, kinds: Sequence[str], paths: Sequence[str], sink
     stderr_line(
         f"done: read {summary.read}, unchanged {summary.unchanged}, delivered {summary.delivered}, "
         f"already there {summary.already_existed}, dead-lettered {summary.dead_lettered}, "
-        f"left in spool {summary.left_in_spool} ({summary.seconds:.1f}s)"
+        f"left in spool {summary.left_in_spool}{dropped_note(summary, cfg.pattern_tracking.overflow_policy)} "
+        f"({summary.seconds:.1f}s)"
     )
+    if as_json:
+        import json
+
+        print(json.dumps({
+            "read": summary.read, "unchanged": summary.unchanged, "delivered": summary.delivered,
+            "already_existed": summary.already_existed, "dead_lettered": summary.dead_lettered,
+            "left_in_spool": summary.left_in_spool, "dropped": summary.dropped, "not_kept": summary.not_kept,
+            "rejected": stdin_stats.rejected if stdin_stats is not None else 0, "seconds": round(summary.seconds, 3),
+        }), flush=True)
     if summary.not_kept:
         stderr_line(f"pattern-tracker: {summary.not_kept} event(s) were neither delivered nor kept "
                     f"({summary.not_kept_because}); free space or raise storage.max_map_size_mb")

@@ -50,6 +50,14 @@ def load(args: argparse.Namespace) -> Any:
     return loaded
 
 
+def dropped_note(summary: Any, policy: str) -> str:
+    """``, dropped N (…)`` for a run's summary line when the spool's overflow policy dropped
+    events while it ran, else nothing: a run that lost events says so on the line people read."""
+    if not summary.dropped:
+        return ""
+    return f", dropped {summary.dropped} (the spool was full: overflow_policy {policy})"
+
+
 def install_stop(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -201,6 +209,7 @@ def drain_now(cfg: Any, store: Any, until_empty: bool, quiet: bool = False) -> t
         "replayed": summary.replayed,
         "retried": summary.retried,
         "expired": summary.expired,
+        "dropped": summary.dropped,
         "seconds": round(summary.seconds, 3),
         "circuit": circuit["state"],
         "retry_at": circuit["retry_at"],
@@ -227,7 +236,8 @@ def drain_now(cfg: Any, store: Any, until_empty: bool, quiet: bool = False) -> t
             lines.append(f"{summary.left_in_spool} event(s) could not be delivered now and stay in the spool")
     lines.append(
         f"drain: delivered {summary.delivered}, already there {summary.already_existed}, "
-        f"dead-lettered {summary.dead_lettered}, left in spool {summary.left_in_spool} ({summary.seconds:.1f}s)"
+        f"dead-lettered {summary.dead_lettered}, left in spool {summary.left_in_spool}"
+        f"{dropped_note(summary, cfg.pattern_tracking.overflow_policy)} ({summary.seconds:.1f}s)"
     )
     if not quiet:
         for line in lines:

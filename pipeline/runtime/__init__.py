@@ -11,7 +11,8 @@ shutdown) it simply stays in the spool ("spilled"), and the pipeline switches to
 mode*: new events are only spooled, and the replay source feeds the spool to the graph in
 order, oldest first, once the circuit lets traffic through. When replay catches up, live
 events flow straight in again. Sources are never blocked by delivery (only by the ``block``
-overflow policy, by choice).
+overflow policy, by choice; and a replay by a full spool: an archive's events never make the
+shared spool drop an entry, whatever the policy).
 
 Memory is bounded by credits (events in the graph); concurrency of deliveries by
 ``max_concurrency`` delivery workers (``graph.Deliveries``). Only the holder of the drain lease replays the backlog.

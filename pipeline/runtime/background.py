@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from pattern_tracker.core.store import Store, StoreError
 from pattern_tracker.runtime.flow import Flow
 from pattern_tracker.runtime.summary import RunSummary
+from pattern_tracker.state.spool import SpoolFull
 
 # The runtime's one logger name, whichever of its modules logs (log lines name it).
 log = logging.getLogger("pattern_tracker.runtime")
@@ -32,6 +33,7 @@ class Background:
         self._stop: asyncio.Event | None = None  # the run's: set when events cannot be kept
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pattern-tracker-store")
         self._tasks: set[asyncio.Future[Any]] = set()
+        self.keeping = 0  # events whose only record is a write queued here, not yet done
 
     async def io(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a store call on the store thread: LMDB commits stay off the event loop."""
@@ -55,10 +57,12 @@ class Background:
         self._tasks.add(fut)
         if leaving:
             self._flow.leaving.update(leaving)
+        self.keeping += len(keeping)
         fut.add_done_callback(lambda f: self._written(f, leaving, len(keeping), what))
 
     def _written(self, fut: asyncio.Future[Any], leaving: Sequence[str], keeping: int, what: str) -> None:
         self._tasks.discard(fut)
+        self.keeping -= keeping
         if leaving:
             self._flow.leaving.difference_update(leaving)
             self._flow.wake_replay()  # their spool entries are gone: replay may find the spool empty now
@@ -77,7 +81,11 @@ class Background:
         once, and the input stopped — reading more would only lose more."""
         first = not self._summary.not_kept
         self._summary.not_kept += n
-        reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, StoreError) else str(exc)
+        if isinstance(exc, SpoolFull):
+            # An archive's spill found no free room (another process filled the spool since the
+            # feed looked): the archive keeps them; reading stops as when the spool is full.
+            self._summary.gave_up_on_full_spool = True
+        reason = str(exc) if isinstance(exc, (StoreError, SpoolFull)) else f"{type(exc).__name__}: {exc}"
         if first:
             self._summary.not_kept_because = reason
             log.error("%d event(s) neither delivered nor kept: %s failed (%s); reading stops", n, what, reason)

@@ -64,19 +64,18 @@ class Feed:
             return True
         return False
 
-    def waiting_for_room(self) -> None:
+    def waiting_for_room(self, why: str = "overflow_policy block") -> None:
         """A source waits for room: said once a run, so a stalled ``run`` says why."""
         if not self._said_full:
             self._said_full = True
-            log.info("spool full (%d events, overflow_policy block): reading waits for room", self._spool.limits.bound)
+            log.info("spool full (%d events, %s): reading waits for room", self._spool.limits.bound, why)
 
     def stopped_waiting_for_room(self) -> None:
         """A source is ending on the stop signal with input it could not store for want of room."""
         self._summary.stopped_waiting_for_room = True
 
     async def _durably(self, fn: Callable[..., list[PatternEvent]], items: Sequence[Any], *args: Any,
-                       hand_over: Callable[[list[PatternEvent]], Awaitable[None]],
-                       give_up: Callable[[], bool] | None = None) -> tuple[int, int]:
+                       hand_over: Callable[[list[PatternEvent]], Awaitable[None]]) -> tuple[int, int]:
         """``fn(items, *args, now)`` in one write, its events then given to ``hand_over`` (into
         the graph, or left in the spool for replay); returns (events handed over, items stored).
 
@@ -84,7 +83,6 @@ class Feed:
         what fits is stored as room appears (a batch larger than the free room would otherwise
         wait for ever) and handed over at once (held back until the rest fits, it would hold the
         very room the rest waits for), and the wait ends on the stop signal, the rest not stored.
-        ``give_up``: asked before each wait; True ends it too (a source whose input keeps: an archive).
         """
         io = self._background.io
         handed = 0
@@ -107,14 +105,25 @@ class Feed:
                     rest = rest[room:]
                     handed += await self._hand(part, hand_over)
                     continue
-            if give_up is not None and give_up():
-                self._summary.gave_up_on_full_spool = True
-                break
-            if not await self.wait_for_room():
-                log.warning("stopped while waiting for room in the full spool: %d input record(s) not stored", len(rest))
-                self.stopped_waiting_for_room()
+            if not await self._waited_for_room(len(rest)):
                 break
         return handed, len(items) - len(rest)
+
+    async def _waited_for_room(self, waiting: int, durable: bool = False) -> bool:
+        """One wait for room in the full spool for ``waiting`` input records; False: stop reading.
+
+        Ended by the stop signal; for a ``durable`` source (its input keeps: an archive) also
+        while the service is unavailable (circuit open): the spool cannot drain before then,
+        and waiting has no prospect. The rest is left unread for a later run."""
+        if durable and self._service_unavailable():
+            self._summary.gave_up_on_full_spool = True
+            return False
+        self.waiting_for_room("a replay never makes the spool drop an event" if durable else "overflow_policy block")
+        if await self.wait_for_room():
+            return True
+        log.warning("stopped while waiting for room in the full spool: %d input record(s) not stored", waiting)
+        self.stopped_waiting_for_room()
+        return False
 
     async def _hand(self, events: list[PatternEvent], hand_over: Callable[[list[PatternEvent]], Awaitable[None]]) -> int:
         """``hand_over(events)``, just stored. Until it is done (it may wait for credits) replay
@@ -146,18 +155,6 @@ class Feed:
             return
         flow.push(events)
 
-    async def _to_graph(self, events: list[PatternEvent]) -> None:
-        """Into the graph once it has credits for them (a source paced by delivery), unless in
-        backlog mode: then they stay in the spool, for replay to feed in order."""
-        flow = self._flow
-        if events and not flow.backlog:
-            await flow.credits.acquire(len(events))
-            if not flow.backlog:
-                flow.push(events)
-                return
-            flow.credits.release(len(events))
-        self._offer_now(events)
-
     async def changes(self, changes: Sequence[Change], source: SourceName) -> int:
         """Version, spool and push ``changes``; returns how many became events (unchanged give none).
 
@@ -182,34 +179,62 @@ class Feed:
         archive is the record; only what cannot be delivered now is spooled (by the spill).
         Returns how many were taken; fewer than given: the source must stop (the rest unread).
 
-        Under overflow_policy "block" a spill must never need room the spool lacks (it would
-        fail, and the events be neither delivered nor spooled): the events are spooled first,
-        waiting for room as every source does. An archive keeps: while the service is
-        unavailable (circuit open), the wait ends, the rest of the archive left for a later replay.
+        Whatever the overflow policy, an archive's events never make the spool drop an entry:
+        the spool is shared, and an entry may be a hook's edit whose only record it is, while
+        the archive keeps its own. So they enter only while the spool has free room for each
+        of them should it spill (``_archive_room``), waiting for room as under ``block``; while
+        the service is unavailable (circuit open) the wait ends, the rest left for a later replay.
         """
+        taken = 0
+        while taken < len(events) and not self._stop.is_set():
+            room = min(len(events) - taken, self._archive_room())
+            if room <= 0:
+                if not await self._waited_for_room(len(events) - taken, durable=True):
+                    break
+                continue
+            part = events[taken:taken + room]
+            kept = await self._take_archived(part)
+            if kept is None:
+                continue  # another process took the room first: look again
+            taken += kept
+            if kept < len(part):
+                break
+        return taken
+
+    def _archive_room(self) -> int:
+        """Free room in the spool for an archive's events: the bound, less what the spool holds,
+        the archive's events in the graph without a spool entry (each may need one) and those
+        whose write into the spool is queued. (The size is read here, not on the store thread:
+        a hop there per chunk cost a replay ~40% of its rate; a stat is a few microseconds.)"""
+        return self._spool.limits.bound - self._spool.size() - len(self._flow.unspooled) - self._background.keeping
+
+    async def _take_archived(self, events: list[PatternEvent]) -> int | None:
+        """``events`` (the spool has room for them) into the graph, or behind the backlog into the
+        spool. Returns how many were taken (0: stopped, or the store cannot keep them); None:
+        the spool had no room after all (another process filled it) or the flow went into backlog
+        mode while these waited for credits: nothing taken, look again."""
         flow = self._flow
-        if self._stop.is_set():
-            return 0  # stopped (or the store cannot keep what it is given): read no more
-        if self._spool.limits.policy == "block":
-            _, taken = await self._durably(self._spool.enqueue, events, hand_over=self._to_graph,
-                                           give_up=self._service_unavailable)
-            self._summary.read += taken
-            return taken
         if flow.backlog:
             # Older events wait in the spool: these queue behind them (replay keeps the order).
-            self._summary.read += len(events)
+            ids = frozenset(ev.event_id for ev in events)
             try:
-                await self._background.commit(lambda txn: self._spool.mark_spilled(txn, events, "backlog", time.time()))
+                await self._background.commit(
+                    lambda txn: self._spool.mark_spilled(txn, events, "backlog", time.time(), durable=ids))
+            except SpoolFull:
+                return None
             except Exception as exc:  # noqa: BLE001 - the store full, a disk error: said, counted, reading stops
+                self._summary.read += len(events)  # read, and lost from the spool's view: read = kept + not kept
                 self._background.not_kept(len(events), "the spill to the spool", exc)
                 return 0
+            self._summary.read += len(events)
             self._summary.spilled += len(events)
             flow.wake_replay()
             return len(events)
         await flow.credits.acquire(len(events))
-        if self._stop.is_set():
+        if self._stop.is_set() or flow.backlog:
             flow.credits.release(len(events))
-            return 0
+            # Stopped; or a spill meanwhile: these queue behind it in the spool (look again).
+            return 0 if self._stop.is_set() else None
         self._summary.read += len(events)
         ids = [ev.event_id for ev in events]
         flow.unspooled.update(ids)

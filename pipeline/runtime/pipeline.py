@@ -91,6 +91,8 @@ class Pipeline:
         loop = asyncio.get_running_loop()
         flow, io = self._flow, self._background.io
         self._started = time.monotonic()
+        since = time.time()
+        dropped_before = await self._overflow_drops(since)
         self._background.stop_on_loss(stop)
         done: asyncio.Future[None] = loop.create_future()
         self._graph.start(loop, done, stop)
@@ -130,10 +132,18 @@ class Pipeline:
                 replay_task.cancel()
                 await asyncio.gather(replay_task, return_exceptions=True)
             flow.subject.on_completed()
-            await self._finish(done)
+            await self._finish(done, since, dropped_before)
         return self.summary
 
-    async def _finish(self, done: asyncio.Future[None]) -> None:
+    async def _overflow_drops(self, since: float) -> int | None:
+        """The spool's overflow drops counted from ``since``'s bucket on (None: unreadable, said)."""
+        try:
+            return await self._background.io(self.spool.overflow_drops, since)
+        except Exception as exc:  # noqa: BLE001 - a read of counters: the run goes on, its summary without them
+            log.error("reading the spool's drop counters: %s", exc)
+            return None
+
+    async def _finish(self, done: asyncio.Future[None], since: float, dropped_before: int | None) -> None:
         s = self.settings
         try:
             await asyncio.wait_for(asyncio.shield(done), timeout=s.shutdown_timeout)
@@ -149,6 +159,10 @@ class Pipeline:
         except Exception as exc:  # noqa: BLE001 - counters only (the store full?): the summary still counts
             log.error("store write failed (no event lost): the run's counters: %s", exc)
         self.summary.left_in_spool = await self._background.io(self.spool.size)
+        # Dropped while the run ran: the shared counters' delta (hooks' drops included).
+        dropped_after = await self._overflow_drops(since) if dropped_before is not None else None
+        if dropped_after is not None and dropped_before is not None:
+            self.summary.dropped = dropped_after - dropped_before
         self.summary.seconds = time.monotonic() - self._started
         try:
             await self._background.io(self.lease.release)

@@ -201,11 +201,13 @@ class Settlement:
         elif reason == "not_retryable":
             self._counters.tally({"retry.failed_without_retry": len(events)})
         counts = self._counters.take()
-        # An archive's events get their spool entry now: this write is their only record.
+        # An archive's events get their spool entry now: this write is their only record. They
+        # take free room only (the feed kept room for them), never a spooled event's place.
         only_here = self._take_unspooled(ids)
+        durable = frozenset(only_here)
 
         def txn_fn(txn: Any) -> None:
-            self._spool.mark_spilled(txn, events, reason, now)
+            self._spool.mark_spilled(txn, events, reason, now, durable=durable)
             self._spool.counters.add(txn, counts, now)
 
         self._background.write(txn_fn, keeping=only_here, what="the spill to the spool")

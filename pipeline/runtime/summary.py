@@ -20,9 +20,14 @@ class RunSummary(msgspec.Struct, kw_only=True):
     # Stopped while a source waited for room in the full spool (overflow_policy "block"): the
     # input it could not store was left unread (stdin) or is found again at the next start (watch).
     stopped_waiting_for_room: bool = False
-    # A durable source (an archive) stopped reading, not the user: the spool full under "block"
-    # and the service unavailable (circuit open), waiting had no prospect; the rest is unread.
+    # A durable source (an archive) stopped reading, not the user: the spool full (whatever the
+    # overflow policy: an archive's events never make it drop one) and the service unavailable
+    # (circuit open), waiting had no prospect; the rest is unread.
     gave_up_on_full_spool: bool = False
+    # Events the spool's overflow policy dropped while the run ran (drop_oldest / drop_newest
+    # with the spool full), by any process on the data directory: the delta of the shared
+    # ``spool.dropped.overflow_*`` counters over the run.
+    dropped: int = 0
     # Events neither delivered nor kept: the store write that was their only record (an archive
     # event spilled to the spool, or moved to the dead letter) failed (the store full, a disk
     # error). Reading stopped at the first; ``not_kept_because`` says why.

@@ -2,8 +2,9 @@
 
 ``rate``: at most that many events per second. ``speedup``: the archive's own timing
 (``occurred_at`` gaps) played X times faster. Both may be combined. The archive is durable, so
-events are not spooled on the way in (but for overflow_policy ``block``, see Feed.archived);
-what cannot be delivered is spooled by the spill.
+events are not spooled on the way in; what cannot be delivered is spooled by the spill, into
+free room only: a replay never makes the spool drop an entry, it stops reading when the spool
+is full and the service unavailable (Feed.archived).
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ def replay_source(
     speedup: float | None = None,
     chunk: int = 100,
     on_progress: Callable[[int], None] | None = None,
+    skip: int = 0,
 ) -> Source:
+    """``skip``: start after the archive's first ``skip`` events (resuming a replay that stopped)."""
     if rate is not None and rate <= 0:
         raise ValueError("--rate must be > 0")
     if speedup is not None and speedup <= 0:
@@ -32,7 +35,7 @@ def replay_source(
         started = time.monotonic()
         first_at: float | None = None
         sent = 0
-        for events in archive.chunks(chunk):
+        for events in archive.chunks(chunk, after=skip):
             while events and not stop.is_set():
                 now = time.monotonic() - started
                 due_rate = sent / rate if rate else 0.0
@@ -57,7 +60,7 @@ def replay_source(
                 if on_progress is not None:
                     on_progress(sent)
                 if taken < len(ready):
-                    return  # the feed stopped taking (full spool under "block"): the rest stays unread
+                    return  # the feed stopped taking (the spool full, stopped, or a loss): the rest stays unread
             if stop.is_set():
                 return
 

@@ -26,7 +26,7 @@ from pattern_tracker.core.store import Store, from_u64, u64
 
 TYPE_CHECKING = False  # no `typing` at run time: it costs the hook ~10 ms
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Container, Iterable
     from typing import Any, NamedTuple
 
     from pattern_tracker.operators.overflow import OverflowPolicy
@@ -58,6 +58,8 @@ else:
 # holds only the entries' bytes): _NOTE + u64 seq -> JSON {"at": epoch seconds, "why": the decode
 # error's first line}.
 _NOTE = b"quarantine:"
+# The counters of the events the overflow policy drops: ``spool.dropped.overflow_newest|oldest``.
+_OVERFLOW_DROPPED = "spool.dropped.overflow_"
 _WHY_CHARS = 500
 
 
@@ -116,12 +118,12 @@ class Spool:
         if plan.block:
             raise SpoolFull(f"spool is full ({size}/{self.limits.bound} events)")
         if plan.drop_newest:
-            self.counters.add(txn, {"spool.dropped.overflow_newest": 1}, now)
+            self.counters.add(txn, {_OVERFLOW_DROPPED + "newest": 1}, now)
             self.warn(f"spool full ({size} events): newest event dropped (overflow_policy drop_newest)")
             return False
         if plan.drop_oldest:
             dropped = self._pop_oldest(txn, plan.drop_oldest)
-            self.counters.add(txn, {"spool.dropped.overflow_oldest": len(dropped)}, now)
+            self.counters.add(txn, {_OVERFLOW_DROPPED + "oldest": len(dropped)}, now)
             self.warn(f"spool full ({size} events): oldest event(s) {', '.join(dropped)} dropped (overflow_policy drop_oldest)")
         return True
 
@@ -161,16 +163,26 @@ class Spool:
                 dropped.append(event_id)
         return dropped
 
-    def mark_spilled(self, txn: lmdb.Transaction, events: Iterable[PatternEvent], reason: str, now: float) -> int:
+    def mark_spilled(self, txn: lmdb.Transaction, events: Iterable[PatternEvent], reason: str, now: float,
+                     durable: Container[str] = ()) -> int:
+        """Keep ``events`` for later: queue those not queued yet, and count each event's first
+        spill once (``spool.spilled.<reason>``) so the hit rate is per event, not per attempt.
+
+        ``durable``: ids of events whose source keeps them (an archive). One not queued yet takes
+        free room only, never another entry's place whatever the policy: the spool is shared, and
+        an entry may be a hook's edit whose only record it is. No room: SpoolFull (the caller's
+        transaction is aborted)."""
         from pattern_tracker.model.spool_codec import decoder, encoder
 
-        """Keep ``events`` for later: queue those not queued yet, and count each event's first
-        spill once (``spool.spilled.<reason>``) so the hit rate is per event, not per attempt."""
         first = 0
         for ev in events:
             seq = txn.get(ev.event_id.encode(), db=self._ids)
             if seq is None:
-                if not self.admit(txn, now):
+                if ev.event_id in durable:
+                    size = txn.stat(self._db)["entries"]
+                    if size >= self.limits.bound:
+                        raise SpoolFull(f"the spool is full ({size} of cache_size {self.limits.bound} events)")
+                elif not self.admit(txn, now):
                     continue
                 self.append(txn, ev, now)
                 self.counters.add(txn, {"spool.entered": 1}, now)
@@ -345,6 +357,11 @@ class Spool:
 
     def size(self) -> int:
         return self.store.entries("spool")
+
+    def overflow_drops(self, since: float) -> int:
+        """Events the overflow policy has dropped (``spool.dropped.overflow_*``), by every process
+        on the data directory, counted in buckets from the one holding ``since`` on."""
+        return sum(self.counters.totals(since, prefix=_OVERFLOW_DROPPED).values())
 
     def oldest_enqueued_at(self) -> float | None:
         batch = self.store.scan_seq("spool", 0, 1)
