@@ -2,22 +2,11 @@
 
 Why one thread: LMDB has one writer at a time anyway, and a single thread keeps the group
 commit's transactions (pattern_tracker.service.group_commit) in the order they were submitted.
-
-Why the event loop stands still while a write transaction executes (:data:`HOLD_LIMIT`): the
-store thread is serve's bottleneck, and every LMDB call it makes lets go of the GIL; each time,
-whatever the loop has ready (a chunk of a request body, a response to write) takes the GIL and the
-store thread waits for it back. Measured with serve's ingest benchmark, the store thread took
-~160 µs per event executing and committing beside a busy loop, ~80 µs alone. So the loop blocks
-(without the GIL) until the transaction's events are written, and runs while it commits (which
-waits on the disk, not the GIL): requests are read and decoded then. Bounded: after
-``HOLD_LIMIT`` (a transaction waiting for another process's write lock, a huge batch) the loop
-goes on and awaits the result as usual.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -25,9 +14,7 @@ from typing import Any
 from pattern_tracker.model.events import TrackRequest
 from pattern_tracker.sinks.lineage_contract import FilesPage, LineageBackend, TrackResult
 
-__all__ = ["HOLD_LIMIT", "ThreadedLineage"]
-
-HOLD_LIMIT = 0.05  # seconds the event loop may stand still while a write transaction executes
+__all__ = ["ThreadedLineage"]
 
 
 class ThreadedLineage:
@@ -43,6 +30,10 @@ class ThreadedLineage:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
 
+    def in_store_thread(self, fn: Callable[[], object]) -> None:
+        """Queue ``fn`` to run on the store's thread, after the calls queued before it."""
+        self._executor.submit(fn)
+
     async def start(self) -> None:
         return None
 
@@ -57,22 +48,7 @@ class ThreadedLineage:
 
     async def track_many(self, reqs: Sequence[TrackRequest], processing_mode: str = "sequential", *,
                          before_commit: Callable[[], None] | None = None) -> list[TrackResult]:
-        executed = threading.Event()
-
-        def written() -> None:
-            executed.set()
-            if before_commit is not None:
-                before_commit()
-
-        def work() -> list[TrackResult]:
-            try:
-                return self.backend.track_many(reqs, processing_mode, before_commit=written)
-            finally:
-                executed.set()  # failed before its commit: the loop goes on at once
-
-        done = self._executor.submit(work)
-        executed.wait(HOLD_LIMIT)  # the loop stands still (without the GIL) while the events are written
-        return await asyncio.wrap_future(done)
+        return await self._run(self.backend.track_many, reqs, processing_mode, before_commit=before_commit)
 
     async def ancestry(self, pattern_id: str) -> dict[str, Any]:
         return await self._run(self.backend.ancestry, pattern_id)

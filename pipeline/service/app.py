@@ -223,6 +223,7 @@ async def track_batch(request: web.Request) -> web.Response:
         log.exception("batch lineage tracking failed")
         return json_response({"detail": f"Batch lineage tracking failed: {exc}"}, status=500)
 
+    await st.batches.between_executions()  # building the answer is loop work the store thread would wait for
     successes, failures, duplicates = _batch_results(events, results, per_event)
     total_ms = (time.perf_counter() - start) * 1000
     n = len(events)
