@@ -57,6 +57,21 @@ def test_a_store_that_is_no_postgresql_url_is_one_line_and_exit_2(tmp_path: Path
     assert "hunter2secret" not in r.stderr + r.stdout and "Traceback" not in r.stderr
 
 
+def test_an_embedded_store_that_fails_to_open_is_not_blamed_on_serve_store(tmp_path: Path) -> None:
+    """Without a URL, an error opening the embedded store is the store's (one line, exit 1), never
+    a usage error naming serve.store (it once said "serve.store: subsection not found")."""
+    from pattern_tracker.core.store import Store
+
+    store = Store.open(tmp_path)
+    bad = store.db("lineage_files")  # a layout-1 file entry whose value is no node key: unreadable
+    store.write(lambda txn: txn.put(b"/src/a.py\0" + (1).to_bytes(8, "big"), b"no node key", db=bad))
+    store.close()
+    r = run_cli("serve", "--port", "0", env=cli_env(tmp_path), timeout=60)
+    assert r.returncode == 1, r.stderr
+    lines = [ln for ln in r.stderr.strip().splitlines() if ln.startswith("pattern-tracker:")]
+    assert len(lines) == 1 and "serve.store" not in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
 def test_config_show_masks_the_store_password(tmp_path: Path) -> None:
     url = "postgresql://tracker:hunter2secret@db.internal:5432/lineage?sslmode=require"
     r = run_cli("config", "show", env=cli_env(tmp_path, PATTERN_TRACKER_SERVE_STORE=url))

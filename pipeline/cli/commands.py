@@ -120,6 +120,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         lineage, shown = open_lineage_backend(cfg, args.store)
     except ValueError as exc:  # libpq refused the URL's options (e.g. an unknown ?parameter)
+        if args.store is None and cfg.serve.store is None:
+            raise  # the embedded store's, not a URL's: not a usage error (app's last line of defence)
         raise CliError(f"{'--store' if args.store else 'serve.store'}: {exc}", EXIT_USAGE) from None
     try:
         asyncio.run(
