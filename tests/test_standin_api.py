@@ -6,7 +6,7 @@ from __future__ import annotations
 import aiohttp
 from pattern_tracker.model.api import PREFIX
 from pattern_tracker.service import ui_session
-from pattern_tracker.service.app import open_ui
+from pattern_tracker.service.app_state import open_ui
 
 from tests.lineage_backends import every_backend, lmdb_only  # noqa: F401 - every test on both stores
 from tests.test_serve import call, created, modified

@@ -8,16 +8,13 @@ one worker thread; batch requests that wait for it share one transaction (:mod:`
 from __future__ import annotations
 
 import asyncio
-import collections
-import hmac
 import inspect
 import logging
-import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timezone
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
 from aiohttp import web
@@ -25,9 +22,9 @@ from aiohttp import web
 from pattern_tracker import __version__
 from pattern_tracker.model.api import PREFIX
 from pattern_tracker.model.events import TrackRequest
-from pattern_tracker.service import standin_api, ui_session
-from pattern_tracker.service.group_commit import BatchWriter
-from pattern_tracker.service.listener import SiteListener
+from pattern_tracker.service import standin_api
+from pattern_tracker.service.app_state import STATE, FaultHook, FaultInjector, ServeState
+from pattern_tracker.service.middleware import auth, errors, faults, rate_limit
 from pattern_tracker.service.parent_wait import settle_missing_parents
 from pattern_tracker.service.wire import (
     decode_body,
@@ -50,12 +47,11 @@ from pattern_tracker.sinks.lineage_contract import (
 from pattern_tracker.sinks.lineage_layout import random_uuids
 from pattern_tracker.sinks.lineage_threaded import ThreadedLineage
 
-__all__ = ["DEFAULT_MAX_REQUEST_BYTES", "STATE", "FaultHook", "FaultInjector", "Middleware", "build_app", "open_ui"]
+__all__ = ["DEFAULT_MAX_REQUEST_BYTES", "Middleware", "build_app"]
 
 log = logging.getLogger("pattern_tracker.service.serve")  # one logger for the stand-in, whichever module
 
 DEFAULT_MAX_REQUEST_BYTES = 10 * 1024 * 1024
-FaultHook = Callable[[web.Request], Awaitable[web.StreamResponse | None]]
 Middleware = Callable[[web.Request, Callable[[web.Request], Awaitable[web.StreamResponse]]], Awaitable[web.StreamResponse]]
 
 _TRACK_TIMEOUT = 30.0
@@ -69,42 +65,6 @@ class _BatchIn(msgspec.Struct, kw_only=True):
     processing_mode: str = "parallel"
     sequential_processing: bool = False
     timeout_per_event: float = 10.0
-
-
-class FaultInjector(Protocol):
-    """What serve needs of a fault schedule (``service.chaos.Chaos``): serve never imports chaos,
-    chaos builds on serve."""
-
-    middleware: Any
-
-    def degraded(self) -> bool: ...
-
-    async def start(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-    async def attach_listener(self, listener: SiteListener) -> None: ...
-
-
-class _State:
-    def __init__(self, lineage: AsyncLineageBackend, token: str | None, max_request_bytes: int, rate_limit: int,
-                 fault_hook: FaultHook | None, chaos: FaultInjector | None = None) -> None:
-        self.lineage = lineage
-        self.token = token.encode() if token else None
-        self.max_request_bytes = max_request_bytes
-        self.rate_limit = rate_limit
-        self.fault_hook = fault_hook
-        self.chaos = chaos
-        self.batches = BatchWriter(lineage)
-        # A store other processes write too (replicas): a parent may be in flight elsewhere (parent_wait).
-        self.shared_store = getattr(lineage, "name", "lmdb") != "lmdb"
-        self.started = time.monotonic()
-        self.window: collections.deque[float] = collections.deque()
-        self.ui_public: Callable[[web.Request], bool] = lambda _request: False
-        self.ui_denied: Callable[[web.Request], web.StreamResponse | None] = lambda _request: None
-
-
-STATE: web.AppKey[_State] = web.AppKey("pattern_tracker_serve_state", _State)
 
 
 # -- handlers ---------------------------------------------------------------------------------------
@@ -144,7 +104,7 @@ async def track(request: web.Request) -> web.Response:
                   "metadata": op_metadata(operation, req.pattern_id, duration, processing_time_ms=ms_since(start))})
 
 
-async def _track_one(st: _State, req: TrackRequest) -> dict[str, Any]:
+async def _track_one(st: ServeState, req: TrackRequest) -> dict[str, Any]:
     """One event; on a shared store, a parent still in flight on another replica is waited for."""
     try:
         return await st.lineage.track(req)
@@ -179,7 +139,7 @@ def _batch_results(events: Sequence[TrackRequest], results: Sequence[TrackResult
     return successes, failures, duplicates
 
 
-async def _read_batch(request: web.Request, st: _State) -> _BatchIn | web.Response:
+async def _read_batch(request: web.Request, st: ServeState) -> _BatchIn | web.Response:
     """The request's valid, non-empty batch, or the error response (413 / 422 / 500 / 400) to send."""
     body = await read_body(request, st.max_request_bytes)
     if isinstance(body, web.Response):
@@ -297,7 +257,7 @@ async def query(request: web.Request) -> web.Response:
                                "processing_time_ms": ms_since(start), "limit": limit}})
 
 
-async def _store_status(st: _State) -> tuple[str, dict[str, str]]:
+async def _store_status(st: ServeState) -> tuple[str, dict[str, str]]:
     """The ``lineage_tracker`` component, and for a database store its own ``database`` component
     (``postgresql: operational`` or why not), which says which part is down."""
     if st.chaos is not None and st.chaos.degraded():
@@ -339,80 +299,6 @@ async def api_health(request: web.Request) -> web.Response:
                   "response_time_ms": ms_since(start)})
 
 
-# -- middlewares (outermost first) ---------------------------------------------------------------
-
-_HEALTH_PATHS = frozenset({"/health", PREFIX + "/health"})
-
-
-@web.middleware
-async def _errors(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-    """aiohttp's own 404/405/413 as FastAPI-like JSON ``{"detail": ...}``; a client gone while
-    its body was read (or its connection closed by a chaos outage) is not an error of ours."""
-    try:
-        return await handler(request)
-    except ConnectionResetError:
-        log.debug("client connection lost while handling %s %s", request.method, request.path)
-        return web.Response(status=400)  # nobody is there to read it
-    except web.HTTPException as exc:
-        if exc.status < 400 or exc.content_type == "application/json":
-            raise
-        headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after", "www-authenticate")}
-        return json_response({"detail": exc.reason}, status=exc.status, headers=headers)
-
-
-@web.middleware
-async def _faults(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-    hook = request.app[STATE].fault_hook
-    if hook is not None and request.path.startswith("/api/"):
-        injected = await hook(request)
-        if injected is not None:
-            return injected
-    return await handler(request)
-
-
-@web.middleware
-async def _auth(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-    st = request.app[STATE]
-    token = st.token
-    if token is not None and request.path not in _HEALTH_PATHS and not st.ui_public(request) \
-            and not _authenticated(request, token):
-        return st.ui_denied(request) or json_response({"detail": "Not authenticated"}, status=401,
-                                                      headers={"WWW-Authenticate": "Bearer"})
-    return await handler(request)
-
-
-def _authenticated(request: web.Request, token: bytes) -> bool:
-    """The bearer token in the header, or (reads only) the web UI's session cookie (service.ui_session)."""
-    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and hmac.compare_digest(presented.strip().encode(), token):
-        return True
-    return ui_session.session_reads(request.method) and ui_session.valid(token, request.cookies.get(ui_session.COOKIE))
-
-
-def open_ui(app: web.Application, *, public: Callable[[web.Request], bool],
-            denied: Callable[[web.Request], web.StreamResponse | None]) -> None:
-    """For a web face mounted on the app (the lineage explorer): the requests that need no token
-    (``public``: its login page and static files), and its answer to an unauthenticated one
-    (``denied``: e.g. a page load sent to the login; None keeps the 401)."""
-    app[STATE].ui_public = public
-    app[STATE].ui_denied = denied
-
-
-@web.middleware
-async def _rate_limit(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-    st = request.app[STATE]
-    if st.rate_limit > 0 and request.path.startswith(PREFIX + "/lineage"):
-        now = time.monotonic()
-        window = st.window
-        while window and now - window[0] >= 60.0:
-            window.popleft()
-        if len(window) >= st.rate_limit:
-            retry_after = max(1, math.ceil(window[0] + 60.0 - now))
-            return json_response({"detail": "Rate limit exceeded"}, status=429, headers={"Retry-After": str(retry_after)})
-        window.append(now)
-    return await handler(request)
-
-
 # -- assembly -----------------------------------------------------------------------------------
 
 
@@ -438,10 +324,10 @@ def build_app(
     extra = list(middlewares)
     if chaos is not None:
         extra.append(chaos.middleware)
-    app = web.Application(middlewares=[_errors, _faults, *extra, _auth, _rate_limit], client_max_size=max_request_bytes)
+    app = web.Application(middlewares=[errors, faults, *extra, auth, rate_limit], client_max_size=max_request_bytes)
     backend: AsyncLineageBackend = lineage if inspect.iscoroutinefunction(getattr(lineage, "track", None)) \
         else ThreadedLineage(lineage)  # type: ignore[arg-type]
-    state = _State(backend, token, max_request_bytes, rate_limit_per_minute, fault_hook, chaos)
+    state = ServeState(backend, token, max_request_bytes, rate_limit_per_minute, fault_hook, chaos)
     app[STATE] = state
     app.router.add_get("/health", root_health)
     app.router.add_get(PREFIX + "/health", api_health)

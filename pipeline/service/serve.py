@@ -28,13 +28,8 @@ from collections.abc import Callable, Sequence
 from aiohttp import web
 
 from pattern_tracker.model.api import PREFIX
-from pattern_tracker.service.app import (
-    DEFAULT_MAX_REQUEST_BYTES,
-    FaultHook,
-    FaultInjector,
-    Middleware,
-    build_app,
-)
+from pattern_tracker.service.app import DEFAULT_MAX_REQUEST_BYTES, Middleware, build_app
+from pattern_tracker.service.app_state import FaultHook, FaultInjector
 from pattern_tracker.service.listener import ListenError, SiteListener
 from pattern_tracker.sinks.lineage_contract import AsyncLineageBackend, LineageBackend
 

@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 from pattern_tracker.service import ui_session
-from pattern_tracker.service.app import STATE, open_ui
+from pattern_tracker.service.app_state import STATE, open_ui
 from pattern_tracker.web.assets import add_static, secure_headers, static_root
 
 __all__ = ["install"]
