@@ -25,7 +25,7 @@ from pattern_tracker.operators import breaker
 from pattern_tracker.operators.backoff import RETRYABLE_CLASSES, ExponentialBackoff, load_policy
 from pattern_tracker.operators.breaker import BreakerSettings, BreakerState
 from pattern_tracker.operators.circuit_gate import call_failed
-from pattern_tracker.operators.overflow import OverflowPlan, is_expired, overflow_plan
+from pattern_tracker.operators.overflow import OverflowPlan, is_expired, overflow_plan, spill_action
 from pattern_tracker.state.circuit_store import SharedBreaker
 from pattern_tracker.settings.config import RetryConfig
 from pattern_tracker.core.store import MIB, Store
@@ -572,7 +572,7 @@ def test_breaker_never_reaches_an_invalid_state(cfg: BreakerSettings, ops: list[
 
 
 # --------------------------------------------------------------------------------------------
-# Spool rules: overflow_plan and is_expired
+# Spool rules: overflow_plan, spill_action and is_expired
 # --------------------------------------------------------------------------------------------
 
 
@@ -631,6 +631,21 @@ def test_overflow_plan_conserves_events_and_respects_the_bound(bound: int, size:
         assert size - plan.drop_oldest + plan.admit <= bound
         if policy != "drop_oldest":
             assert plan.drop_oldest == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(size=st.integers(0, 60), bound=st.integers(1, 50))
+def test_spill_action_never_queues_a_live_event_again_whatever_the_room(size: int, bound: int) -> None:
+    # A live event with no entry left the spool since it was read (dropped, expired, cleared,
+    # settled elsewhere): a spill writes nothing, even with room to spare.
+    assert spill_action(False, size, bound) == "gone"
+
+
+def test_spill_action_gives_a_durable_event_free_room_only() -> None:
+    assert spill_action(True, 0, 5) == "append"
+    assert spill_action(True, 4, 5) == "append"
+    assert spill_action(True, 5, 5) == "full"  # exactly full: no entry's place taken
+    assert spill_action(True, 7, 5) == "full"  # over a lowered bound
 
 
 def test_is_expired_ttl_boundary() -> None:

@@ -2,7 +2,8 @@
 
 Acknowledged → removed from the spool (only now: ack after delivery); permanent → dead letter;
 retryable → still in flight (the retry operator tries again); cannot deliver now → spilled,
-left in the spool for replay. Counters and telemetry go with each.
+left in the spool for replay (an event the spool dropped or let expire meanwhile stays gone:
+``Spool.mark_spilled``). Counters and telemetry go with each.
 """
 
 from __future__ import annotations
@@ -182,7 +183,9 @@ class Settlement:
                 stage.count(1, 1)
 
     def spill(self, events: list[PatternEvent], reason: str) -> None:
-        """Cannot deliver now: the events stay in (or go to) the spool; replay takes them later."""
+        """Cannot deliver now: the events stay in (or go to) the spool; replay takes them later.
+        A live event the overflow policy dropped (or that expired) since it was read is not
+        queued again: the check is in the spill's own write transaction (``spill_action``)."""
         now = time.time()
         ids = [ev.event_id for ev in events]
         self._flow.forget(ids)

@@ -8,8 +8,10 @@ idempotent ids make redelivery harmless.
 
 Keys are big-endian u64 sequence numbers (FIFO order); ``spool_ids`` maps event_id → seq so an
 acknowledgement can find its entry and an event already queued is not queued twice.
-The bound (``pattern_tracking.cache_size``) and overflow policy are applied per event at put time
-(operators/spill.py holds the rules); every drop and expiry is counted in the shared counters.
+The bound (``pattern_tracking.cache_size``) and overflow policy are applied per event at put time;
+a spill keeps what is still queued and never queues again a live event that has left
+(operators/overflow.py holds the rules). Every drop and expiry is counted in the shared counters,
+once per event.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from collections import namedtuple
 
 import lmdb
 
-from pattern_tracker.operators.overflow import is_expired, overflow_plan
+from pattern_tracker.operators.overflow import is_expired, overflow_plan, spill_action
 from pattern_tracker.core.counters import Counters
 from pattern_tracker.core.store import Store, from_u64, u64
 
@@ -165,25 +167,25 @@ class Spool:
 
     def mark_spilled(self, txn: lmdb.Transaction, events: Iterable[PatternEvent], reason: str, now: float,
                      durable: Container[str] = ()) -> int:
-        """Keep ``events`` for later: queue those not queued yet, and count each event's first
-        spill once (``spool.spilled.<reason>``) so the hit rate is per event, not per attempt.
-
-        ``durable``: ids of events whose source keeps them (an archive). One not queued yet takes
-        free room only, never another entry's place whatever the policy: the spool is shared, and
-        an entry may be a hook's edit whose only record it is. No room: SpoolFull (the caller's
-        transaction is aborted)."""
+        """Keep ``events`` for later, by ``spill_action``: those still queued are marked, those of
+        ``durable`` (ids of events whose source keeps them: an archive) are queued in free room
+        only, and a live event no longer queued is not queued again (it was dropped, expired or
+        settled since it was read: final, and counted then). Each event's first spill is counted
+        once (``spool.spilled.<reason>``) so the hit rate is per event, not per attempt. A durable
+        event and no free room: SpoolFull (the caller's transaction is aborted)."""
         from pattern_tracker.model.spool_codec import decoder, encoder
 
         first = 0
+        bound = self.limits.bound
         for ev in events:
             seq = txn.get(ev.event_id.encode(), db=self._ids)
             if seq is None:
-                if ev.event_id in durable:
-                    size = txn.stat(self._db)["entries"]
-                    if size >= self.limits.bound:
-                        raise SpoolFull(f"the spool is full ({size} of cache_size {self.limits.bound} events)")
-                elif not self.admit(txn, now):
+                size = txn.stat(self._db)["entries"]
+                action = spill_action(ev.event_id in durable, size, bound)
+                if action == "gone":
                     continue
+                if action == "full":
+                    raise SpoolFull(f"the spool is full ({size} of cache_size {bound} events)")
                 self.append(txn, ev, now)
                 self.counters.add(txn, {"spool.entered": 1}, now)
                 seq = txn.get(ev.event_id.encode(), db=self._ids)

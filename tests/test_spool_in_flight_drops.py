@@ -1,0 +1,181 @@
+"""An event the overflow policy dropped while it was in flight stays dropped.
+
+A live event's spool entry is written once, with its version, before it enters the graph. If the
+spool drops it meanwhile (``drop_oldest``: this run reading on, or a hook in another process) and
+its delivery then fails, the spill must not queue it again: that took another entry's place
+(perhaps one also in flight, whose spill did the same), so drops were counted more than once per
+event (`run` of 40 events into a spool of 5 said ``dropped 75``) and the spool no longer held the
+newest events. Real LMDB, the real console script, real services on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from pattern_tracker.core.store import Store
+from pattern_tracker.model.events import PatternEvent, build_event
+from pattern_tracker.sinks.lineage_store import LineageStore
+from pattern_tracker.state.spool import Spool, SpoolFull, SpoolLimits
+from tests.clitools import cli_env, run_cli, serve
+from tests.test_replay_overflow import FAST, RefusingService, closed_port, hook_edits
+
+BOUND, READ = 5, 40
+
+
+def events(prefix: str, n: int) -> list[PatternEvent]:
+    return [build_event(file_path=f"{prefix}{i}.py", code=f"x = {i}\n", version=1, parent_pattern_id=None,
+                        source="stdin", occurred_at=0) for i in range(n)]
+
+
+def spooled(spool: Spool) -> list[str]:
+    return [entry.event.event_id for _, entry in spool.read_batch(0, 1000)]
+
+
+def env_for(data: Path, **extra: str) -> dict[str, str]:
+    """Fast retries, cache_size 5, the hook spawning no drainer (its edits stay for us to see)."""
+    return cli_env(data, **{**FAST, "PATTERN_TRACKING_CACHE_SIZE": str(BOUND), **extra})
+
+
+def ids(evs: list[PatternEvent]) -> list[str]:
+    return [ev.event_id for ev in evs]
+
+
+# -- the spool's rule, over real LMDB -----------------------------------------------------------
+
+
+def test_a_spill_does_not_queue_again_the_events_dropped_while_they_were_in_flight(store: Store) -> None:
+    spool = Spool(store, SpoolLimits(3, "drop_oldest"), warn=lambda _: None)
+    now = time.time()
+    first = events("/first/", 3)
+    spool.enqueue(first, now)  # read: spooled, then into the graph
+    newer = events("/newer/", 2)
+    Spool(store, SpoolLimits(3, "drop_oldest"), warn=lambda _: None).enqueue(newer, now)  # another writer meanwhile
+    assert spooled(spool) == ids(first[2:] + newer) and spool.overflow_drops(now) == 2
+
+    # Every delivery failed: the two dropped stay dropped; the one still queued is kept.
+    assert store.write(lambda txn: spool.mark_spilled(txn, first + newer, "retries_exhausted", now)) == 3
+    stats = spool.stats(now)
+    assert spooled(spool) == ids(first[2:] + newer)  # the newest 3, oldest first
+    assert (stats.entered, stats.dropped, stats.spilled) == (5, 2, 3), stats
+
+
+@pytest.mark.parametrize("policy", ["drop_oldest", "drop_newest", "block"])
+def test_an_event_that_expired_in_flight_is_not_queued_again_whatever_the_policy(store: Store, policy: str) -> None:
+    spool = Spool(store, SpoolLimits(2, policy, ttl=60.0), warn=lambda _: None)
+    now = time.time()
+    old = events("/old/", 2)
+    spool.enqueue(old, now)
+    assert spool.expire(now + 61) == ids(old)  # while their delivery is under way
+    later = events("/later/", 2)
+    spool.enqueue(later, now + 61)  # the spool full again (block: no room to make)
+    # The spill neither queues them again, nor drops an entry for them, nor waits (block).
+    assert store.write(lambda txn: spool.mark_spilled(txn, old + later, "circuit_open", now + 62)) == 2
+    stats = spool.stats(now)
+    assert spooled(spool) == ids(later) and (stats.entered, stats.expired, stats.dropped) == (4, 2, 0), stats
+
+
+def test_an_archive_event_takes_free_room_only(store: Store) -> None:
+    spool = Spool(store, SpoolLimits(2, "drop_oldest"), warn=lambda _: None)
+    now = time.time()
+    live, archived = events("/live/", 1), events("/arch/", 2)
+    spool.enqueue(live, now)
+    durable = frozenset(ids(archived))
+    assert store.write(lambda txn: spool.mark_spilled(txn, archived[:1], "circuit_open", now, durable=durable)) == 1
+    with pytest.raises(SpoolFull):  # full: it never takes the live edit's place
+        store.write(lambda txn: spool.mark_spilled(txn, archived[1:], "circuit_open", now, durable=durable))
+    assert spooled(spool) == ids(live + archived[:1]) and spool.stats(now).dropped == 0
+
+
+# -- the user's path: the console script ----------------------------------------------------------
+
+
+def stdin_records(n: int) -> bytes:
+    return b"".join(json.dumps({"file_path": f"/w/f{i:02}.py", "code": f"x = {i}\n"}).encode() + b"\n"
+                    for i in range(n))
+
+
+def spool_events(data: Path) -> list[tuple[str, str]]:
+    """(file path, code) of each spooled event, oldest first (read after the run has exited)."""
+    store = Store.open(data)
+    try:
+        return [(e.event.file_path or "", e.event.code) for _, e in Spool(store).read_batch(0, 1000)]
+    finally:
+        store.close()
+
+
+def delivered(service_data: Path) -> list[str]:
+    store = Store.open(service_data)
+    try:
+        return sorted(node["file_path"] for node in LineageStore(store).query(None, limit=1000))
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("policy", ["drop_oldest", "drop_newest"])
+def test_run_with_the_service_down_drops_each_surplus_event_once_and_keeps_what_the_policy_says(
+        tmp_path: Path, policy: str) -> None:
+    """`run --source stdin --json`, 40 events, cache_size 5, the service down: exit 0, read 40, left 5,
+    dropped 35 (before: drop_oldest said 75, every in-flight event queued again by its spill). The
+    spool holds the newest 5 (drop_oldest) or the first 5 (drop_newest: newcomers refused), in order.
+    The service back: `drain` delivers those 5, once; none of the dropped ones comes back."""
+    data = tmp_path / "data"
+    env = env_for(data, PATTERN_TRACKING_API_URL=f"http://127.0.0.1:{closed_port()}",
+                  PATTERN_TRACKER__PATTERN_TRACKING__OVERFLOW_POLICY=policy)
+    res = run_cli("run", "--source", "stdin", "--json", env=env, input=stdin_records(READ))
+    assert res.returncode == 0, (res.stdout, res.stderr)  # docs/cli.md: undelivered events stay in the spool
+    summary = json.loads(res.stdout)
+    assert (summary["read"], summary["left_in_spool"], summary["delivered"]) == (READ, BOUND, 0), summary
+    assert summary["dropped"] == summary["read"] - summary["left_in_spool"] == READ - BOUND, summary
+    kept = range(READ - BOUND, READ) if policy == "drop_oldest" else range(BOUND)
+    assert spool_events(data) == [(f"/w/f{i:02}.py", f"x = {i}\n") for i in kept]
+    stats = json.loads(run_cli("cache", "stats", "--json", env=env).stdout)
+    entered = READ if policy == "drop_oldest" else BOUND  # drop_newest: refused newcomers never entered
+    assert (stats["entered"], stats["dropped"], stats["size"]) == (entered, READ - BOUND, BOUND), stats
+
+    with serve(tmp_path / "service") as url:
+        up = env_for(data, PATTERN_TRACKING_API_URL=url, CIRCUIT_BREAKER_RECOVERY_TIMEOUT="0.1",
+                     PATTERN_TRACKER__PATTERN_TRACKING__OVERFLOW_POLICY=policy)
+        res = run_cli("drain", "--json", env=up)
+        assert res.returncode == 0, (res.stdout, res.stderr)
+        summary = json.loads(res.stdout)
+        assert (summary["delivered"], summary["already_existed"], summary["left_in_spool"], summary["dropped"]) \
+            == (BOUND, 0, 0, 0), summary
+    assert delivered(tmp_path / "service") == [f"/w/f{i:02}.py" for i in kept]
+    assert spool_events(data) == []
+
+
+class HooksAtFirstRequest(RefusingService):
+    """A service answering 503 to every delivery; at its first request, while the run's events are
+    in flight, ``bound`` edits go through the real hook (other processes), each making the spool
+    drop its oldest entry: the events of that very request."""
+
+    def _fill(self) -> None:
+        hook_edits(env_for(self.data), self.data.parent / "proj", self.bound)
+        store = Store.open(self.data)
+        try:
+            self.filled = spooled(Spool(store))
+        finally:
+            store.close()
+
+
+def test_events_a_hook_dropped_while_in_flight_do_not_take_the_hooks_edits_places(tmp_path: Path) -> None:
+    """cache_size 5: `run` sends its 5 events; while they are in flight 5 hook edits drop them all;
+    then the service refuses them. Their spill keeps them dropped: the spool holds the 5 hook edits
+    and the run says dropped 5 (before: the spill queued the 5 again, dropping the hook edits: 10)."""
+    data = tmp_path / "data"
+    with HooksAtFirstRequest(data, BOUND) as service:
+        env = env_for(data, PATTERN_TRACKING_API_URL=service.url, CIRCUIT_BREAKER_FAILURE_THRESHOLD="1",
+                      CIRCUIT_BREAKER_RECOVERY_TIMEOUT="600")
+        res = run_cli("run", "--source", "stdin", "--json", env=env, input=stdin_records(BOUND))
+    assert res.returncode == 0, (res.stdout, res.stderr)
+    summary = json.loads(res.stdout)
+    assert (summary["read"], summary["delivered"], summary["left_in_spool"], summary["dropped"]) \
+        == (BOUND, 0, BOUND, BOUND), summary
+    assert len(service.filled) == BOUND
+    assert [path for path, _ in spool_events(data)] == [str(tmp_path / "proj" / f"edit_{i}.py") for i in range(BOUND)]
+    stats = json.loads(run_cli("cache", "stats", "--json", env=env).stdout)
+    assert (stats["entered"], stats["dropped"]) == (2 * BOUND, BOUND), stats
