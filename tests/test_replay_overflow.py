@@ -8,39 +8,19 @@ the hooks left there. Live sources keep the configured policy, and their summary
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import shlex
-import socket
-import threading
 import time
 from pathlib import Path
 
-from aiohttp import web
 
-from pattern_tracker.core.capture import Change
 from pattern_tracker.core.store import Store
 from pattern_tracker.model.archive import Archive
 from pattern_tracker.sinks.lineage_store import LineageStore
-from pattern_tracker.state.ingest import Ingest
-from pattern_tracker.state.spool import Spool, SpoolLimits
+from pattern_tracker.state.spool import Spool
 from tests.clitools import cli_env, run_cli, serve
-
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "hook_payloads.jsonl"
-BOUND, TOTAL = 50, 200
-FAST = {"EXPONENTIAL_BACKOFF_BASE_DELAY": "0.01", "EXPONENTIAL_BACKOFF_MAX_DELAY": "0.05",
-        "PATTERN_TRACKER__PATTERN_TRACKING__SHUTDOWN_TIMEOUT": "3",
-        "PATTERN_TRACKER__HOOK__SPAWN_DRAINER": "false",  # the hook's events stay in the spool for us to see
-        "PATTERN_TRACKING_CACHE_SIZE": str(BOUND)}  # overflow_policy: the default, drop_oldest
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released): connections are refused."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
+from tests.spool_scenarios import BOUND, FAST, TOTAL, RefusingService, closed_port, hook_edits
 
 def archive_events(path: str) -> list:
     archive = Archive(path)
@@ -66,18 +46,6 @@ def stored_nodes(service_data: Path) -> list[tuple[str, str]]:
         return sorted((n["pattern_id"], n["pattern_version"]) for n in LineageStore(store).query(None, limit=10_000))
     finally:
         store.close()
-
-
-def hook_edits(env: dict[str, str], root: Path, n: int) -> None:
-    """``n`` Write payloads as Claude Code sends them, each to a file of its own, through the real hook."""
-    write = next(json.loads(line) for line in FIXTURES.read_text().splitlines() if '"tool_name": "Write"' in line)
-    for i in range(n):
-        doc = json.loads(json.dumps(write))
-        doc["tool_input"]["file_path"] = str(root / f"edit_{i}.py")
-        doc["tool_input"]["content"] = f"def edit_{i}():\n    return {i}\n"
-        doc["tool_response"]["filePath"] = doc["tool_input"]["file_path"]
-        res = run_cli("hook", env=env, input=json.dumps(doc).encode())
-        assert res.returncode == 0, res.stderr
 
 
 def pattern_tracker_line(stderr: str) -> str:
@@ -137,62 +105,6 @@ def test_replay_into_a_full_spool_evicts_no_hook_edit_and_resumes_with_the_comma
     assert len(nodes) == len(set(nodes)) == TOTAL + hooks
     assert {(ev.pattern_id, ev.pattern_version) for ev in events} <= set(nodes)
     assert spool_view(data) == ([], 0)
-
-
-class RefusingService:
-    """A Phase 4 service that answers 503 to every delivery, in a thread; at its first request it
-    fills the spool of ``data`` to ``bound`` the way hooks do (while the replay's events are in flight)."""
-
-    def __init__(self, data: Path, bound: int) -> None:
-        self.data, self.bound = data, bound
-        self.filled: list[str] = []
-        self.url = ""
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _fill(self) -> None:
-        store = Store.open(self.data)
-        try:
-            ingest = Ingest(store, Spool(store, SpoolLimits(self.bound, "drop_oldest")), make_event=lambda f: f)
-            now = time.time()
-            changes = [Change(path=f"/proj/live_{i}.py", code=f"LIVE = {i}\n", occurred_at=now)
-                       for i in range(self.bound - Spool(store).size())]
-            self.filled = [ev["event_id"] for ev in ingest.accept_changes(changes, "hook", now)]
-        finally:
-            store.close()
-
-    async def _track(self, request: web.Request) -> web.Response:
-        await request.read()
-        if not self.filled:
-            await asyncio.get_running_loop().run_in_executor(None, self._fill)
-        return web.json_response({"error": "unavailable"}, status=503)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        app = web.Application()
-        app.router.add_post("/{tail:.*}", self._track)
-
-        async def start() -> None:
-            self.runner = web.AppRunner(app)
-            await self.runner.setup()
-            await web.TCPSite(self.runner, "127.0.0.1", 0).start()
-            host, port = self.runner.addresses[0][:2]
-            self.url = f"http://{host}:{port}"
-            self._ready.set()
-
-        self._loop.run_until_complete(start())
-        self._loop.run_forever()
-
-    def __enter__(self) -> RefusingService:
-        self._thread.start()
-        assert self._ready.wait(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
 
 
 def test_replay_whose_room_another_process_took_keeps_no_event_at_a_hook_edits_cost(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from pattern_tracker.model.events import PatternEvent, build_event
 from pattern_tracker.sinks.lineage_store import LineageStore
 from pattern_tracker.state.spool import Spool, SpoolFull, SpoolLimits
 from tests.clitools import cli_env, run_cli, serve
-from tests.test_replay_overflow import FAST, RefusingService, closed_port, hook_edits
+from tests.spool_scenarios import FAST, RefusingService, closed_port, hook_edits
 
 BOUND, READ = 5, 40
 
