@@ -10,11 +10,14 @@ newest events. Real LMDB, the real console script, real services on 127.0.0.1.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from pathlib import Path
 
+import aiohttp
 import pytest
+from aiohttp import web
 
 from pattern_tracker.core.store import Store
 from pattern_tracker.model.events import PatternEvent, build_event
@@ -24,6 +27,7 @@ from tests.clitools import cli_env, run_cli, serve
 from tests.spool_scenarios import FAST, RefusingService, closed_port, hook_edits
 
 BOUND, READ = 5, 40
+ONE_TRY = {"PATTERN_TRACKER__RESILIENCE__RETRY__MAX_ATTEMPTS": "1", "CIRCUIT_BREAKER_FAILURE_THRESHOLD": "100"}
 
 
 def events(prefix: str, n: int) -> list[PatternEvent]:
@@ -57,6 +61,8 @@ def test_a_spill_does_not_queue_again_the_events_dropped_while_they_were_in_flig
     assert spooled(spool) == ids(first[2:] + newer) and spool.overflow_drops(now) == 2
 
     # Every delivery failed: the two dropped stay dropped; the one still queued is kept.
+    assert store.write(lambda txn: spool.mark_spilled(txn, first + newer, "retries_exhausted", now)) == 3
+    # Spilled again: the 3 are still kept (what the spill's log line says), their first spill counted once.
     assert store.write(lambda txn: spool.mark_spilled(txn, first + newer, "retries_exhausted", now)) == 3
     stats = spool.stats(now)
     assert spooled(spool) == ids(first[2:] + newer)  # the newest 3, oldest first
@@ -179,3 +185,83 @@ def test_events_a_hook_dropped_while_in_flight_do_not_take_the_hooks_edits_place
     assert [path for path, _ in spool_events(data)] == [str(tmp_path / "proj" / f"edit_{i}.py") for i in range(BOUND)]
     stats = json.loads(run_cli("cache", "stats", "--json", env=env).stdout)
     assert (stats["entered"], stats["dropped"]) == (2 * BOUND, BOUND), stats
+
+
+def balanced(stats: dict) -> bool:
+    """`cache stats`' balance: what entered the spool left it (acknowledged, dead-lettered, expired,
+    dropped: a newcomer refused by drop_newest never entered) or is there."""
+    removed = stats["dropped"] - stats["dropped_by_reason"].get("overflow_newest", 0)
+    return stats["entered"] == stats["acked"] + stats["dead_letter"] + stats["expired"] + removed + stats["size"]
+
+
+class HooksAtFirstRequestThenDelivers(HooksAtFirstRequest):
+    """The same hooks at the first request, which then reaches a real `serve` (``upstream``):
+    the run's events, dropped from the spool while in flight, are delivered all the same."""
+
+    def __init__(self, data: Path, bound: int, upstream: str) -> None:
+        super().__init__(data, bound)
+        self.upstream = upstream
+
+    async def _track(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        if not self.filled:
+            await asyncio.get_running_loop().run_in_executor(None, self._fill)
+        async with aiohttp.ClientSession() as session, session.post(
+                self.upstream + request.path_qs, data=body, headers={"Content-Type": "application/json"}) as answer:
+            return web.Response(body=await answer.read(), status=answer.status, content_type="application/json")
+
+
+def test_events_dropped_in_flight_then_delivered_are_not_counted_as_acked(tmp_path: Path) -> None:
+    """cache_size 5: hooks drop the run's 5 events while they are in flight, then the service takes
+    them. They arrive, but their entries were gone: `spool.acked` counts only the entries the
+    acknowledgements removed, and `cache stats` balances exactly (before: acked counted every
+    acknowledged id, entered 10 against acked 10 + dropped 5)."""
+    data = tmp_path / "data"
+    with serve(tmp_path / "service") as url, HooksAtFirstRequestThenDelivers(data, BOUND, url) as service:
+        env = env_for(data, PATTERN_TRACKING_API_URL=service.url)
+        res = run_cli("run", "--source", "stdin", "--json", env=env, input=stdin_records(BOUND))
+        assert res.returncode == 0, (res.stdout, res.stderr)
+        stats = json.loads(run_cli("cache", "stats", "--json", env=env).stdout)
+        arrived = delivered(tmp_path / "service")
+    summary = json.loads(res.stdout)
+    assert len(service.filled) == BOUND and summary["dropped"] == BOUND == stats["dropped"], (summary, stats)
+    assert {f"/w/f{i:02}.py" for i in range(BOUND)} <= set(arrived)  # the drop cannot recall a request sent
+    # Acknowledged: the run's 5 and whichever hook edits it delivered; acked: only the latter.
+    assert stats["acked"] == summary["delivered"] - BOUND, (summary, stats)
+    assert stats["entered"] == 2 * BOUND and balanced(stats), stats
+
+
+def test_the_spill_log_line_says_what_the_spool_kept(tmp_path: Path) -> None:
+    """The run's 5 events, dropped by hooks while in flight, then refused: their spill keeps none,
+    and its INFO line says so (before: "5 event(s) kept in the spool for later")."""
+    data = tmp_path / "data"
+    with HooksAtFirstRequest(data, BOUND) as service:
+        env = env_for(data, PATTERN_TRACKING_API_URL=service.url, **ONE_TRY)
+        res = run_cli("run", "--source", "stdin", "--json", env=env, input=stdin_records(BOUND))
+    assert res.returncode == 0, (res.stdout, res.stderr)
+    said = [line.split(": ", 1)[1] for line in res.stderr.splitlines() if "kept in the spool for later" in line]
+    assert said and said[0] == (f"0 event(s) kept in the spool for later (retries_exhausted); "
+                                f"{BOUND} dropped or expired while in flight stay gone"), res.stderr
+    stats = json.loads(run_cli("cache", "stats", "--json", env=env).stdout)
+    assert stats["size"] == BOUND and balanced(stats), stats
+
+
+class RefusingForGood(RefusingService):
+    """Every delivery refused for good (422: dead-lettered, never retried); no hooks."""
+
+    async def _track(self, request: web.Request) -> web.Response:
+        await request.read()
+        return web.json_response({"success": False, "error": "Validation failed: code is required"}, status=422)
+
+
+def test_dead_lettered_events_are_not_counted_as_acked(tmp_path: Path) -> None:
+    """A dead letter leaves the spool as a dead letter, not as an acknowledgement: `spool.acked`
+    stays 0 and the balance counts each event once (before: acked 3 and dead_letter 3 of 3)."""
+    data = tmp_path / "data"
+    with RefusingForGood(data, BOUND) as service:
+        env = env_for(data, PATTERN_TRACKING_API_URL=service.url)
+        res = run_cli("run", "--source", "stdin", "--json", env=env, input=stdin_records(3))
+    assert json.loads(res.stdout)["dead_lettered"] == 3, (res.stdout, res.stderr)
+    stats = json.loads(run_cli("cache", "stats", "--json", env=env).stdout)
+    assert (stats["entered"], stats["acked"], stats["dead_letter"], stats["size"]) == (3, 0, 3, 0), stats
+    assert balanced(stats), stats

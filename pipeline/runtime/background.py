@@ -48,17 +48,19 @@ class Background:
         self._stop = stop
 
     def write(self, txn_fn: Callable[[Any], Any], *, leaving: Sequence[str] = (), keeping: Sequence[str] = (),
-              what: str = "") -> None:
-        """A store write on the store thread, not awaited. ``leaving``: settled events whose spool
-        entry this write removes; until it commits, replay must not pick them up again.
-        ``keeping``: events this write is the only record of (``what`` it does with them): if it
-        fails they are lost, and the run must say so (``not_kept``)."""
+              what: str = "") -> asyncio.Future[Any]:
+        """A store write on the store thread, not awaited (its future is returned for a caller
+        that reports its result). ``leaving``: settled events whose spool entry this write
+        removes; until it commits, replay must not pick them up again. ``keeping``: events this
+        write is the only record of (``what`` it does with them): if it fails they are lost, and
+        the run must say so (``not_kept``)."""
         fut = asyncio.get_running_loop().run_in_executor(self._executor, self.store.write, txn_fn)
         self._tasks.add(fut)
         if leaving:
             self._flow.leaving.update(leaving)
         self.keeping += len(keeping)
         fut.add_done_callback(lambda f: self._written(f, leaving, len(keeping), what))
+        return fut
 
     def _written(self, fut: asyncio.Future[Any], leaving: Sequence[str], keeping: int, what: str) -> None:
         self._tasks.discard(fut)

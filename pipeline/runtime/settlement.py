@@ -141,11 +141,16 @@ class Settlement:
             for letter in letters:
                 log.warning("event %s dead-lettered (HTTP %s): %s", letter.event.event_id, letter.http_status, letter.reason)
 
-        spooled = [eid for eid in done if eid not in self._flow.unspooled]
+        unspooled = self._flow.unspooled
+        acked_spooled = [eid for eid in acked if eid not in unspooled]
+        lettered_spooled = [letter.event.event_id for letter in letters if letter.event.event_id not in unspooled]
+        spooled = acked_spooled + lettered_spooled
         # Dead letters of an archive's events: the dead letter is their only record.
         only_here = self._take_unspooled([letter.event.event_id for letter in letters])
-        self._flow.unspooled.difference_update(done)
-        self._counters.tally({**m, "spool.acked": len(spooled), "spool.replayed_ok": replayed_ok})
+        unspooled.difference_update(done)
+        # spool.acked is counted by the write that removes the entries (``Spool.acknowledge``):
+        # an event dropped while in flight and then delivered has no entry left to count.
+        self._counters.tally({**m, "spool.replayed_ok": replayed_ok})
         if acked:
             self._counters.acked(now)
         if not spooled and not letters:
@@ -156,8 +161,9 @@ class Settlement:
         counts, last = self._counters.take_all()
 
         def txn_fn(txn: Any) -> None:
-            self._spool.remove(txn, spooled)
+            self._spool.acknowledge(txn, acked_spooled, now)
             if letters:
+                self._spool.remove(txn, lettered_spooled)
                 self._dead_letters.put(txn, letters)
             self._counters.add(txn, counts, last, now)
 
@@ -196,8 +202,6 @@ class Settlement:
         self._m.spilled(reason, len(events))
         self._flow.backlog = self._flow.spilling = True
         self._flow.wake_replay()
-        if reason != "circuit_open":
-            log.info("%d event(s) kept in the spool for later (%s)", len(events), reason)
 
         if reason == "retries_exhausted":
             self._counters.tally({"retry.failed_with_retry": len(events)})
@@ -209,11 +213,24 @@ class Settlement:
         only_here = self._take_unspooled(ids)
         durable = frozenset(only_here)
 
-        def txn_fn(txn: Any) -> None:
-            self._spool.mark_spilled(txn, events, reason, now, durable=durable)
+        def txn_fn(txn: Any) -> int:
+            kept = self._spool.mark_spilled(txn, events, reason, now, durable=durable)
             self._spool.counters.add(txn, counts, now)
+            return kept
 
-        self._background.write(txn_fn, keeping=only_here, what="the spill to the spool")
+        written = self._background.write(txn_fn, keeping=only_here, what="the spill to the spool")
+        if reason != "circuit_open":
+            written.add_done_callback(lambda fut: self._said_kept(fut, len(events), reason))
+
+    @staticmethod
+    def _said_kept(fut: Any, spilled: int, reason: str) -> None:
+        """The spill's log line, once its write committed: the events the spool holds now (not
+        those it dropped or let expire while they were in flight: they stay gone)."""
+        if fut.cancelled() or fut.exception() is not None:
+            return  # said by Background (not kept, or the write failed)
+        kept = fut.result()
+        gone = f"; {spilled - kept} dropped or expired while in flight stay gone" if kept < spilled else ""
+        log.info("%d event(s) kept in the spool for later (%s)%s", kept, reason, gone)
 
     def kept_in_spool(self, events: list[PatternEvent], reason: str) -> None:
         """Live events a source just spooled, left there for replay instead of entering the

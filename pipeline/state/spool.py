@@ -172,10 +172,11 @@ class Spool:
         only, and a live event no longer queued is not queued again (it was dropped, expired or
         settled since it was read: final, and counted then). Each event's first spill is counted
         once (``spool.spilled.<reason>``) so the hit rate is per event, not per attempt. A durable
-        event and no free room: SpoolFull (the caller's transaction is aborted)."""
+        event and no free room: SpoolFull (the caller's transaction is aborted). Returns how
+        many of ``events`` the spool now holds (what the spill's log line says was kept)."""
         from pattern_tracker.model.spool_codec import decoder, encoder
 
-        first = 0
+        first = kept = 0
         bound = self.limits.bound
         for ev in events:
             seq = txn.get(ev.event_id.encode(), db=self._ids)
@@ -189,6 +190,7 @@ class Spool:
                 self.append(txn, ev, now)
                 self.counters.add(txn, {"spool.entered": 1}, now)
                 seq = txn.get(ev.event_id.encode(), db=self._ids)
+            kept += 1
             entry = decoder.decode(txn.get(seq, db=self._db))
             if not entry.spilled:
                 entry.spilled = True
@@ -196,9 +198,10 @@ class Spool:
                 first += 1
         if first:
             self.counters.add(txn, {f"spool.spilled.{reason}": first}, now)
-        return first
+        return kept
 
     def remove(self, txn: lmdb.Transaction, event_ids: Iterable[str]) -> int:
+        """Remove the entries of ``event_ids`` still queued; returns how many there were."""
         removed = 0
         for eid in event_ids:
             seq = txn.pop(eid.encode(), db=self._ids)
@@ -206,12 +209,21 @@ class Spool:
                 removed += 1
         return removed
 
+    def acknowledge(self, txn: lmdb.Transaction, event_ids: Iterable[str], now: float) -> int:
+        """Remove the entries of events the sink acknowledged, counting those removed
+        (``spool.acked``) in the same transaction. An event dropped or expired while its delivery
+        was under way has no entry left: it left the spool then, and was counted then."""
+        removed = self.remove(txn, event_ids)
+        if removed:
+            self.counters.add(txn, {"spool.acked": removed}, now)
+        return removed
+
     def ack(self, event_ids: Iterable[str]) -> int:
         """Remove acknowledged events (one write txn). Unknown ids are ignored: acks are idempotent."""
         ids = list(event_ids)
         if not ids:
             return 0
-        return self.store.write(lambda txn: self.remove(txn, ids))
+        return self.store.write(lambda txn: self.acknowledge(txn, ids, time.time()))
 
     def expire(self, now: float) -> list[str]:
         """Remove entries older than the TTL (oldest first); count and log them. Returns their ids."""
