@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import threading
 import time
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from pattern_tracker.core.store import Store
 from pattern_tracker.state.ingest import Ingest
 from pattern_tracker.state.spool import Spool, SpoolLimits
 from tests.clitools import run_cli
+from tests.threaded_app import ThreadedApp
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "hook_payloads.jsonl"
 BOUND, TOTAL = 50, 200
@@ -45,17 +45,14 @@ def hook_edits(env: dict[str, str], root: Path, n: int) -> None:
         assert res.returncode == 0, res.stderr
 
 
-class RefusingService:
+class RefusingService(ThreadedApp):
     """A Phase 4 service that answers 503 to every delivery, in a thread; at its first request it
     fills the spool of ``data`` to ``bound`` the way hooks do (while the replay's events are in flight)."""
 
     def __init__(self, data: Path, bound: int) -> None:
         self.data, self.bound = data, bound
         self.filled: list[str] = []
-        self.url = ""
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        super().__init__()
 
     def _fill(self) -> None:
         store = Store.open(self.data)
@@ -74,28 +71,7 @@ class RefusingService:
             await asyncio.get_running_loop().run_in_executor(None, self._fill)
         return web.json_response({"error": "unavailable"}, status=503)
 
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
+    def make_app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/{tail:.*}", self._track)
-
-        async def start() -> None:
-            self.runner = web.AppRunner(app)
-            await self.runner.setup()
-            await web.TCPSite(self.runner, "127.0.0.1", 0).start()
-            host, port = self.runner.addresses[0][:2]
-            self.url = f"http://{host}:{port}"
-            self._ready.set()
-
-        self._loop.run_until_complete(start())
-        self._loop.run_forever()
-
-    def __enter__(self) -> RefusingService:
-        self._thread.start()
-        assert self._ready.wait(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
+        return app

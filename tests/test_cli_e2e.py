@@ -13,7 +13,6 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ from pattern_tracker.core.counters import Counters
 from pattern_tracker.core.store import Store
 from pattern_tracker.sinks.lineage_store import LineageStore
 from tests.clitools import BIN, cli_env, run_cli, serve, stop, wait_for
+from tests.threaded_app import ThreadedApp
 
 FAST_WATCH = {"PATTERN_TRACKER__SOURCES__WATCH__STEP_MS": "10", "PATTERN_TRACKER__SOURCES__WATCH__DEBOUNCE_MS": "10"}
 
@@ -84,7 +84,7 @@ def test_an_edit_shows_in_query_file_within_a_second(tmp_path: Path) -> None:
     assert elapsed < 2.0, f"took {elapsed:.2f}s"
 
 
-class HangingService:
+class HangingService(ThreadedApp):
     """The real `serve` app over LMDB, in a thread, that can be told to hang every delivery."""
 
     def __init__(self, data_dir: Path) -> None:
@@ -93,10 +93,7 @@ class HangingService:
         self.hang = threading.Event()
         self.delay = 0.0  # seconds every POST takes
         self.requests = 0
-        self.url = ""
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        super().__init__()
 
     async def _fault(self, request: web.Request) -> web.StreamResponse | None:
         if request.method == "POST":
@@ -107,32 +104,14 @@ class HangingService:
                 await asyncio.sleep(self.delay)
         return None
 
-    def _run(self) -> None:
+    def make_app(self) -> web.Application:
         from pattern_tracker.service.serve import build_app
 
-        asyncio.set_event_loop(self._loop)
-
-        async def start() -> None:
-            self.runner = web.AppRunner(build_app(self.lineage, fault_hook=self._fault))
-            await self.runner.setup()
-            await web.TCPSite(self.runner, "127.0.0.1", 0).start()
-            host, port = self.runner.addresses[0][:2]
-            self.url = f"http://{host}:{port}"
-            self._ready.set()
-
-        self._loop.run_until_complete(start())
-        self._loop.run_forever()
-
-    def __enter__(self) -> HangingService:
-        self._thread.start()
-        assert self._ready.wait(10)
-        return self
+        return build_app(self.lineage, fault_hook=self._fault)
 
     def __exit__(self, *exc: object) -> None:
         self.hang.clear()
-        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
+        super().__exit__(*exc)
         self.store.close()
 
 
