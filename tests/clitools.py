@@ -6,6 +6,7 @@ import asyncio
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -30,6 +31,14 @@ def cli_env(data_dir: Path, **extra: str) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
     return env
+
+
+def free_port() -> int:
+    """A loopback port free when asked (bound, then released): nothing listens on it, so a
+    connection to it is refused, until a server of the test binds it."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def run_cli(*args: str, env: dict[str, str], input: bytes | None = None, timeout: float = 60,

@@ -23,7 +23,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -33,6 +32,8 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+
+from tests.clitools import free_port
 
 __all__ = ["INSTALL_HINT", "PgServer", "find_bindir", "pg_server", "pg_url"]
 
@@ -91,12 +92,6 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class PgServer:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 from pathlib import Path
 
@@ -24,13 +23,6 @@ FAST = {"EXPONENTIAL_BACKOFF_BASE_DELAY": "0.01", "EXPONENTIAL_BACKOFF_MAX_DELAY
         "PATTERN_TRACKER__PATTERN_TRACKING__SHUTDOWN_TIMEOUT": "3",
         "PATTERN_TRACKER__HOOK__SPAWN_DRAINER": "false",  # the hook's events stay in the spool for us to see
         "PATTERN_TRACKING_CACHE_SIZE": str(BOUND)}  # overflow_policy: the default, drop_oldest
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released): connections are refused."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def hook_edits(env: dict[str, str], root: Path, n: int) -> None:

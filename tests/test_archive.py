@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pattern_tracker.model.archive import Archive
 from pattern_tracker.usecases.archive_gen import MAX_SIZE, MIN_SIZE, generate
-from tests.clitools import cli_env, run_cli, serve
+from tests.clitools import cli_env, free_port, run_cli, serve
 
 
 def digest(events) -> str:
@@ -62,22 +62,13 @@ def test_generate_info_and_replay_to_serve(tmp_path: Path) -> None:
         assert second["already_existed"] == 800 and second["delivered"] == 0
 
 
-def _closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released): connections are refused."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_replay_with_the_service_down_exits_4_and_keeps_the_events_in_the_spool(tmp_path: Path) -> None:
     from pattern_tracker.state.spool import Spool
     from pattern_tracker.core.store import Store
 
     env = cli_env(tmp_path / "data")
     assert run_cli("archive", "generate", "--events", "40", "--files", "4", str(tmp_path / "arch"), env=env).returncode == 0
-    down = cli_env(tmp_path / "data", PATTERN_TRACKING_API_URL=f"http://127.0.0.1:{_closed_port()}",
+    down = cli_env(tmp_path / "data", PATTERN_TRACKING_API_URL=f"http://127.0.0.1:{free_port()}",
                    PATTERN_TRACKER__PATTERN_TRACKING__SHUTDOWN_TIMEOUT="3",
                    EXPONENTIAL_BACKOFF_BASE_DELAY="0.01", EXPONENTIAL_BACKOFF_MAX_DELAY="0.05")
     res = run_cli("replay", str(tmp_path / "arch"), "--json", env=down)
@@ -122,7 +113,7 @@ def test_replay_whose_spill_the_full_store_cannot_take_fails_loudly_and_counts_w
                    env=cli_env(tmp_path / "gen")).returncode == 0
 
     def replay(data: Path, map_mb: int) -> subprocess.CompletedProcess[str]:
-        env = cli_env(data, PATTERN_TRACKING_API_URL=f"http://127.0.0.1:{_closed_port()}",
+        env = cli_env(data, PATTERN_TRACKING_API_URL=f"http://127.0.0.1:{free_port()}",
                       PATTERN_TRACKING_CACHE_SIZE="100000", PATTERN_TRACKER__PATTERN_TRACKING__SHUTDOWN_TIMEOUT="3",
                       PATTERN_TRACKER__STORAGE__MAP_SIZE_MB=str(map_mb), PATTERN_TRACKER__STORAGE__MAX_MAP_SIZE_MB=str(map_mb),
                       EXPONENTIAL_BACKOFF_BASE_DELAY="0.01", EXPONENTIAL_BACKOFF_MAX_DELAY="0.05")
@@ -170,7 +161,7 @@ def test_replay_under_block_with_a_full_spool_and_the_service_down_stops_cleanly
     finally:
         archive.close()
     block = {"PATTERN_TRACKING_CACHE_SIZE": str(bound), "PATTERN_TRACKER__PATTERN_TRACKING__OVERFLOW_POLICY": "block"}
-    down = cli_env(data, PATTERN_TRACKING_API_URL=f"http://127.0.0.1:{_closed_port()}",
+    down = cli_env(data, PATTERN_TRACKING_API_URL=f"http://127.0.0.1:{free_port()}",
                    PATTERN_TRACKER__PATTERN_TRACKING__SHUTDOWN_TIMEOUT="3",
                    EXPONENTIAL_BACKOFF_BASE_DELAY="0.01", EXPONENTIAL_BACKOFF_MAX_DELAY="0.05", **block)
 

@@ -12,7 +12,7 @@ import pytest
 
 from pattern_tracker.state.spool import Spool
 from pattern_tracker.core.store import Store
-from tests.clitools import BIN, cli_env, run_cli, serve, wait_for
+from tests.clitools import BIN, cli_env, free_port, run_cli, serve, wait_for
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "hook_payloads.jsonl"
 
@@ -195,11 +195,7 @@ def test_fifty_concurrent_hooks_all_reach_the_server(tmp_path: Path) -> None:
 
 def test_service_down_then_back_delivers_after_a_drain(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    dead = f"http://127.0.0.1:{free_port()}"
     env = cli_env(data, PATTERN_TRACKING_API_URL=dead, EXPONENTIAL_BACKOFF_BASE_DELAY="0.01")
     doc = retarget(payloads()[0], tmp_path)
     assert hook(env, json.dumps(doc).encode()).returncode == 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import logging
-import socket
 import time
 from typing import Any
 
@@ -18,6 +17,7 @@ from pattern_tracker.model.events import EVENT_TYPES, PatternEvent, build_event
 from pattern_tracker.model.api import PREFIX as API_PREFIX
 from pattern_tracker.sinks.http import HttpSink, SinkError, classify_error
 from pattern_tracker.sinks.retry_after import MAX_RETRY_AFTER, parse_retry_after
+from tests.clitools import free_port
 
 P = API_PREFIX
 Handler = Any  # async (request, body) -> web.Response | None  (None: fall through to the fake)
@@ -407,9 +407,7 @@ async def test_oversized_body_is_bad_response(service: FakeService) -> None:
 
 
 async def test_connection_refused_is_retryable() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     async with HttpSink(f"http://127.0.0.1:{port}", connect_timeout=1, total_timeout=2) as sink:
         outcomes = await sink.deliver([ev("a"), ev("b")])
         health = await sink.health()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import socket
 import subprocess
 import threading
 import time
@@ -26,7 +25,7 @@ from pattern_tracker.settings.config import load_config
 from pattern_tracker.core.counters import Counters
 from pattern_tracker.usecases.health import Rules, Snapshot, assess, error_trends
 from pattern_tracker.web.status_server import StatusServer
-from tests.clitools import BIN, async_wait_for, cli_env, run_cli, stop, wait_for
+from tests.clitools import BIN, async_wait_for, cli_env, free_port, run_cli, stop, wait_for
 
 NOW = 1_800_000_000.0
 
@@ -230,9 +229,7 @@ async def test_health_follows_the_service_down_and_back_with_exit_codes(tmp_path
 
 
 def test_health_says_connection_refused_at_host_port_not_aiohttp_noise(tmp_path: Path) -> None:
-    with socket.socket() as s:  # a loopback port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # a loopback port nobody listens on
     env = cli_env(tmp_path / "data", PATTERN_TRACKING_API_URL=f"http://127.0.0.1:{port}")
     out = run_cli("health", env=env)
     assert out.returncode == 1 and "DEGRADED" in out.stdout, out.stdout + out.stderr
@@ -380,12 +377,6 @@ async def test_status_server_answers_health_and_metrics(store) -> None:
                 assert resp.status == 200 and m["circuit_breaker_trips"] == 1 and m["total_requests"] == 0
     finally:
         await server.stop()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_run_serves_status_and_alerts_on_the_console(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from pattern_tracker.model.events import PatternEvent, build_event
 from pattern_tracker.core.lease import DrainLease
 from pattern_tracker.state.spool import Spool
 from pattern_tracker.core.store import MIB, Store, u64
-from tests.clitools import cli_env, run_cli, serve
+from tests.clitools import cli_env, free_port, run_cli, serve
 
 # Fast failure: tiny backoff, the circuit opens after two failed calls.
 FAST = {"EXPONENTIAL_BACKOFF_BASE_DELAY": "0.01", "EXPONENTIAL_BACKOFF_MAX_DELAY": "0.05",
@@ -29,10 +29,7 @@ SECRET = "API_KEY = 'sk-do-not-print-me'"
 
 
 def closed_port_url() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{free_port()}"
 
 
 def env_for(data: Path, url: str | None = None, **extra: str) -> dict[str, str]:

@@ -18,7 +18,6 @@ import os
 import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,7 +35,7 @@ from hypothesis import strategies as st
 from pattern_tracker.model.events import PatternEvent, build_event
 from pattern_tracker.core.store import Store
 from pattern_tracker.sinks.lineage_store import LineageStore
-from tests.clitools import BIN, cli_env, run_cli, stop, wait_for
+from tests.clitools import BIN, cli_env, free_port, run_cli, stop, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 # Fast retries: the scenarios are about loss, not about waiting.
@@ -205,12 +204,6 @@ def chaos_client_env(data_dir: Path, url: str) -> dict[str, str]:
         PATTERN_TRACKER__API__TIMEOUTS__CONNECT="0.5", PATTERN_TRACKER__API__TIMEOUTS__READ="0.6",
         PATTERN_TRACKER__API__TIMEOUTS__TOTAL="1.5",
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def holds_drain_lease(data_dir: Path, pid: int) -> bool:

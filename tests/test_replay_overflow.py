@@ -19,8 +19,8 @@ from pattern_tracker.core.store import Store
 from pattern_tracker.model.archive import Archive
 from pattern_tracker.sinks.lineage_store import LineageStore
 from pattern_tracker.state.spool import Spool
-from tests.clitools import cli_env, run_cli, serve
-from tests.spool_scenarios import BOUND, FAST, TOTAL, RefusingService, closed_port, hook_edits
+from tests.clitools import cli_env, free_port, run_cli, serve
+from tests.spool_scenarios import BOUND, FAST, TOTAL, RefusingService, hook_edits
 
 def archive_events(path: str) -> list:
     archive = Archive(path)
@@ -71,7 +71,7 @@ def test_replay_into_a_full_spool_evicts_no_hook_edit_and_resumes_with_the_comma
     hook_ids, dropped = spool_view(data)
     assert len(hook_ids) == hooks and dropped == 0
 
-    down = cli_env(data, PATTERN_TRACKING_API_URL=f"http://127.0.0.1:{closed_port()}", **FAST)
+    down = cli_env(data, PATTERN_TRACKING_API_URL=f"http://127.0.0.1:{free_port()}", **FAST)
     res = run_cli("replay", arch, "--json", env=down)
     assert res.returncode == 4, (res.returncode, res.stdout, res.stderr)
     summary = json.loads(res.stdout)
@@ -146,7 +146,7 @@ def test_a_live_source_still_drops_as_configured_and_its_summary_says_how_many(t
     summary line and in --json, N what the spool's own counter counted: each of the 35 surplus
     events once."""
     data = tmp_path / "data"
-    env = cli_env(data, PATTERN_TRACKING_API_URL=f"http://127.0.0.1:{closed_port()}", **{
+    env = cli_env(data, PATTERN_TRACKING_API_URL=f"http://127.0.0.1:{free_port()}", **{
         **FAST, "PATTERN_TRACKING_CACHE_SIZE": "5"})
     res = run_cli("run", "--source", "stdin", "--json", env=env, input=stdin_records(40))
     assert res.returncode == 0, (res.returncode, res.stdout, res.stderr)

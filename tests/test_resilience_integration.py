@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import Awaitable, Callable
 
@@ -18,6 +17,7 @@ from pattern_tracker.state.spool import Spool, SpoolLimits
 from pattern_tracker.core.store import MIB, Store
 from pattern_tracker.telemetry import Telemetry
 from pattern_tracker.sinks.http import HttpSink
+from tests.clitools import free_port
 
 
 class Faults:
@@ -130,9 +130,7 @@ async def test_retry_after_is_honoured(tmp_path, serve_factory, lineage) -> None
 
 async def test_connection_refused_spills_and_a_later_run_delivers(tmp_path, serve_factory, lineage) -> None:
     # Nothing listens on this port (taken free, then closed): every attempt is a refused connection.
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        dead_port = s.getsockname()[1]
+    dead_port = free_port()
     pipeline, store = client_pipeline(tmp_path, f"http://127.0.0.1:{dead_port}", recovery=60, attempts=2, base=0.01)
 
     async def source(feed: Feed, stop: asyncio.Event) -> None:

@@ -11,14 +11,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.clitools import BIN, cli_env, run_cli, wait_for
+from tests.clitools import BIN, cli_env, free_port, run_cli, wait_for
 
 BOUND = 10
 SHUTDOWN_TIMEOUT = 3.0
@@ -26,10 +25,7 @@ SHUTDOWN_TIMEOUT = 3.0
 
 @pytest.fixture
 def closed_port() -> int:
-    """A loopback port nobody listens on (bound then released; connections are refused)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_port()
 
 
 def _records(n: int) -> list[bytes]:

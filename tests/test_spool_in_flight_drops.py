@@ -23,8 +23,8 @@ from pattern_tracker.core.store import Store
 from pattern_tracker.model.events import PatternEvent, build_event
 from pattern_tracker.sinks.lineage_store import LineageStore
 from pattern_tracker.state.spool import Spool, SpoolFull, SpoolLimits
-from tests.clitools import cli_env, run_cli, serve
-from tests.spool_scenarios import FAST, RefusingService, closed_port, hook_edits
+from tests.clitools import cli_env, free_port, run_cli, serve
+from tests.spool_scenarios import FAST, RefusingService, hook_edits
 
 BOUND, READ = 5, 40
 ONE_TRY = {"PATTERN_TRACKER__RESILIENCE__RETRY__MAX_ATTEMPTS": "1", "CIRCUIT_BREAKER_FAILURE_THRESHOLD": "100"}
@@ -129,7 +129,7 @@ def test_run_with_the_service_down_drops_each_surplus_event_once_and_keeps_what_
     spool holds the newest 5 (drop_oldest) or the first 5 (drop_newest: newcomers refused), in order.
     The service back: `drain` delivers those 5, once; none of the dropped ones comes back."""
     data = tmp_path / "data"
-    env = env_for(data, PATTERN_TRACKING_API_URL=f"http://127.0.0.1:{closed_port()}",
+    env = env_for(data, PATTERN_TRACKING_API_URL=f"http://127.0.0.1:{free_port()}",
                   PATTERN_TRACKER__PATTERN_TRACKING__OVERFLOW_POLICY=policy)
     res = run_cli("run", "--source", "stdin", "--json", env=env, input=stdin_records(READ))
     assert res.returncode == 0, (res.stdout, res.stderr)  # docs/cli.md: undelivered events stay in the spool

@@ -88,7 +88,6 @@ def test_disabled_telemetry_is_a_no_op() -> None:
 # ---------------------------------------------------------------------------------------
 # A run with retries, a circuit trip, a spill and a replay, against `serve` over real HTTP.
 
-import socket  # noqa: E402
 import time  # noqa: E402
 import urllib.error  # noqa: E402
 import urllib.request  # noqa: E402
@@ -105,7 +104,7 @@ from pattern_tracker.state.spool import Spool, SpoolLimits  # noqa: E402
 from pattern_tracker.core.store import MIB  # noqa: E402
 from pattern_tracker.telemetry import LATENCY_BUCKETS_S, HttpClientSpans  # noqa: E402
 from pattern_tracker.sinks.http import HttpSink  # noqa: E402
-from tests.clitools import async_wait_for  # noqa: E402
+from tests.clitools import async_wait_for, free_port  # noqa: E402
 from tests.test_resilience_integration import Faults, unavailable  # noqa: E402
 
 BATCH_PATH = "/api/pattern-traceability/lineage/track/batch"
@@ -291,19 +290,13 @@ def test_instrument_sink_wraps_once_and_only_when_tracing() -> None:
     assert isinstance(first, HttpClientSpans) and sink.on_request is first
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _scrape(port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
         return resp.read().decode()
 
 
 async def test_prometheus_endpoint_with_exporter_none(store: Store) -> None:
-    port = _free_port()
+    port = free_port()
     tel = Telemetry.from_config("none", "pattern-tracker-test", "http://localhost:4318", 0.0, prometheus_port=port)
     assert tel.prometheus_address == ("127.0.0.1", port) and tel.metering and not tel.tracing
     try:

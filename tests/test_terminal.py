@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.clitools import BIN, cli_env, run_cli, serve
+from tests.clitools import BIN, cli_env, free_port, run_cli, serve
 
 FAST_WATCH = {"PATTERN_TRACKER__SOURCES__WATCH__STEP_MS": "10", "PATTERN_TRACKER__SOURCES__WATCH__DEBOUNCE_MS": "10"}
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -281,9 +281,4 @@ def test_a_log_record_clears_the_progress_bar_first_and_finish_stops_that() -> N
 
 @pytest.fixture
 def closed_port() -> int:
-    """A loopback port nobody listens on (bound then released; connections are refused)."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_port()

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import re
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -26,16 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from tests.browser import save_screenshot
-from tests.clitools import BIN, cli_env, run_cli, serve, stop, wait_for
+from tests.clitools import BIN, cli_env, free_port, run_cli, serve, stop, wait_for
 
 HOSTILE_NAME = "<img src=x onerror=alert(1)>.py"
 HOSTILE_CODE = "</script><script>alert(1)</script>"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def fast_resilience(**extra: str) -> dict[str, str]:
