@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -60,6 +60,20 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def tally_batch_answer(counts: dict[str, int], status: int, raw: bytes, n: int,
+                       decode: Callable[[bytes], Any]) -> None:
+    """Add one batch request of ``n`` events to ``counts`` (``ok``, ``failed``, ``http_errors``):
+    a 200's ``batch_summary`` (``decode``: the client's own decoder of the answer) says how many
+    events succeeded; any other status fails the whole batch."""
+    if status == 200:
+        summary = decode(raw).batch_summary
+        counts["ok"] += summary.successful_events
+        counts["failed"] += summary.failed_events
+    else:
+        counts["http_errors"] += 1
+        counts["failed"] += n
 
 
 def machine() -> str:

@@ -37,6 +37,7 @@ async def ceiling_client(archive_path: str, base: str, batch_size: int, concurre
     import aiohttp
     import msgspec
 
+    from benchmarks._common import tally_batch_answer
     from pattern_tracker.model.archive import Archive
     from pattern_tracker.model.events import BatchSummary, json_encoder, to_batch_request
 
@@ -59,13 +60,7 @@ async def ceiling_client(archive_path: str, base: str, batch_size: int, concurre
                     status = resp.status
                 latencies.append(time.perf_counter() - t)
                 counts["requests"] += 1
-                if status == 200:
-                    summary = answer_decoder.decode(raw).batch_summary
-                    counts["ok"] += summary.successful_events
-                    counts["failed"] += summary.failed_events
-                else:
-                    counts["http_errors"] += 1
-                    counts["failed"] += n
+                tally_batch_answer(counts, status, raw, n, answer_decoder.decode)
             finally:
                 sem.release()
 

@@ -49,7 +49,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from benchmarks._common import BIN, machine, write_result
+from benchmarks._common import BIN, machine, tally_batch_answer, write_result
 
 ROOT = Path(__file__).resolve().parent.parent
 STORES = Path(tempfile.gettempdir()) / "pt-bench-stores"
@@ -119,13 +119,7 @@ async def client(archive_path: str, base: str, batch_size: int, concurrency: int
                 counts["response_bytes"] += len(raw) + sum(len(k) + len(v) + 4 for k, v in resp.raw_headers) + 17
                 status = resp.status
             counts["events"] += n
-            if status == 200:
-                summary = batch_response_decoder.decode(raw).batch_summary
-                counts["ok"] += summary.successful_events
-                counts["failed"] += summary.failed_events
-            else:
-                counts["http_errors"] += 1
-                counts["failed"] += n
+            tally_batch_answer(counts, status, raw, n, batch_response_decoder.decode)
 
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
         t0 = time.perf_counter()
