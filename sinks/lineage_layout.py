@@ -64,6 +64,7 @@ __all__ = [
     "key_of",
     "load",
     "load_key",
+    "newest_at",
     "node_decoder",
     "node_encoder",
     "node_key",
@@ -222,7 +223,14 @@ def resolve(txn: lmdb.Transaction, dbs: LineageDbs, pattern_id: str,
     """(node key, node decoded by ``decoder``) of the latest version of ``pattern_id``."""
     pid_key = key_of(pattern_id, 300)
     seq = txn.get(pid_key, db=dbs.keys)
-    node = load(txn, dbs, seq, decoder) if seq is not None else None
+    return newest_at(txn, dbs, pid_key, seq, decoder) if seq is not None else None
+
+
+def newest_at(txn: lmdb.Transaction, dbs: LineageDbs, pid_key: bytes, seq: bytes,
+              decoder: Any = node_decoder) -> tuple[bytes, Any] | None:
+    """(node key, node decoded by ``decoder``) of the node under ``seq``, which ``lineage_keys``
+    names as the newest of the pattern whose K is ``pid_key``."""
+    node = load(txn, dbs, seq, decoder)
     return (pid_key + b"\0" + key_of(node.pattern_version, 150), node) if node is not None else None
 
 

@@ -48,6 +48,7 @@ from pattern_tracker.sinks.lineage_layout import (
     key_of,
     load_key,
     node_encoder,
+    newest_at,
     node_key,
     random_uuids,
     resolve,
@@ -299,8 +300,7 @@ class _Heads:
         hit = self._by_key.get(pid_key)
         if hit is not None and hit[0] == seq:
             return hit[1], hit[2]
-        head = head_decoder.decode(txn.get(seq, db=dbs.log))
-        return pid_key + b"\0" + key_of(head.pattern_version, 150), head
+        return newest_at(txn, dbs, pid_key, seq, head_decoder)
 
     def learn(self, made: dict[str, tuple[bytes, NodeHead]]) -> None:
         """Remember the newest node of each pattern a committed transaction wrote (head fields only:
@@ -308,7 +308,5 @@ class _Heads:
         if len(self._by_key) + len(made) > self.LIMIT:
             self._by_key.clear()
         for key, node in made.values():
-            head = NodeHead(node.seq, node.node_id, node.lineage_id, node.event_id, node.pattern_id,
-                            node.pattern_version, node.pattern_name, node.pattern_type, node.event_type,
-                            node.generation)
+            head = NodeHead(*(getattr(node, name) for name in NodeHead.__struct_fields__))
             self._by_key[key[:key.index(b"\0")]] = (u64(node.seq), key, head)
