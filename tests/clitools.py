@@ -18,13 +18,13 @@ from typing import IO, TypeVar
 
 BIN = Path(sys.executable).parent / "pattern-tracker"
 T = TypeVar("T")
-_ENV_DROP = ("PATTERN_TRACKING_", "PATTERN_TRACKER_", "INTELLIGENCE_SERVICE_URL", "CIRCUIT_BREAKER_",
+ENV_DROP = ("PATTERN_TRACKING_", "PATTERN_TRACKER_", "INTELLIGENCE_SERVICE_URL", "CIRCUIT_BREAKER_",
              "EXPONENTIAL_BACKOFF_", "MONITORING_", "ALERTING_", "OTEL_")
 
 
 def cli_env(data_dir: Path, **extra: str) -> dict[str, str]:
     """A clean environment: no inherited pattern-tracker settings (nor the user's config file), a private data directory."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_ENV_DROP)}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_DROP)}
     env["PATTERN_TRACKER_DATA_DIR"] = str(data_dir)
     env["XDG_CACHE_HOME"] = f"{data_dir}-cache"  # the hook's settings cache stays in the test's tmp dir
     env["XDG_CONFIG_HOME"] = f"{data_dir}-xdg-config"  # never the real user's ~/.config/pattern-tracker/config.yaml

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+import os
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 
 from pattern_tracker.core.store import MIB, Store
+from tests.clitools import ENV_DROP
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -26,6 +29,19 @@ def store(tmp_path) -> Iterator[Store]:
     s = Store.open(tmp_path / "store", map_size=64 * MIB)
     yield s
     s.close()
+
+
+@pytest.fixture
+def tracker_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private data directory for the in-process facade (the environment clitools.cli_env gives
+    a subprocess): no tracker setting of the developer's shell leaks in."""
+    for key in list(os.environ):
+        if key.startswith(ENV_DROP):
+            monkeypatch.delenv(key)
+    data = tmp_path / "data"
+    monkeypatch.setenv("PATTERN_TRACKER_DATA_DIR", str(data))
+    monkeypatch.setenv("XDG_CACHE_HOME", f"{data}-cache")
+    return data
 
 
 @pytest.fixture

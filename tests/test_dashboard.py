@@ -131,7 +131,6 @@ def test_counters_by_bucket_and_a_window_read_the_same_buckets(store) -> None:
 
 
 def test_refill_and_live_samples_agree_with_the_store(store) -> None:
-    cfg = config(store)
     now = 2_000_000.0 * BUCKET_SECONDS + 30
     c = Counters(store)
     counts = {"events.delivered": 5, "requests.total": 2, "requests.succeeded": 2, **hist_counts([0.003, 0.003])}

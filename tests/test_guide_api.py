@@ -21,7 +21,6 @@ import pytest
 
 from pattern_tracker.facade import SpoolEntries
 from tests.clitools import cli_env, serve, wait_for
-from tests.test_status_facade import tracker_env  # noqa: F401 - the fixture: a private data directory
 
 # The guide, verbatim, one block per snippet.
 GUIDE_IMPORT = """\

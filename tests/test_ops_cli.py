@@ -289,7 +289,7 @@ def test_cache_quarantine_purge_needs_yes_and_known_seqs(tmp_path: Path) -> None
 
 
 def test_drain_delivers_the_backlog_to_a_live_service(tmp_path: Path) -> None:
-    env = seed_spool_via_failed_run(tmp_path / "data", n=3)  # the circuit is open now
+    seed_spool_via_failed_run(tmp_path / "data", n=3)  # the circuit is open now
     with serve(tmp_path / "service") as url:
         live = env_for(tmp_path / "data", url)
         cli("circuit", "reset", env=live)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.clitools import BIN, _ENV_DROP, cli_env, run_cli, serve, wait_for
+from tests.clitools import BIN, cli_env, run_cli, serve, wait_for
 
 FAST = {"EXPONENTIAL_BACKOFF_BASE_DELAY": "0.01", "EXPONENTIAL_BACKOFF_MAX_DELAY": "0.02",
         "CIRCUIT_BREAKER_FAILURE_THRESHOLD": "2"}
@@ -105,18 +105,6 @@ def pipe_run(args: list[str], env: dict[str, str], *, until, sig: int, timeout: 
             proc.wait()
     reader.join(timeout)
     return rc, b"".join(chunks).decode(), err
-
-
-@pytest.fixture
-def tracker_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """In-process facade over a private data directory (the same environment as cli_env)."""
-    for key in list(os.environ):
-        if key.startswith(_ENV_DROP):
-            monkeypatch.delenv(key)
-    data = tmp_path / "data"
-    monkeypatch.setenv("PATTERN_TRACKER_DATA_DIR", str(data))
-    monkeypatch.setenv("XDG_CACHE_HOME", f"{data}-cache")
-    return data
 
 
 # ---------------------------------------------------------------------------------------
