@@ -15,9 +15,9 @@ from pattern_tracker.core.store import Store
 from pattern_tracker.state.ingest import Ingest
 from pattern_tracker.state.spool import Spool, SpoolLimits
 from tests.clitools import run_cli
+from tests.hooktools import payloads
 from tests.threaded_app import ThreadedApp
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "hook_payloads.jsonl"
 BOUND, TOTAL = 50, 200
 FAST = {"EXPONENTIAL_BACKOFF_BASE_DELAY": "0.01", "EXPONENTIAL_BACKOFF_MAX_DELAY": "0.05",
         "PATTERN_TRACKER__PATTERN_TRACKING__SHUTDOWN_TIMEOUT": "3",
@@ -27,7 +27,7 @@ FAST = {"EXPONENTIAL_BACKOFF_BASE_DELAY": "0.01", "EXPONENTIAL_BACKOFF_MAX_DELAY
 
 def hook_edits(env: dict[str, str], root: Path, n: int) -> None:
     """``n`` Write payloads as Claude Code sends them, each to a file of its own, through the real hook."""
-    write = next(json.loads(line) for line in FIXTURES.read_text().splitlines() if '"tool_name": "Write"' in line)
+    write = next(p for p in payloads() if p["tool_name"] == "Write")
     for i in range(n):
         doc = json.loads(json.dumps(write))
         doc["tool_input"]["file_path"] = str(root / f"edit_{i}.py")

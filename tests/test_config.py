@@ -30,6 +30,7 @@ from pattern_tracker.settings.config import (
 from pattern_tracker.settings.introspect import leaf_keys as _leaf_keys
 from pattern_tracker.settings.locations import user_config_path
 from tests.clitools import BIN, cli_env, run_cli, stop
+from tests.hooktools import payloads, retarget, spooled
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_LINES = DEFAULT_CONFIG_PATH.read_text().splitlines()
@@ -708,7 +709,6 @@ def test_cli_malformed_user_file_is_one_line_and_exit_2(tmp_path: Path, text: st
 def test_hook_sees_a_changed_user_file_at_once(tmp_path: Path) -> None:
     env = cli_env(tmp_path / "data", PATTERN_TRACKER__HOOK__SPAWN_DRAINER="false")
     del env["PATTERN_TRACKER_DATA_DIR"]  # the user's file says where the edits go
-    from tests.test_hook import payloads, retarget, spooled
 
     def edit() -> None:
         doc = retarget(payloads()[0], tmp_path)

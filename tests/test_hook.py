@@ -13,24 +13,12 @@ import pytest
 from pattern_tracker.state.spool import Spool
 from pattern_tracker.core.store import Store
 from tests.clitools import BIN, cli_env, free_port, run_cli, serve, wait_for
-
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "hook_payloads.jsonl"
-
-
-def payloads() -> list[dict]:
-    return [json.loads(line) for line in FIXTURES.read_text().splitlines() if line.strip()]
+from tests.fake_secrets import SECRET_CASES
+from tests.hooktools import hook_log, payloads, retarget, spooled
 
 
 def hook(env: dict[str, str], payload: bytes, *args: str) -> subprocess.CompletedProcess[str]:
     return run_cli("hook", *args, env=env, input=payload)
-
-
-def spooled(data: Path) -> list[dict]:
-    store = Store.open(data)
-    try:
-        return [json.loads(__import__("msgspec").json.encode(e.event)) for _, e in Spool(store).read_batch(0, 10_000)]
-    finally:
-        store.close()
 
 
 def lease_holder(data: Path) -> object | None:
@@ -43,24 +31,10 @@ def lease_holder(data: Path) -> object | None:
         store.close()
 
 
-def hook_log(data: Path) -> list[str]:
-    path = data / "hook.log"
-    return path.read_text().splitlines() if path.exists() else []
-
-
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     # No drainer in these tests: we look at what the hook itself left in the spool.
     return cli_env(tmp_path / "data", PATTERN_TRACKER__HOOK__SPAWN_DRAINER="false")
-
-
-def retarget(payload: dict, root: Path) -> dict:
-    """The fixture payload with its file path moved under ``root``."""
-    doc = json.loads(json.dumps(payload))
-    for key in ("file_path", "notebook_path"):
-        if key in doc["tool_input"]:
-            doc["tool_input"][key] = str(root / Path(doc["tool_input"][key]).name)
-    return doc
 
 
 def test_each_tool_gives_the_right_event(tmp_path: Path, env: dict[str, str]) -> None:
@@ -211,8 +185,6 @@ def test_service_down_then_back_delivers_after_a_drain(tmp_path: Path) -> None:
 
 
 def test_secrets_in_a_write_never_reach_the_spool_or_the_server(tmp_path: Path) -> None:
-    from tests.test_redact import SECRET_CASES
-
     data = tmp_path / "data"
     secrets = [secret for _, _, found in SECRET_CASES for secret in found]
     content = "".join(text for _, text, _ in SECRET_CASES)

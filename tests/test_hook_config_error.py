@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.clitools import cli_env, run_cli, serve
-from tests.test_hook import hook_log, payloads, retarget, spooled
+from tests.hooktools import hook_log, payloads, retarget, spooled
 
 
 def write_payload(root: Path) -> tuple[bytes, str]:

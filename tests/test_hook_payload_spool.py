@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -13,13 +12,7 @@ from pattern_tracker.state.ingest import Ingest
 from pattern_tracker.state.spool import Spool, SpoolLimits
 from pattern_tracker.core.store import Store, u64
 from pattern_tracker.core.counters import Counters
-
-# Our own fixture of Claude Code's PostToolUse payload shapes (what the hook is sent).
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "hook_payloads.jsonl"
-
-
-def payloads() -> list[dict]:
-    return [json.loads(line) for line in FIXTURES.read_text().splitlines() if line.strip()]
+from tests.hooktools import payloads
 
 
 def no_disk(_: str) -> str | None:

@@ -19,7 +19,7 @@ import pytest
 
 from pattern_tracker.usecases.claude_settings import is_our_command
 from tests.clitools import BIN, cli_env, serve, wait_for
-from tests.test_hook import payloads
+from tests.hooktools import payloads
 
 SHADOWS = ("pipeline", "operators", "sinks", "pattern_tracker")
 

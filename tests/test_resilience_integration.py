@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -18,24 +17,7 @@ from pattern_tracker.core.store import MIB, Store
 from pattern_tracker.telemetry import Telemetry
 from pattern_tracker.sinks.http import HttpSink
 from tests.clitools import free_port
-
-
-class Faults:
-    """A fault hook for `serve`: records every POST and answers with whatever ``mode`` says."""
-
-    def __init__(self) -> None:
-        self.mode: Callable[[web.Request], Awaitable[web.StreamResponse | None]] | None = None
-        self.posts: list[float] = []
-
-    async def __call__(self, request: web.Request) -> web.StreamResponse | None:
-        if request.method != "POST":
-            return None
-        self.posts.append(time.monotonic())
-        return await self.mode(request) if self.mode else None
-
-
-async def unavailable(_: web.Request) -> web.StreamResponse:
-    return web.json_response({"detail": "Database connection not available"}, status=503)
+from tests.servetools import Faults, unavailable
 
 
 def client_pipeline(

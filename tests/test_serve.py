@@ -12,7 +12,6 @@ import re
 import threading
 from typing import Any
 
-import aiohttp
 import lmdb
 import pytest
 from aiohttp import web
@@ -21,27 +20,9 @@ from pattern_tracker.model.api import PREFIX
 from pattern_tracker.service.serve import run_server
 from tests.clitools import async_wait_for, cli_env, run_cli
 from tests.lineage_backends import every_backend, lmdb_only  # noqa: F401 - every test on both stores
+from tests.servetools import TRACK, call, created, modified
 
-TRACK = PREFIX + "/lineage/track"
 BATCH = PREFIX + "/lineage/track/batch"
-
-
-def created(pid: str, file_path: str = "/src/a.py", **kw: Any) -> dict[str, Any]:
-    return {"event_type": "pattern_created", "pattern_id": pid, "pattern_version": "1", "file_path": file_path,
-            "pattern_data": {"code": f"# {pid}\n"}, **kw}
-
-
-def modified(pid: str, parent: str, file_path: str = "/src/a.py", **kw: Any) -> dict[str, Any]:
-    return {"event_type": "pattern_modified", "pattern_id": pid, "pattern_version": "1", "file_path": file_path,
-            "parent_pattern_ids": [parent], "pattern_data": {"code": f"# {pid}\n"}, **kw}
-
-
-async def call(method: str, url: str, *, json: Any = None, data: bytes | None = None,
-               headers: dict[str, str] | None = None) -> tuple[int, Any, Any]:
-    async with aiohttp.ClientSession() as session:
-        async with session.request(method, url, json=json, data=data, headers=headers) as resp:
-            body = await resp.json(content_type=None)
-            return resp.status, body, resp.headers
 
 
 async def test_chain_and_ancestry(serve_url: str, stored) -> None:

@@ -9,9 +9,7 @@ from pattern_tracker.service import ui_session
 from pattern_tracker.service.app_state import open_ui
 
 from tests.lineage_backends import every_backend, lmdb_only  # noqa: F401 - every test on both stores
-from tests.test_serve import call, created, modified
-
-TRACK = PREFIX + "/lineage/track"
+from tests.servetools import TRACK, call, created, modified
 
 
 async def chain(url: str, headers: dict[str, str] | None = None) -> None:

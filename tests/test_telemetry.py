@@ -105,7 +105,7 @@ from pattern_tracker.core.store import MIB  # noqa: E402
 from pattern_tracker.telemetry import LATENCY_BUCKETS_S, HttpClientSpans  # noqa: E402
 from pattern_tracker.sinks.http import HttpSink  # noqa: E402
 from tests.clitools import async_wait_for, free_port  # noqa: E402
-from tests.test_resilience_integration import Faults, unavailable  # noqa: E402
+from tests.servetools import Faults, unavailable  # noqa: E402
 
 BATCH_PATH = "/api/pattern-traceability/lineage/track/batch"
 
