@@ -1,4 +1,5 @@
-"""Long versions of tests/test_reliability.py (`make soak`): the same scenarios, large."""
+"""Long versions of tests/test_reliability.py (`make soak`): the same scenarios
+(tests/reliability_scenarios.py), large."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests import test_reliability as r
-from tests.clitools import BIN
+from tests import reliability_scenarios as r
+from tests.clitools import BIN, run_cli
 
 def long(examples: int) -> settings:
     return settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck), database=None)
@@ -59,7 +60,7 @@ def test_soak_stdin_cli_fuzz(plan: list[tuple[bool, bytes]]) -> None:
 
 @pytest.mark.timeout(3600)
 @long(3000)
-@given(st.lists(r._answers(), max_size=16), st.integers(1, 25), st.booleans())
+@given(st.lists(r.answers(), max_size=16), st.integers(1, 25), st.booleans())
 def test_soak_http_sink_fuzz(script: list[r.Answer], n: int, use_batch: bool) -> None:
     r.check_http_answers(script, n, use_batch)
 
@@ -69,10 +70,10 @@ def test_soak_twenty_concurrent_hooks_at_the_map_limit(tmp_path: Path) -> None:
     """A store at storage.max_map_size: concurrent hooks each exit 0 with one log line; nothing
     queued before is lost or unreadable; the store verifies."""
     data = tmp_path / "d"
-    env = r._map_env(data, 1, 2)
-    first = r.run_cli("run", "--source", "stdin", env=env, input=r._records(8, 60_000, "/soak/a"))
+    env = r.map_env(data, 1, 2)
+    first = run_cli("run", "--source", "stdin", env=env, input=r.record_lines(8, 60_000, "/soak/a"))
     assert first.returncode == 0, first.stderr
-    queued = r._readable_spool(data)
+    queued = r.readable_spool(data)
     procs = []
     for i in range(20):
         doc = {"tool_name": "Write", "tool_input": {"file_path": str(tmp_path / f"big{i}.py"),
@@ -85,19 +86,19 @@ def test_soak_twenty_concurrent_hooks_at_the_map_limit(tmp_path: Path) -> None:
         assert p.returncode == 0 and out == b"" and err == b""
     lines = (data / "hook.log").read_text().rstrip("\n").split("\n")
     assert len(lines) == 20 and all("is full" in line for line in lines), lines
-    assert r._readable_spool(data) == queued and r.verify_in_subprocess(data) == []
+    assert r.readable_spool(data) == queued and r.verify_in_subprocess(data) == []
 
 
 @pytest.mark.timeout(3600)
 @pytest.mark.parametrize("policy", ["drop_oldest", "drop_newest"])
 def test_soak_overflow_with_5000_events(tmp_path: Path, policy: str) -> None:
     data = tmp_path / "d"
-    env = r._map_env(data, 1, 64, PATTERN_TRACKING_CACHE_SIZE="50",
-                     PATTERN_TRACKER__PATTERN_TRACKING__OVERFLOW_POLICY=policy)
-    out = r.run_cli("run", "--source", "stdin", env=env, input=r._records(5000, 200, "/soak/o"), timeout=600)
+    env = r.map_env(data, 1, 64, PATTERN_TRACKING_CACHE_SIZE="50",
+                    PATTERN_TRACKER__PATTERN_TRACKING__OVERFLOW_POLICY=policy)
+    out = run_cli("run", "--source", "stdin", env=env, input=r.record_lines(5000, 200, "/soak/o"), timeout=600)
     assert out.returncode == 0, out.stderr
     stats = r.cli_json("cache", "stats", env=env)
     assert stats["size"] == 50 and stats["dropped"] >= 4950, stats
     removed = stats["dropped"] - stats["dropped_by_reason"].get("overflow_newest", 0)
     assert stats["entered"] == stats["acked"] + stats["dead_letter"] + stats["expired"] + removed + stats["size"], stats
-    assert len(r._readable_spool(data)) == 50 and r.verify_in_subprocess(data) == []
+    assert len(r.readable_spool(data)) == 50 and r.verify_in_subprocess(data) == []
