@@ -8,10 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 
-from pattern_tracker.core.store import MIB, Store
-from tests.clitools import ENV_DROP
+# Scenario helpers hold the assertions of the tests that call them: rewritten like a test
+# module's, so a failure shows the values compared (registered before anything imports them).
+pytest.register_assert_rewrite("tests.reliability_scenarios", "tests.spool_scenarios", "tests.clitools")
+
+from aiohttp import web  # noqa: E402
+
+from pattern_tracker.core.store import MIB, Store  # noqa: E402
+from tests.clitools import ENV_DROP  # noqa: E402
 
 
 @pytest.fixture(autouse=True, scope="session")
