@@ -159,6 +159,17 @@ def test_cache_stats_counts_entered_and_replayed(tmp_path: Path) -> None:
     assert stats["entered"] == 2 and stats["spilled"] == 2 and stats["replayed_ok"] == 0
 
 
+def test_spool_drain_is_a_usage_error_that_names_the_drain_command(tmp_path: Path) -> None:
+    """`drain` is a command of its own, not an action of the spool: a user who types `spool drain`
+    is told where it is, in the one error line (and under `cache --help`); the spool is untouched."""
+    env = seed_spool_via_failed_run(tmp_path / "data", n=2)
+    for args in (("spool", "drain"), ("cache",)):
+        line = one_error_line(cli(*args, env=env, code=2))
+        assert line.startswith("pattern-tracker cache: error: ") and "pattern-tracker drain" in line, line
+    assert "To deliver the spooled events now: pattern-tracker drain." in cli("cache", "--help", env=env).stdout
+    assert cli_json("cache", "stats", env=env)["size"] == 2
+
+
 def test_cache_clear_refuses_without_yes_then_empties(tmp_path: Path) -> None:
     env = seed_spool_via_failed_run(tmp_path / "data", n=3)
     out = cli("cache", "clear", env=env, code=2)

@@ -44,7 +44,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     The code and docs call it the spool; ``cache`` is the resilience guide's word, so it stays the
     command's name, and ``spool`` is accepted as its alias."""
     g = action_group(sub, common, "cache", "the pattern cache (the spool of undelivered events)", "cache_command",
-                     aliases=["spool"])
+                     aliases=["spool"], related="to deliver the spooled events now: pattern-tracker drain")
     add_action(g, common, "stats", "size, bound, oldest age and what entered, spilled, replayed, expired, dropped",
                cmd_cache_stats)
     p = add_action(g, common, "clear", "drop every spooled event (they are lost)", cmd_cache_clear)

@@ -68,11 +68,13 @@ def stderr_line(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def one_line_errors(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Usage errors of these commands are one line on stderr and exit code 2 (no usage dump)."""
+def one_line_errors(parser: argparse.ArgumentParser, hint: str | None = None) -> argparse.ArgumentParser:
+    """Usage errors of these commands are one line on stderr and exit code 2 (no usage dump);
+    ``hint`` (where a user who typed this command may have meant another one) goes on that line."""
+    see = f"{hint}; see --help" if hint else "see --help"
 
     def error(message: str) -> NoReturn:
-        print(f"{parser.prog}: error: {message} (see --help)", file=sys.stderr, flush=True)
+        print(f"{parser.prog}: error: {message} ({see})", file=sys.stderr, flush=True)
         sys.exit(EXIT_USAGE)
 
     parser.error = error  # type: ignore[method-assign]
@@ -110,9 +112,11 @@ def open_store_for(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def action_group(parent: Any, common: argparse.ArgumentParser, name: str, help: str, dest: str,
-                 aliases: Sequence[str] = ()) -> Any:
-    """``pattern-tracker NAME ACTION …``: a command whose ACTION is required."""
-    p = one_line_errors(parent.add_parser(name, aliases=list(aliases), parents=[common], help=help, description=help))
+                 aliases: Sequence[str] = (), related: str | None = None) -> Any:
+    """``pattern-tracker NAME ACTION …``: a command whose ACTION is required. ``related``: the
+    command next door a user may be looking for, shown under --help and with a usage error."""
+    p = one_line_errors(parent.add_parser(name, aliases=list(aliases), parents=[common], help=help, description=help,
+                                          epilog=related and related[0].upper() + related[1:] + "."), related)
     g = p.add_subparsers(dest=dest, metavar="ACTION")
     g.required = True
     return g
