@@ -261,6 +261,42 @@ def test_cli_usage_errors_and_version(tmp_path: Path) -> None:
     assert unknown.returncode == 1 and "not found" in unknown.stderr
 
 
+def _commands(parser, path: tuple[str, ...] = ()):
+    """Every runnable ``pattern-tracker`` command (the words before its own arguments), from the parser itself."""
+    import argparse
+
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        yield path
+        return
+    seen = set()
+    for name, sub in subs[0].choices.items():
+        if id(sub) not in seen:  # an alias (spool) is the same parser as its command (cache)
+            seen.add(id(sub))
+            yield from _commands(sub, (*path, name))
+
+
+def test_every_usage_error_is_one_line_naming_its_command(tmp_path: Path) -> None:
+    """argparse prints a usage block (2-5 lines) before its error; ours is one line that names the
+    command given the bad argument, exit 2, for every command the parser has (`hook` always exits 0)."""
+    from pattern_tracker.cli.app import build_parser
+
+    env = cli_env(tmp_path / "d")
+    commands = [c for c in _commands(build_parser()) if c != ("hook",)]
+    assert len(commands) > 20 and ("cache", "quarantine", "list") in commands
+    for words in commands:
+        out = run_cli(*words, "--no-such-flag", env=env)
+        lines = out.stderr.splitlines()
+        assert out.returncode == 2 and len(lines) == 1, (words, out.stderr)
+        assert lines[0].startswith(f"pattern-tracker {' '.join(words)}: error: "), (words, lines[0])
+        assert "--no-such-flag" in lines[0] or "required" in lines[0], lines[0]
+    for argv, says in ((["replay"], "replay: error: the following arguments are required: ARCHIVE"),
+                       ([], "pattern-tracker: error: the following arguments are required: COMMAND"),
+                       (["frobnicate"], "invalid choice: 'frobnicate'")):
+        out = run_cli(*argv, env=env)
+        assert out.returncode == 2 and len(out.stderr.splitlines()) == 1 and says in out.stderr, out.stderr
+
+
 def _big_config(tmp_path: Path) -> Path:
     """A config whose `config show` is ~150 KB: more than a pipe holds, so the writer meets the closed end."""
     path = tmp_path / "big.yaml"

@@ -35,6 +35,7 @@ from pattern_tracker.cli.support import (
     EXIT_STDOUT_CLOSED,
     EXIT_USAGE,
     CliError,
+    OneLineParser,
     stderr_line,
 )
 
@@ -52,7 +53,7 @@ def _common() -> argparse.ArgumentParser:
 
 def build_parser() -> argparse.ArgumentParser:
     common = _common()
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="pattern-tracker",
         description="Track code patterns written by an AI coding assistant and deliver them to the Phase 4 lineage service.",
         parents=[common],

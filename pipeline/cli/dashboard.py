@@ -21,7 +21,6 @@ from pattern_tracker.cli.support import (
     EXIT_USAGE,
     CliError,
     install_stop,
-    one_line_errors,
     open_store_for,
     stderr_line,
 )
@@ -33,10 +32,10 @@ LOOPBACK = ("127.0.0.1", "::1", "localhost")
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add ``dashboard`` to the ``pattern-tracker`` subparsers."""
     help_ = "serve the operations dashboard over the data directory (no pipeline needed)"
-    p = one_line_errors(sub.add_parser(
+    p = sub.add_parser(
         "dashboard", parents=[common], help=help_,
         description=help_ + ". Read-only; Ctrl-C stops it. The page is at http://HOST:PORT/ui/.",
-    ))
+    )
     p.add_argument("--port", type=int, default=None,
                    help=f"port (default monitoring.status_port, or {DEFAULT_PORT} when that is 0; 0 = any free port)")
     p.add_argument("--host", default="127.0.0.1",

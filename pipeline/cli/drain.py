@@ -10,16 +10,16 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from pattern_tracker.cli.support import drain_now, one_line_errors, open_store_for, print_json
+from pattern_tracker.cli.support import drain_now, open_store_for, print_json
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add ``drain`` to the ``pattern-tracker`` subparsers."""
-    p = one_line_errors(sub.add_parser(
+    p = sub.add_parser(
         "drain", parents=[common], help="deliver the spool's backlog now, then exit",
         description="Deliver the spool's backlog now, then exit. Exit 0: the spool is empty; "
                     "4: events remain (service unavailable, circuit open, or interrupted).",
-    ))
+    )
     p.add_argument("--until-empty", action="store_true",
                    help="keep going through open-circuit periods until the spool is empty (Ctrl-C stops)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")

@@ -17,21 +17,21 @@ import math
 import time
 from typing import Any
 
-from pattern_tracker.cli.support import EXIT_OK, EXIT_USAGE, CliError, one_line_errors, open_store_for, print_json
+from pattern_tracker.cli.support import EXIT_OK, EXIT_USAGE, CliError, open_store_for, print_json
 from pattern_tracker.core.timefmt import duration
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add ``health`` and ``metrics`` to the ``pattern-tracker`` subparsers."""
     help_ = "healthy/degraded/unhealthy with reasons (exit 0/1/2): service, circuit, spool, dead letters"
-    p = one_line_errors(sub.add_parser(
+    p = sub.add_parser(
         "health", parents=[common], help=help_,
         description=help_ + ". Exit 0 healthy, 1 degraded, 2 unhealthy (2 is also the usage-error code).",
-    ))
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_health)
     help_ = "error metrics summed over every process of the data directory"
-    p = one_line_errors(sub.add_parser("metrics", parents=[common], help=help_, description=help_))
+    p = sub.add_parser("metrics", parents=[common], help=help_, description=help_)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--since", type=float, metavar="SECONDS", default=None,
                    help="window in seconds (default monitoring.metrics_retention)")

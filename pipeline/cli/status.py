@@ -25,7 +25,7 @@ import sys
 import time
 from typing import Any
 
-from pattern_tracker.cli.support import EXIT_OK, EXIT_USAGE, CliError, clean, one_line_errors, open_store_for
+from pattern_tracker.cli.support import EXIT_OK, EXIT_USAGE, CliError, clean, open_store_for
 from pattern_tracker.core.timefmt import duration, when
 from pattern_tracker.usecases.status import collect
 
@@ -39,8 +39,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add ``status`` to the ``pattern-tracker`` subparsers."""
 
     help = "one screen of live status read from the data directory (circuit, throughput, spool, errors, latency)"
-    p = one_line_errors(sub.add_parser("status", parents=[common], help=help, description=help + ". "
-                                        "Reads only the store: works while `run` is going, never calls the service."))
+    p = sub.add_parser("status", parents=[common], help=help, description=help + ". "
+                       "Reads only the store: works while `run` is going, never calls the service.")
     p.add_argument("--watch", action="store_true", help="refresh until Ctrl-C (in place on a terminal)")
     p.add_argument("--interval", type=float, default=1.0, metavar="S", help="seconds between refreshes (default 1)")
     p.add_argument("--json", action="store_true", help="print JSON (one object per refresh with --watch)")

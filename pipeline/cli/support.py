@@ -68,17 +68,37 @@ def stderr_line(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def one_line_errors(parser: argparse.ArgumentParser, hint: str | None = None) -> argparse.ArgumentParser:
-    """Usage errors of these commands are one line on stderr and exit code 2 (no usage dump);
-    ``hint`` (where a user who typed this command may have meant another one) goes on that line."""
-    see = f"{hint}; see --help" if hint else "see --help"
+class OneLineParser(argparse.ArgumentParser):
+    """A usage error is one line on stderr naming the command it is about, and exit code 2
+    (argparse's own prints the usage block first, 2-5 lines before the error).
 
-    def error(message: str) -> NoReturn:
-        print(f"{parser.prog}: error: {message} ({see})", file=sys.stderr, flush=True)
+    Subparsers are of their parent's class (argparse's default ``parser_class``), so the
+    ``pattern-tracker`` parser being one makes every command's parser one. ``hint``: where a user
+    who typed this command may have meant another one; it goes on the error line.
+    """
+
+    hint: str | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.set_defaults(**{_ERRORS_BY: self})  # the innermost command parsed names the error
+
+    def error(self, message: str) -> NoReturn:
+        see = f"{self.hint}; see --help" if self.hint else "see --help"
+        print(f"{self.prog}: error: {message} ({see})", file=sys.stderr, flush=True)
         sys.exit(EXIT_USAGE)
 
-    parser.error = error  # type: ignore[method-assign]
-    return parser
+    def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        """Arguments no command knows are reported by the command they were given to, not by
+        ``pattern-tracker`` (which argparse's own parse_args does)."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        by = vars(parsed).pop(_ERRORS_BY, self)
+        if extras:
+            by.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
+
+
+_ERRORS_BY = "_usage_errors_by"
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -115,8 +135,9 @@ def action_group(parent: Any, common: argparse.ArgumentParser, name: str, help: 
                  aliases: Sequence[str] = (), related: str | None = None) -> Any:
     """``pattern-tracker NAME ACTION …``: a command whose ACTION is required. ``related``: the
     command next door a user may be looking for, shown under --help and with a usage error."""
-    p = one_line_errors(parent.add_parser(name, aliases=list(aliases), parents=[common], help=help, description=help,
-                                          epilog=related and related[0].upper() + related[1:] + "."), related)
+    p = parent.add_parser(name, aliases=list(aliases), parents=[common], help=help, description=help,
+                          epilog=related and related[0].upper() + related[1:] + ".")
+    p.hint = related
     g = p.add_subparsers(dest=dest, metavar="ACTION")
     g.required = True
     return g
@@ -125,7 +146,7 @@ def action_group(parent: Any, common: argparse.ArgumentParser, name: str, help: 
 def add_action(group: Any, common: argparse.ArgumentParser, name: str, help: str, func: Callable[[argparse.Namespace], int],
            json_flag: bool = True) -> argparse.ArgumentParser:
     """One ACTION of an ``action_group``, with ``--json`` unless ``json_flag`` is false."""
-    p = one_line_errors(group.add_parser(name, parents=[common], help=help, description=help))
+    p = group.add_parser(name, parents=[common], help=help, description=help)
     if json_flag:
         p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=func)
