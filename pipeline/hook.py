@@ -60,9 +60,12 @@ class HookLog:
         self.write("ERROR", message)
 
 
-def _parse_args(argv: list[str]) -> tuple[str | None, bool]:
+def _parse_args(argv: list[str]) -> tuple[str | None, bool, list[str]]:
+    """(--config, --verbose, the arguments it does not know): no argparse, whose errors exit 2
+    and whose import the hook would pay on every edit; unknown arguments are logged, not fatal."""
     config: str | None = None
     verbose = False
+    unknown: list[str] = []
     i = 0
     while i < len(argv):
         arg = argv[i]
@@ -73,8 +76,10 @@ def _parse_args(argv: list[str]) -> tuple[str | None, bool]:
             i += 1
         elif arg.startswith("--config="):
             config = arg.split("=", 1)[1]
+        else:
+            unknown.append(arg)
         i += 1
-    return config, verbose
+    return config, verbose, unknown
 
 
 def _read_stdin(limit: int) -> bytes | None:
@@ -197,7 +202,7 @@ def run_hook(payload_bytes: bytes, settings: dict[str, Any], log: HookLog, start
 def main(argv: list[str]) -> int:
     """Always 0: a tracking hook must never disturb the coding session."""
     started = time.time()
-    config_path, verbose = _parse_args(argv)
+    config_path, verbose, unknown = _parse_args(argv)
     fallback_dir = os.environ.get("PATTERN_TRACKER_DATA_DIR") or os.path.join(
         os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share"), "pattern-tracker")
     log = HookLog(os.path.join(fallback_dir, "hook.log"))  # until the configuration says where
@@ -220,6 +225,9 @@ def main(argv: list[str]) -> int:
         log = HookLog(settings["log_file"] or os.path.join(settings["data_dir"], "hook.log"))
         if config_error is not None:
             log.error(f"{config_error} (edits are kept in the spool, and delivered once it is fixed)")
+        if unknown:
+            log.warn(f"ignored unknown argument(s) of `pattern-tracker hook`: {' '.join(unknown)[:200]} "
+                     "(it takes --config FILE and --verbose)")
         if not settings["enabled"]:
             return 0
         payload = _read_stdin(int(settings["max_payload_bytes"]))

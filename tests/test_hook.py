@@ -118,6 +118,16 @@ def test_thirty_malformed_payloads_exit_0_with_one_log_line_each(tmp_path: Path,
     assert "larger than" in log and "malformed JSON" in log and "must be a string" in log
 
 
+def test_unknown_arguments_are_one_log_line_and_the_edit_is_kept(tmp_path: Path, env: dict[str, str]) -> None:
+    """A settings.json hook line with a typo'd flag: exit 0, nothing on the terminal, the edit
+    spooled, and one WARNING naming what was ignored (before: ignored without a word)."""
+    out = hook(env, json.dumps(retarget(payloads()[0], tmp_path)).encode(), "--verbsoe", "--config-file", "x.yaml")
+    assert out.returncode == 0 and out.stdout == "" and out.stderr == ""
+    assert len(spooled(tmp_path / "data")) == 1
+    [line] = hook_log(tmp_path / "data")
+    assert " WARNING " in line and "--verbsoe --config-file x.yaml" in line and "--config FILE" in line, line
+
+
 def test_a_bad_config_is_one_log_line_and_exit_0(tmp_path: Path) -> None:
     env = cli_env(tmp_path / "data", PATTERN_TRACKING_CACHE_SIZE="lots")
     out = hook(env, json.dumps(payloads()[0]).encode())
