@@ -389,6 +389,20 @@ def test_unknown_key_in_generic_env() -> None:
     assert "api.timeouts = '5' (from env PATTERN_TRACKER__API__TIMEOUTS)" in msg and "connect, read, total" in msg
 
 
+def test_unknown_variable_of_our_own_prefixes_is_an_error_naming_the_likely_one() -> None:
+    """A typo'd PATTERN_TRACKING_…/PATTERN_TRACKER_… variable was ignored without a word (the
+    setting silently left at its default); other tools' generic names are left alone."""
+    msg = error_of(env={"PATTERN_TRACKING_CACHESIZE": "5"})
+    assert msg.startswith("config error: unknown environment variable PATTERN_TRACKING_CACHESIZE (")
+    assert msg.endswith("did you mean PATTERN_TRACKING_CACHE_SIZE?"), msg
+    msg = error_of(env={"PATTERN_TRACKING_BATCH_SIZE": "50"})  # a key's name with the named form's prefix
+    assert msg.endswith("did you mean PATTERN_TRACKER__PATTERN_TRACKING__BATCH_SIZE?"), msg
+    msg = error_of(env={"PATTERN_TRACKER_FOO": "1"})
+    assert msg.endswith("any key can be set as PATTERN_TRACKER__SECTION__KEY"), msg
+    for harmless in ({"PATTERN_TRACKING_NOPE": ""}, {"CIRCUIT_BREAKER_SOMETHING_ELSE": "3"}, {"MONITORING_URL": "x"}):
+        load_config(None, env=harmless)  # empty counts as unset; not our names: ignored
+
+
 def test_malformed_yaml(tmp_path: Path) -> None:
     path = write(tmp_path, "pattern_tracking:\n  enabled: true\n  batch_size: 5\n  x: y: z\n")
     msg = error_of(path)

@@ -33,12 +33,14 @@ def broken_setup(tmp_path: Path, broken: str, good: dict[str, str]) -> tuple[dic
     """(environment, --config args, what the error must name, the config file) for one kind of breakage."""
     if broken == "env":
         return {**good, "CIRCUIT_BREAKER_FAILURE_THRESHOLD": "abc"}, [], "env CIRCUIT_BREAKER_FAILURE_THRESHOLD", None
+    if broken == "env-name":  # a variable of ours that names nothing (a typo)
+        return {**good, "PATTERN_TRACKING_CACHESIZE": "5"}, [], "PATTERN_TRACKING_CACHESIZE", None
     cfg = tmp_path / "pt.yaml"
     cfg.write_text("resilience:\n  circuit_breaker:\n    failure_threshold: 3\n  retry: [max_attempts: 2\n")
     return good, ["--config", str(cfg)], f"{cfg}:", cfg
 
 
-@pytest.mark.parametrize("broken", ["env", "file"])
+@pytest.mark.parametrize("broken", ["env", "env-name", "file"])
 def test_a_broken_configuration_keeps_the_edit_reports_it_and_the_fix_delivers_it(tmp_path: Path, broken: str) -> None:
     data = tmp_path / "data"
     payload, file_path = write_payload(tmp_path / "proj")

@@ -10,7 +10,15 @@ from typing import Any
 import yaml
 
 from pattern_tracker.settings.errors import ConfigError
-from pattern_tracker.settings.introspect import field_at, fields_of, is_section, short_repr, unknown_key_error, value_kind
+from pattern_tracker.settings.introspect import (
+    field_at,
+    fields_of,
+    is_section,
+    leaf_keys,
+    short_repr,
+    unknown_key_error,
+    value_kind,
+)
 from pattern_tracker.settings.schema import Config
 from pattern_tracker.settings.yaml_layer import YAML_LOADER, MergeState
 
@@ -37,6 +45,9 @@ ENV_VARS: dict[str, str] = {
 # Legacy names, applied first so that the named variable for the same key wins.
 ENV_ALIASES: dict[str, str] = {"INTELLIGENCE_SERVICE_URL": "api.url"}
 ENV_PREFIX = "PATTERN_TRACKER__"
+# Our own names: a variable of these prefixes that is none of the above is a typo, not someone
+# else's (the guide's other names, CIRCUIT_BREAKER_… or MONITORING_…, are too generic to claim).
+OWN_PREFIXES = ("PATTERN_TRACKING_", "PATTERN_TRACKER_")
 
 
 _NULLS = frozenset({"null", "Null", "NULL", "~"})
@@ -88,8 +99,25 @@ def _env_path(var: str, env_value: str) -> list[str]:
     return path
 
 
+def _unknown_named(var: str) -> ConfigError:
+    """A ``PATTERN_TRACKING_…``/``PATTERN_TRACKER_…`` variable that names nothing: the closest named
+    one, or the generic form of a key with that name (``PATTERN_TRACKING_BATCH_SIZE`` →
+    ``PATTERN_TRACKER__PATTERN_TRACKING__BATCH_SIZE``)."""
+    import difflib  # only on this error path
+
+    name = var.split("_", 2)[2].lower()
+    generic = [ENV_PREFIX + key.replace(".", "__").upper() for key in leaf_keys(Config) if key.rpartition(".")[2] == name]
+    close = generic or difflib.get_close_matches(var, list(ENV_VARS), n=1, cutoff=0.85)
+    hint = f"did you mean {close[0]}?" if close else f"any key can be set as {ENV_PREFIX}SECTION__KEY"
+    return ConfigError(f"unknown environment variable {var} (not one of the {len(ENV_VARS)} named ones "
+                       f"docs/configuration.md lists); {hint}", key=var, origin=f"env {var}")
+
+
 def merge_env(state: MergeState, env: Mapping[str, str]) -> None:
     """The environment over ``state``: the alias, then the named variables, then the generic form."""
+    for var in sorted(env):
+        if env[var] and var.startswith(OWN_PREFIXES) and var not in ENV_VARS and not var.upper().startswith(ENV_PREFIX):
+            raise _unknown_named(var)
     plan: list[tuple[str, list[str]]] = []
     for table in (ENV_ALIASES, ENV_VARS):
         for var, dotted in table.items():
