@@ -295,6 +295,11 @@ def test_facade_end_to_end(tracker_env: Path, tmp_path: Path) -> None:
         assert t.track_pattern_creation("X=1", {"file_path": str(tmp_path / ".env")})["reason"].startswith("denied")
         with pytest.raises(ValueError):
             t.track_pattern_creation("x", {"session_id": "no path"})
+        # An unknown context key is an error naming it, not dropped without a word; nothing queued.
+        with pytest.raises(ValueError, match=r"unknown key\(s\) 'sesion_id'.*did you mean 'session_id'"):
+            t.track_pattern_creation("y = 1\n", {"file_path": path, "sesion_id": "s1"})
+        with pytest.raises(ValueError, match="NUL"):
+            t.track_pattern_creation("y = 1\n", {"file_path": path + "\0.py"})
 
         health = t.get_health_summary()
         assert health["cache_size"] == 2 and health["circuit_state"] == "closed" and health["api_available"] is True

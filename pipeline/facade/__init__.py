@@ -43,6 +43,7 @@ __all__ = ["CircuitBreakerView", "Delivery", "PatternCacheView", "PatternTracker
 Delivery = Literal["background", "inline", "none"]
 
 _CONTEXT_STR_KEYS = ("session_id", "tool_name", "tool_use_id", "reason", "language")
+_CONTEXT_KEYS = ("file_path", *_CONTEXT_STR_KEYS, "occurred_at")
 _METRIC_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
 _STORE_REFS: dict[str, int] = {}  # Store handles are per process and per path: close the last user's only
 _STORE_LOCK = threading.Lock()
@@ -159,9 +160,18 @@ class PatternTracker:
             raise TypeError(f"code must be a str, got {type(code).__name__}")
         if not isinstance(context, Mapping):
             raise TypeError(f"context must be a dict, got {type(context).__name__}")
+        unknown = [key for key in context if key not in _CONTEXT_KEYS]
+        if unknown:  # a typo'd key would be dropped without a word (context['sesion_id'])
+            import difflib  # only on this error path
+
+            close = difflib.get_close_matches(str(unknown[0]), _CONTEXT_KEYS, n=1)
+            raise ValueError(f"context has unknown key(s) {', '.join(map(repr, unknown))}: it takes "
+                             f"{', '.join(_CONTEXT_KEYS)}" + (f" (did you mean {close[0]!r}?)" if close else ""))
         path = context.get("file_path")
         if not isinstance(path, str) or not path.strip():
             raise ValueError("context['file_path'] is required (a non-empty str)")
+        if "\0" in path:  # no file has one; PostgreSQL could not store it either
+            raise ValueError("context['file_path'] holds a NUL character")
         for key in _CONTEXT_STR_KEYS:
             value = context.get(key)
             if value is not None and not isinstance(value, str):
