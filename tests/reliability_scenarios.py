@@ -488,6 +488,7 @@ def check_parse_record(obj: Any) -> None:
     assert isinstance(parsed, list) and all(isinstance(c, Change) for c in parsed)
     for change in parsed:
         assert isinstance(change.path, str) and isinstance(change.code, str)
+        assert "\0" not in change.path  # accepted means storable: a NUL path is refused at the door
 
 
 _bad_lines = st.one_of(
@@ -497,7 +498,8 @@ _bad_lines = st.one_of(
                      b'{"file_path": "/f.py", "code": "x", "extra": 1}', b'{"code": "only"}',
                      b'{"event_id": "e", "event_type": "pattern_created"}', b"\xff\xfe\xfd",
                      b'{"tool_name": "Write", "tool_input": {"file_path": "/w.py"}}', b"[" * 50_000,
-                     b'{"a":' * 50_000, b'{"file_path": "/f.py", "code": "x", "\\r\\n": 1}']),
+                     b'{"a":' * 50_000, b'{"file_path": "/f.py", "code": "x", "\\r\\n": 1}',
+                     b'{"file_path": "/f\\u0000.py", "code": "x"}']),
 )
 
 

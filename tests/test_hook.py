@@ -128,6 +128,17 @@ def test_unknown_arguments_are_one_log_line_and_the_edit_is_kept(tmp_path: Path,
     assert " WARNING " in line and "--verbsoe --config-file x.yaml" in line and "--config FILE" in line, line
 
 
+def test_a_file_path_with_a_nul_character_is_refused_with_one_log_line(tmp_path: Path, env: dict[str, str]) -> None:
+    """JSON can carry "\\u0000"; no file is named so, and PostgreSQL cannot store it: refused at the
+    door (before: spooled, then failing at the service)."""
+    payload = {"tool_name": "Write", "tool_input": {"file_path": str(tmp_path / "a\0b.py"), "content": "x = 1\n"}}
+    out = hook(env, json.dumps(payload).encode())
+    assert out.returncode == 0 and out.stdout == "" and out.stderr == ""
+    [line] = hook_log(tmp_path / "data")
+    assert " ERROR " in line and "NUL character" in line, line
+    assert spooled(tmp_path / "data") == []
+
+
 def test_a_bad_config_is_one_log_line_and_exit_0(tmp_path: Path) -> None:
     env = cli_env(tmp_path / "data", PATTERN_TRACKING_CACHE_SIZE="lots")
     out = hook(env, json.dumps(payloads()[0]).encode())

@@ -79,18 +79,29 @@ def _apply_edit(text: str, old: str, new: str, replace_all: bool, where: str) ->
 def changes_from_payload(payload: Any, now: float, read_text: ReadText) -> list[Change]:
     """The changes a payload describes; [] for tools we do not track. Raises PayloadError."""
     changes = _changes_from_payload(payload, now, read_text)
-    # JSON may carry a lone surrogate ("\\ud800"): not Unicode, it cannot be stored or sent as
-    # UTF-8 (a spooled one would stop every later drain). Refuse the payload instead.
     for ch in changes:
-        for name in ("path", "code", "tool_name", "tool_use_id", "session_id"):
-            value = getattr(ch, name)
-            if value is not None:
-                try:
-                    value.encode("utf-8")
-                except UnicodeEncodeError:
-                    raise PayloadError(f"{'file path' if name == 'path' else name} is not valid Unicode "
-                                       "(a lone surrogate escape)") from None
+        check_storable(ch)
     return changes
+
+
+def check_storable(ch: Change) -> None:
+    """Refuse (PayloadError) a change that could be spooled but never stored or sent: every way a
+    change comes in (hook payload, stdin record, the Python API) checks it here.
+
+    JSON may carry a lone surrogate ("\\ud800"): not Unicode, it cannot be encoded as UTF-8 (a
+    spooled one would stop every later drain). And "\\u0000" in a path: no file is named so,
+    and PostgreSQL cannot store it.
+    """
+    if "\0" in ch.path:
+        raise PayloadError("file path holds a NUL character")
+    for name in ("path", "code", "tool_name", "tool_use_id", "session_id", "reason"):
+        value = getattr(ch, name)
+        if value is not None:
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise PayloadError(f"{'file path' if name == 'path' else name} is not valid Unicode "
+                                   "(a lone surrogate escape)") from None
 
 
 def _changes_from_payload(payload: Any, now: float, read_text: ReadText) -> list[Change]:

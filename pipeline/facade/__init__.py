@@ -154,7 +154,7 @@ class PatternTracker:
     # -- tracking ------------------------------------------------------------------------------
 
     def _change(self, code: str, context: Mapping[str, Any]) -> Any:
-        from pattern_tracker.core.capture import Change
+        from pattern_tracker.core.capture import Change, PayloadError, check_storable
 
         if not isinstance(code, str):
             raise TypeError(f"code must be a str, got {type(code).__name__}")
@@ -170,8 +170,6 @@ class PatternTracker:
         path = context.get("file_path")
         if not isinstance(path, str) or not path.strip():
             raise ValueError("context['file_path'] is required (a non-empty str)")
-        if "\0" in path:  # no file has one; PostgreSQL could not store it either
-            raise ValueError("context['file_path'] holds a NUL character")
         for key in _CONTEXT_STR_KEYS:
             value = context.get(key)
             if value is not None and not isinstance(value, str):
@@ -182,9 +180,14 @@ class PatternTracker:
         occurred_at = context.get("occurred_at")
         if occurred_at is not None and (isinstance(occurred_at, bool) or not isinstance(occurred_at, (int, float))):
             raise TypeError("context['occurred_at'] must be epoch seconds (a number)")
-        return Change(path=path, code=code, occurred_at=float(occurred_at) if occurred_at is not None else time.time(),
-                      tool_name=context.get("tool_name"), tool_use_id=context.get("tool_use_id"),
-                      session_id=context.get("session_id"), reason=context.get("reason"))
+        change = Change(path=path, code=code, occurred_at=float(occurred_at) if occurred_at is not None else time.time(),
+                        tool_name=context.get("tool_name"), tool_use_id=context.get("tool_use_id"),
+                        session_id=context.get("session_id"), reason=context.get("reason"))
+        try:
+            check_storable(change)
+        except PayloadError as exc:
+            raise ValueError(f"cannot track this change: {exc}") from None
+        return change
 
     def _ingest(self, change: Any, language: str | None) -> dict[str, Any]:
         """Screen, version and spool one change (one write transaction); the result dict."""

@@ -25,7 +25,7 @@ from typing import Any
 import msgspec
 
 from pattern_tracker.model.events import PatternEvent
-from pattern_tracker.core.capture import Change, PayloadError, changes_from_payload, is_hook_payload
+from pattern_tracker.core.capture import Change, PayloadError, changes_from_payload, check_storable, is_hook_payload
 from pattern_tracker.runtime import ROOM_POLL, Feed
 
 log = logging.getLogger("pattern_tracker.stdin")
@@ -86,17 +86,20 @@ def parse_record(obj: Any, now: float, read_text: Callable[[str], str | None]) -
         plain = msgspec.convert(obj, PlainChange)
     except msgspec.ValidationError as exc:
         raise RecordError(f"change record: {_describe(exc)}") from None
-    return [
-        Change(
-            path=plain.file_path,
-            code=plain.code,
-            occurred_at=plain.occurred_at if plain.occurred_at is not None else now,
-            session_id=plain.session_id,
-            tool_name=plain.tool_name,
-            tool_use_id=plain.tool_use_id,
-            reason=plain.reason,
-        )
-    ]
+    change = Change(
+        path=plain.file_path,
+        code=plain.code,
+        occurred_at=plain.occurred_at if plain.occurred_at is not None else now,
+        session_id=plain.session_id,
+        tool_name=plain.tool_name,
+        tool_use_id=plain.tool_use_id,
+        reason=plain.reason,
+    )
+    try:
+        check_storable(change)
+    except PayloadError as exc:
+        raise RecordError(f"change record: {exc}") from None
+    return [change]
 
 
 _TOO_LONG = object()

@@ -1,0 +1,38 @@
+"""A change that could be spooled but never stored or sent is refused by every door it can come in
+through (hook payload, stdin record; the Python API: tests/test_status_facade.py), by one check
+(core.capture.check_storable)."""
+
+from __future__ import annotations
+
+import pytest
+
+from pattern_tracker.core.capture import PayloadError, changes_from_payload
+from pattern_tracker.sources.stdin import RecordError, parse_record
+
+UNSTORABLE = [
+    ({"file_path": "/p/a\0b.py", "code": "x"}, "file path holds a NUL character"),
+    ({"file_path": "/p/a.py", "code": "\ud800"}, "code is not valid Unicode"),
+    ({"file_path": "/p/\udcff.py", "code": "x"}, "file path is not valid Unicode"),
+    ({"file_path": "/p/a.py", "code": "x", "reason": "\ud800"}, "reason is not valid Unicode"),
+]
+
+
+@pytest.mark.parametrize(("record", "says"), UNSTORABLE)
+def test_a_stdin_record_that_cannot_be_stored_is_refused(record: dict, says: str) -> None:
+    with pytest.raises(RecordError, match=f"^change record: {says}"):
+        parse_record(record, 1.0, lambda _path: None)
+
+
+@pytest.mark.parametrize(("record", "says"), [u for u in UNSTORABLE if "reason" not in u[0]])
+def test_a_hook_payload_that_cannot_be_stored_is_refused(record: dict, says: str) -> None:
+    payload = {"tool_name": "Write", "tool_input": {"file_path": record["file_path"], "content": record["code"]}}
+    with pytest.raises(PayloadError, match=f"^{says}"):
+        changes_from_payload(payload, 1.0, lambda _path: None)
+
+
+def test_storable_text_goes_through_both_doors() -> None:
+    record = {"file_path": "/p/é 1.py", "code": "ü = '\\x00 in code is fine'\n"}
+    [change] = parse_record(record, 1.0, lambda _path: None)
+    assert change.path == record["file_path"] and change.code == record["code"]
+    payload = {"tool_name": "Write", "tool_input": {"file_path": record["file_path"], "content": record["code"]}}
+    assert [c.code for c in changes_from_payload(payload, 1.0, lambda _path: None)] == [record["code"]]
