@@ -4,9 +4,11 @@ through (hook payload, stdin record; the Python API: tests/test_status_facade.py
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from pattern_tracker.core.capture import PayloadError, changes_from_payload
+from pattern_tracker.usecases.archive_gen import generate
 from pattern_tracker.sources.stdin import RecordError, parse_record
 
 UNSTORABLE = [
@@ -36,3 +38,10 @@ def test_storable_text_goes_through_both_doors() -> None:
     assert change.path == record["file_path"] and change.code == record["code"]
     payload = {"tool_name": "Write", "tool_input": {"file_path": record["file_path"], "content": record["code"]}}
     assert [c.code for c in changes_from_payload(payload, 1.0, lambda _path: None)] == [record["code"]]
+
+
+def test_a_full_pattern_event_with_a_nul_file_path_is_refused() -> None:
+    event = msgspec.to_builtins(next(iter(generate(1, 1, 7))))
+    assert parse_record(event, 1.0, lambda _path: None).file_path == event["file_path"]
+    with pytest.raises(RecordError, match="^pattern event: file path holds a NUL character$"):
+        parse_record({**event, "file_path": event["file_path"] + "\0x"}, 1.0, lambda _path: None)

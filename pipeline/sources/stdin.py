@@ -79,9 +79,12 @@ def parse_record(obj: Any, now: float, read_text: Callable[[str], str | None]) -
             raise RecordError(f"hook payload: {exc}") from None
     if "event_id" in obj:
         try:
-            return msgspec.convert(obj, PatternEvent)
+            event = msgspec.convert(obj, PatternEvent)
         except msgspec.ValidationError as exc:
             raise RecordError(f"pattern event: {_describe(exc)}") from None
+        if event.file_path and "\0" in event.file_path:  # as check_storable refuses for a change (JSON cannot carry a lone surrogate here)
+            raise RecordError("pattern event: file path holds a NUL character")
+        return event
     try:
         plain = msgspec.convert(obj, PlainChange)
     except msgspec.ValidationError as exc:
