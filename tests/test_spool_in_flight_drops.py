@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from pathlib import Path
 
@@ -136,6 +137,7 @@ def test_run_with_the_service_down_drops_each_surplus_event_once_and_keeps_what_
     summary = json.loads(res.stdout)
     assert (summary["read"], summary["left_in_spool"], summary["delivered"]) == (READ, BOUND, 0), summary
     assert summary["dropped"] == summary["read"] - summary["left_in_spool"] == READ - BOUND, summary
+    assert summary["delivered_anyway"] == 0, summary  # nothing was delivered: 35 really gone
     kept = range(READ - BOUND, READ) if policy == "drop_oldest" else range(BOUND)
     assert spool_events(data) == [(f"/w/f{i:02}.py", f"x = {i}\n") for i in kept]
     stats = json.loads(run_cli("cache", "stats", "--json", env=env).stdout)
@@ -152,6 +154,28 @@ def test_run_with_the_service_down_drops_each_surplus_event_once_and_keeps_what_
             == (BOUND, 0, 0, 0), summary
     assert delivered(tmp_path / "service") == [f"/w/f{i:02}.py" for i in kept]
     assert spool_events(data) == []
+
+
+def test_a_burst_larger_than_the_spool_delivered_at_once_says_it_was_delivered_anyway(tmp_path: Path) -> None:
+    """`run --source stdin`, 40 events into a spool of 5, the service up: all 40 arrive, and the
+    spool dropped 35 entries on the way (each event is spooled before the graph takes it). The
+    summary said only "dropped 35", as if 35 were lost; it now says they were delivered anyway."""
+    data = tmp_path / "data"
+    with serve(tmp_path / "service") as url:
+        env = env_for(data, PATTERN_TRACKING_API_URL=url)
+        res = run_cli("run", "--source", "stdin", "--json", env=env, input=stdin_records(READ))
+        assert res.returncode == 0, (res.stdout, res.stderr)
+        line = run_cli("run", "--source", "stdin", env=env_for(tmp_path / "again", PATTERN_TRACKING_API_URL=url),
+                       input=stdin_records(READ)).stderr.splitlines()[-1]
+    summary = json.loads(res.stdout)
+    assert (summary["delivered"], summary["left_in_spool"]) == (READ, 0), summary
+    # Read in one go, all 40 are spooled before any is acknowledged: 35 drops (fewer, and as many
+    # delivered anyway, were an acknowledgement to free room first).
+    assert 0 < summary["dropped"] == summary["delivered_anyway"] <= READ - BOUND, summary
+    assert delivered(tmp_path / "service") == [f"/w/f{i:02}.py" for i in range(READ)]
+    dropped = re.search(r"dropped (\d+) .*delivered anyway: (\d+)", line)
+    assert line.startswith("done: ") and "already there 40" in line and dropped, line
+    assert dropped.group(1) == dropped.group(2), line
 
 
 class HooksAtFirstRequest(RefusingService):
@@ -229,6 +253,7 @@ def test_events_dropped_in_flight_then_delivered_are_not_counted_as_acked(tmp_pa
     # Acknowledged: the run's 5 and whichever hook edits it delivered; acked: only the latter.
     assert stats["acked"] == summary["delivered"] - BOUND, (summary, stats)
     assert stats["entered"] == 2 * BOUND and balanced(stats), stats
+    assert summary["delivered_anyway"] == BOUND, summary  # the run's 5: their entries went in flight
 
 
 def test_the_spill_log_line_says_what_the_spool_kept(tmp_path: Path) -> None:

@@ -159,7 +159,8 @@ async def _replay(cfg: Any, archive: Any, args: argparse.Namespace) -> int:
     result = {"archive_events": total, "skipped": args.skip, "read": summary.read, "unread": total - reached,
               "delivered": summary.delivered, "already_existed": summary.already_existed,
               "dead_lettered": summary.dead_lettered, "left_in_spool": summary.left_in_spool,
-              "dropped": summary.dropped, "not_kept": summary.not_kept, "seconds": round(elapsed, 3),
+              "dropped": summary.dropped, "delivered_anyway": summary.delivered_anyway, "not_kept": summary.not_kept,
+              "seconds": round(elapsed, 3),
               "events_per_second": round(done / elapsed, 1) if elapsed > 0 else None}
     if args.json:
         print(json.dumps(result))

@@ -55,7 +55,9 @@ def dropped_note(summary: Any, policy: str) -> str:
     events while it ran, else nothing: a run that lost events says so on the line people read."""
     if not summary.dropped:
         return ""
-    return f", dropped {summary.dropped} (the spool was full: overflow_policy {policy})"
+    anyway = f"; delivered anyway: {summary.delivered_anyway} (in flight when their entry went)" \
+        if summary.delivered_anyway else ""
+    return f", dropped {summary.dropped} (the spool was full: overflow_policy {policy}{anyway})"
 
 
 def install_stop(stop: asyncio.Event) -> None:
@@ -235,6 +237,7 @@ def drain_now(cfg: Any, store: Any, until_empty: bool, quiet: bool = False) -> t
         "retried": summary.retried,
         "expired": summary.expired,
         "dropped": summary.dropped,
+        "delivered_anyway": summary.delivered_anyway,
         "seconds": round(summary.seconds, 3),
         "circuit": circuit["state"],
         "retry_at": circuit["retry_at"],

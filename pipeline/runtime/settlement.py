@@ -8,6 +8,8 @@ left in the spool for replay (an event the spool dropped or let expire meanwhile
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import time
 from typing import Any
@@ -160,14 +162,23 @@ class Settlement:
             return
         counts, last = self._counters.take_all()
 
-        def txn_fn(txn: Any) -> None:
-            self._spool.acknowledge(txn, acked_spooled, now)
+        def txn_fn(txn: Any) -> int:
+            removed = self._spool.acknowledge(txn, acked_spooled, now)
             if letters:
                 self._spool.remove(txn, lettered_spooled)
                 self._dead_letters.put(txn, letters)
             self._counters.add(txn, counts, last, now)
+            return removed
 
-        self._background.write(txn_fn, leaving=spooled, keeping=only_here, what="the move to the dead letter")
+        written = self._background.write(txn_fn, leaving=spooled, keeping=only_here, what="the move to the dead letter")
+        if acked_spooled:
+            written.add_done_callback(functools.partial(self._delivered_anyway, len(acked_spooled)))
+
+    def _delivered_anyway(self, acked: int, written: asyncio.Future[int]) -> None:
+        """Count the acknowledged events whose spool entry had already gone (dropped or expired
+        while in flight): the write removed fewer entries than it was given."""
+        if not written.cancelled() and written.exception() is None:
+            self._summary.delivered_anyway += acked - written.result()
 
     def _take_unspooled(self, event_ids: list[str]) -> list[str]:
         """Those of ``event_ids`` from a durable source (no spool entry), no longer so marked:

@@ -28,6 +28,10 @@ class RunSummary(msgspec.Struct, kw_only=True):
     # with the spool full), by any process on the data directory: the delta of the shared
     # ``spool.dropped.overflow_*`` counters over the run.
     dropped: int = 0
+    # Events this run delivered though their spool entry had gone while they were in flight
+    # (dropped by the overflow policy, or expired): not lost, only without a durable copy for a
+    # while. A burst larger than the spool, read and delivered at once, drops and delivers the same.
+    delivered_anyway: int = 0
     # Events neither delivered nor kept: the store write that was their only record (an archive
     # event spilled to the spool, or moved to the dead letter) failed (the store full, a disk
     # error). Reading stopped at the first; ``not_kept_because`` says why.
