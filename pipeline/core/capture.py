@@ -84,6 +84,12 @@ def changes_from_payload(payload: Any, now: float, read_text: ReadText) -> list[
     return changes
 
 
+def check_path(path: str) -> None:
+    """Refuse (PayloadError) a file path no file can have and PostgreSQL cannot store."""
+    if "\0" in path:
+        raise PayloadError("file path holds a NUL character")
+
+
 def check_storable(ch: Change) -> None:
     """Refuse (PayloadError) a change that could be spooled but never stored or sent: every way a
     change comes in (hook payload, stdin record, the Python API) checks it here.
@@ -92,8 +98,7 @@ def check_storable(ch: Change) -> None:
     spooled one would stop every later drain). And "\\u0000" in a path: no file is named so,
     and PostgreSQL cannot store it.
     """
-    if "\0" in ch.path:
-        raise PayloadError("file path holds a NUL character")
+    check_path(ch.path)
     for name in ("path", "code", "tool_name", "tool_use_id", "session_id", "reason"):
         value = getattr(ch, name)
         if value is not None:

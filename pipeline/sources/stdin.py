@@ -25,7 +25,14 @@ from typing import Any
 import msgspec
 
 from pattern_tracker.model.events import PatternEvent
-from pattern_tracker.core.capture import Change, PayloadError, changes_from_payload, check_storable, is_hook_payload
+from pattern_tracker.core.capture import (
+    Change,
+    PayloadError,
+    changes_from_payload,
+    check_path,
+    check_storable,
+    is_hook_payload,
+)
 from pattern_tracker.runtime import ROOM_POLL, Feed
 
 log = logging.getLogger("pattern_tracker.stdin")
@@ -82,8 +89,10 @@ def parse_record(obj: Any, now: float, read_text: Callable[[str], str | None]) -
             event = msgspec.convert(obj, PatternEvent)
         except msgspec.ValidationError as exc:
             raise RecordError(f"pattern event: {_describe(exc)}") from None
-        if event.file_path and "\0" in event.file_path:  # as check_storable refuses for a change (JSON cannot carry a lone surrogate here)
-            raise RecordError("pattern event: file path holds a NUL character")
+        try:
+            check_path(event.file_path or "")  # a lone surrogate cannot get here: the line's JSON decoder refuses it
+        except PayloadError as exc:
+            raise RecordError(f"pattern event: {exc}") from None
         return event
     try:
         plain = msgspec.convert(obj, PlainChange)
