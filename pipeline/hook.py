@@ -71,6 +71,8 @@ def _parse_args(argv: list[str]) -> tuple[str | None, bool, list[str]]:
         arg = argv[i]
         if arg == "--verbose":
             verbose = True
+        elif arg == "--debug":
+            pass  # every command takes it; the hook logs its errors whatever it says
         elif arg == "--config" and i + 1 < len(argv):
             config = argv[i + 1]
             i += 1
@@ -227,7 +229,7 @@ def main(argv: list[str]) -> int:
             log.error(f"{config_error} (edits are kept in the spool, and delivered once it is fixed)")
         if unknown:
             log.warn(f"ignored unknown argument(s) of `pattern-tracker hook`: {' '.join(unknown)[:200]} "
-                     "(it takes --config FILE and --verbose)")
+                     "(it takes --config FILE, --verbose and --debug)")
         if not settings["enabled"]:
             return 0
         payload = _read_stdin(int(settings["max_payload_bytes"]))

@@ -139,6 +139,23 @@ def test_a_file_path_with_a_nul_character_is_refused_with_one_log_line(tmp_path:
     assert spooled(tmp_path / "data") == []
 
 
+def test_options_before_the_hook_command_are_the_hooks(tmp_path: Path, env: dict[str, str]) -> None:
+    """`pattern-tracker --config F hook` (the order `pattern-tracker --help` shows) went to the
+    CLI parser, whose `hook` has nothing to run: `internal error: AttributeError`, exit 1, the edit
+    lost. Now the options are the hook's: exit 0, the file's settings apply, the edit is kept."""
+    cfg = tmp_path / "pt.yaml"
+    log = tmp_path / "elsewhere" / "hook.log"
+    cfg.write_text(f"hook:\n  log_file: {log}\n")
+    out = run_cli("--config", str(cfg), "hook", env=env, input=b"{not json")
+    assert out.returncode == 0 and out.stdout == "" and out.stderr == "", out
+    assert "malformed JSON" in log.read_text() and hook_log(tmp_path / "data") == []  # the file's log_file
+    for options in (["--debug"], [f"--config={cfg}", "--debug"]):
+        out = run_cli(*options, "hook", env=env, input=json.dumps(retarget(payloads()[0], tmp_path)).encode())
+        assert out.returncode == 0 and out.stdout == "" and out.stderr == "", (options, out)
+    assert len(spooled(tmp_path / "data")) == 1  # the same edit twice: spooled once, the second unchanged
+    assert log.read_text().count("\n") == 1 and hook_log(tmp_path / "data") == []  # --debug: no warning
+
+
 def test_a_bad_config_is_one_log_line_and_exit_0(tmp_path: Path) -> None:
     env = cli_env(tmp_path / "data", PATTERN_TRACKING_CACHE_SIZE="lots")
     out = hook(env, json.dumps(payloads()[0]).encode())
