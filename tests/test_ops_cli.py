@@ -242,6 +242,49 @@ def test_cache_quarantine_list_and_stats_never_print_the_bytes(tmp_path: Path) -
     assert "quarantined:  2 undecodable spool entries (`cache quarantine list`)" in cli("cache", "stats", env=env).stdout
 
 
+def corrupt_oldest(data: Path, n: int) -> bytes:
+    """``n`` spooled events, the OLDEST one's bytes truncated in LMDB; returns them."""
+    with opened(data) as store:
+        Spool(store).enqueue([event(f"/x/o{i}.py", f"x = {i}\n") for i in range(n)], time.time())
+        spool_db = store.db("spool")
+        corrupt = store.read(lambda txn: txn.get(u64(1), db=spool_db))[:-3]
+        store.write(lambda txn: txn.put(u64(1), corrupt, db=spool_db))
+    return corrupt
+
+
+def test_an_unreadable_oldest_entry_is_quarantined_and_blocks_nothing(tmp_path: Path) -> None:
+    """The spool's expiry reads the head of the oldest entries first: an unreadable OLDEST entry
+    made drain, run, status, health, `cache stats` and `cache cleanup` fail with `internal error:
+    JSONDecodeError` until `cache clear --yes` threw the good events away too."""
+    data = tmp_path / "data"
+    corrupt = corrupt_oldest(data, 3)
+    env = env_for(data)  # no service: the embedded store
+    assert cli_json("cache", "stats", env=env)["size"] == 3  # reading writes nothing
+    assert cli("health", "--json", env=env, code=None).returncode in (0, 1, 2)
+    assert cli("status", "--json", env=env).returncode == 0
+    drained = cli_json("drain", env=env)
+    assert (drained["delivered"], drained["left_in_spool"]) == (2, 0), drained
+    [entry] = cli_json("cache", "quarantine", "list", env=env)["entries"]
+    assert entry["seq"] == 1 and entry["size"] == len(corrupt), entry
+    assert cli_json("cache", "cleanup", env=env)["expired"] == 0
+
+
+def test_an_unreadable_oldest_entry_is_quarantined_when_drop_oldest_makes_room(tmp_path: Path) -> None:
+    """A full spool under drop_oldest pops its oldest entry for a newcomer (a hook's edit): an
+    unreadable one made the hook fail; now its bytes go to the quarantine, making the room."""
+    data = tmp_path / "data"
+    corrupt_oldest(data, 3)
+    env = env_for(data, PATTERN_TRACKING_CACHE_SIZE="3", PATTERN_TRACKER__HOOK__SPAWN_DRAINER="false")
+    payload = {"tool_name": "Write", "tool_input": {"file_path": str(tmp_path / "new.py"), "content": "y = 1\n"}}
+    out = run_cli("hook", env=env, input=json.dumps(payload).encode())
+    assert out.returncode == 0 and out.stderr == "", out
+    [line] = (data / "hook.log").read_text().splitlines()  # said once, where the hook says things
+    assert " WARNING " in line and "spool entry 1 cannot be decoded" in line and "quarantine" in line, line
+    stats = cli_json("cache", "stats", env=env)
+    assert (stats["size"], stats["quarantined"], stats["dropped"]) == (3, 1, 0), stats
+    assert [e["seq"] for e in cli_json("cache", "quarantine", "list", env=env)["entries"]] == [1]
+
+
 def test_cache_quarantine_export_writes_the_raw_bytes_privately_and_never_overwrites(tmp_path: Path) -> None:
     env, corrupt = seed_quarantine(tmp_path / "data")
     out_dir = tmp_path / "export" / "q"

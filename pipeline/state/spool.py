@@ -93,10 +93,17 @@ def _encode(ev: Event, now: float, spilled: bool = False) -> bytes:
     return encoder.encode(SpoolEntry(now, ev, spilled))
 
 
-def _head(raw: bytes) -> tuple[float, str]:
-    """(enqueued_at, event_id) of a stored entry, with the standard library only."""
-    doc = json.loads(raw)
-    return float(doc[0]), str(doc[1]["event_id"])
+def _head(raw: bytes) -> tuple[float, str] | None:
+    """(enqueued_at, event_id) of a stored entry, with the standard library only; None when it
+    cannot be read (whoever meets it in a write moves it to the quarantine)."""
+    try:
+        doc = json.loads(raw)
+        return float(doc[0]), str(doc[1]["event_id"])
+    except (ValueError, TypeError, KeyError, IndexError, RecursionError):
+        return None
+
+
+_UNREADABLE = "the entry's head (enqueued_at, event_id) cannot be read"
 
 
 class Spool:
@@ -124,9 +131,11 @@ class Spool:
             self.warn(f"spool full ({size} events): newest event dropped (overflow_policy drop_newest)")
             return False
         if plan.drop_oldest:
-            dropped = self._pop_oldest(txn, plan.drop_oldest)
-            self.counters.add(txn, {_OVERFLOW_DROPPED + "oldest": len(dropped)}, now)
-            self.warn(f"spool full ({size} events): oldest event(s) {', '.join(dropped)} dropped (overflow_policy drop_oldest)")
+            dropped = self._pop_oldest(txn, plan.drop_oldest, now)
+            if dropped:  # none when the room was made by quarantining an unreadable entry
+                self.counters.add(txn, {_OVERFLOW_DROPPED + "oldest": len(dropped)}, now)
+                self.warn(f"spool full ({size} events): oldest event(s) {', '.join(dropped)} dropped "
+                          "(overflow_policy drop_oldest)")
         return True
 
     def queued(self, txn: lmdb.Transaction, event_id: str) -> bool:
@@ -155,14 +164,22 @@ class Spool:
         events = list(events)
         return self.store.write(lambda txn: self.put(txn, events, now))
 
-    def _pop_oldest(self, txn: lmdb.Transaction, n: int) -> list[str]:
+    def _pop_oldest(self, txn: lmdb.Transaction, n: int, now: float) -> list[str]:
+        """Drop the ``n`` oldest entries; one that cannot be read goes to the quarantine instead
+        (making the same room: its bytes are kept, not dropped)."""
         dropped: list[str] = []
         with txn.cursor(db=self._db) as cur:
-            while len(dropped) < n and cur.first():
-                _, event_id = _head(cur.value())
+            for _ in range(n):
+                if not cur.first():
+                    break
+                key, raw = bytes(cur.key()), bytes(cur.value())
+                head = _head(raw)
                 cur.delete()
-                txn.delete(event_id.encode(), db=self._ids)
-                dropped.append(event_id)
+                if head is None:
+                    self._to_quarantine(txn, key, raw, _UNREADABLE, now)
+                else:
+                    txn.delete(head[1].encode(), db=self._ids)
+                    dropped.append(head[1])
         return dropped
 
     def mark_spilled(self, txn: lmdb.Transaction, events: Iterable[PatternEvent], reason: str, now: float,
@@ -231,12 +248,19 @@ class Spool:
 
         def txn_fn(txn: lmdb.Transaction) -> list[str]:
             doomed: list[tuple[bytes, str]] = []
+            unreadable: list[tuple[bytes, bytes]] = []
             with txn.cursor(db=self._db) as cur:
                 for key, value in cur:
-                    enqueued_at, event_id = _head(value)
-                    if not is_expired(enqueued_at, now, ttl):
+                    head = _head(value)
+                    if head is None:  # it would stop every expiry, so every drain: quarantined
+                        unreadable.append((bytes(key), bytes(value)))
+                        continue
+                    if not is_expired(head[0], now, ttl):
                         break
-                    doomed.append((key, event_id))
+                    doomed.append((bytes(key), head[1]))
+            for key, raw in unreadable:
+                txn.delete(key, db=self._db)
+                self._to_quarantine(txn, key, raw, _UNREADABLE, now)
             for key, eid in doomed:
                 txn.delete(key, db=self._db)
                 txn.delete(eid.encode(), db=self._ids)
@@ -289,28 +313,31 @@ class Spool:
 
     def _quarantine(self, seq: int, raw: bytes, why: str) -> None:
         """An entry that cannot be decoded must not stop every drain: it moves, bytes intact, to the
-        ``quarantine`` database (counted, logged) and its id mapping is dropped. A note of when and
-        why goes to the ``state`` database in the same transaction (``cache quarantine list``)."""
+        ``quarantine`` database (counted, logged) and its id mapping is dropped."""
         key = u64(seq)
-        quarantine = self.store.db("quarantine")
-        now = time.time()
-        note = json.dumps({"at": now, "why": why.strip().split("\n", 1)[0][:_WHY_CHARS]}).encode()
 
         def txn_fn(txn: lmdb.Transaction) -> bool:
             if txn.get(key, db=self._db) is None:
                 return False
-            txn.put(key, raw, db=quarantine)
-            txn.put(_NOTE + key, note, db=self.store.db("state"))
             txn.delete(key, db=self._db)
-            with txn.cursor(db=self._ids) as cur:
-                stale = [k for k, v in cur if v == key]
-            for k in stale:
-                txn.delete(k, db=self._ids)
-            self.counters.add(txn, {"spool.quarantined": 1}, now)
+            self._to_quarantine(txn, key, raw, why, time.time())
             return True
 
-        if self.store.write(txn_fn):
-            self.warn(f"spool entry {seq} cannot be decoded ({why[:120]}): moved to the quarantine database")
+        self.store.write(txn_fn)
+
+    def _to_quarantine(self, txn: lmdb.Transaction, key: bytes, raw: bytes, why: str, now: float) -> None:
+        """Keep a spool entry's bytes (already removed from the spool by the caller, in ``txn``) in
+        the ``quarantine`` database, with a note of when and why in the ``state`` database
+        (``cache quarantine list``); drop its id mapping; count and log it."""
+        note = json.dumps({"at": now, "why": why.strip().split("\n", 1)[0][:_WHY_CHARS]}).encode()
+        txn.put(key, raw, db=self.store.db("quarantine"))
+        txn.put(_NOTE + key, note, db=self.store.db("state"))
+        with txn.cursor(db=self._ids) as cur:
+            stale = [k for k, v in cur if v == key]
+        for k in stale:
+            txn.delete(k, db=self._ids)
+        self.counters.add(txn, {"spool.quarantined": 1}, now)
+        self.warn(f"spool entry {from_u64(key)} cannot be decoded ({why[:120]}): moved to the quarantine database")
 
     def quarantine_size(self) -> int:
         return self.store.entries("quarantine")
@@ -378,8 +405,13 @@ class Spool:
         return sum(self.counters.totals(since, prefix=_OVERFLOW_DROPPED).values())
 
     def oldest_enqueued_at(self) -> float | None:
-        batch = self.store.scan_seq("spool", 0, 1)
-        return _head(batch[0][1])[0] if batch else None
+        """When the oldest readable entry was queued (an unreadable one before it waits for the
+        next write that meets it to be quarantined; reading here writes nothing)."""
+        for _seq, raw in self.store.scan_seq("spool", 0, 16):
+            head = _head(raw)
+            if head is not None:
+                return head[0]
+        return None
 
     def stats(self, now: float, since: float | None = None) -> SpoolStats:
         from pattern_tracker.model.spool_codec import SpoolStats
