@@ -15,20 +15,46 @@ from pattern_tracker.cli.support import (
     EXIT_PENDING,
     EXIT_USAGE,
     CliError,
+    OneLineParser,
+    bounded,
     dropped_note,
     install_stop,
     load,
     stderr_line,
 )
 
+# Events per second beyond any pipeline's reach; the pacing's arithmetic (rate x elapsed seconds)
+# overflows a float for rates near its largest.
+MAX_RATE = 1e9
+
+
+class _IntermixedParser(OneLineParser):
+    """A parser whose positionals may come before, between and after its options: the documented
+    ``archive record OUT --source watch PATH…`` (argparse's own parse_known_args gives PATH's
+    ``nargs="*"`` its empty match right after OUT, and PATH after an option is then unrecognized).
+    A subcommand's parser is run through its parse_known_args (the top-level parser cannot
+    intermix: it has subcommands), so this one's is parse_known_intermixed_args."""
+
+    _inside = False  # parse_known_intermixed_args calls parse_known_args (3.11): argparse's own, then
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        if self._inside:
+            return super().parse_known_args(args, namespace)
+        self._inside = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._inside = False
+
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("archive", parents=[common], help="LMDB archives of pattern events: generate, info, record")
-    asub = p.add_subparsers(dest="archive_command", metavar="ACTION")
+    asub = p.add_subparsers(dest="archive_command", metavar="ACTION", parser_class=_IntermixedParser)
     asub.required = True
     g = asub.add_parser("generate", parents=[common], help="write a deterministic archive of realistic events")
-    g.add_argument("--events", type=int, required=True, help="number of events")
-    g.add_argument("--files", type=int, default=100, help="number of files (edit chains), default 100")
+    g.add_argument("--events", type=bounded(int, 1), required=True, help="number of events")
+    g.add_argument("--files", type=bounded(int, 1), default=100,
+                   help="number of files (edit chains), default 100; at most --events (more is clamped to it)")
     g.add_argument("--seed", type=int, default=1, help="random seed (same arguments, same archive)")
     g.add_argument("out", metavar="OUT", help="directory of the new archive (must not hold one)")
     g.set_defaults(func=cmd_generate)
@@ -37,18 +63,21 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     i.add_argument("--json", action="store_true")
     i.set_defaults(func=cmd_info)
     r = asub.add_parser("record", parents=[common], help="run the sources from config and record every event into OUT")
-    r.add_argument("out", metavar="OUT")
+    r.add_argument("out", metavar="OUT", help="directory of the archive (appended to when it holds one)")
     r.add_argument("--source", action="append", choices=["watch", "stdin"], help="override sources.enabled")
-    r.add_argument("paths", nargs="*", metavar="PATH", help="trees to watch")
+    r.add_argument("paths", nargs="*", default=[], metavar="PATH",
+                   help="trees to watch (default: sources.watch.paths)")
     r.set_defaults(func=cmd_record)
 
     p = sub.add_parser("replay", parents=[common], help="replay an archive through the full pipeline")
     p.add_argument("archive", metavar="ARCHIVE")
-    p.add_argument("--rate", type=float, default=None, metavar="EVENTS_PER_S", help="at most this many events per second")
-    p.add_argument("--speedup", type=float, default=None, metavar="X", help="the archive's own timing, X times faster")
+    p.add_argument("--rate", type=bounded(float, 0, MAX_RATE, above=True), default=None, metavar="EVENTS_PER_S",
+                   help=f"at most this many events per second (0 < EVENTS_PER_S <= {MAX_RATE:g})")
+    p.add_argument("--speedup", type=bounded(float, 0, above=True), default=None, metavar="X",
+                   help="the archive's own timing, X times faster (X > 0)")
     p.add_argument("--sink", choices=["config", "null"], default="config",
                    help="config: api.url or the embedded store (default); null: acknowledge everything (a ceiling)")
-    p.add_argument("--skip", type=int, default=0, metavar="N",
+    p.add_argument("--skip", type=bounded(int, 0), default=0, metavar="N",
                    help="start after the archive's first N events: resume a replay that stopped (its last line names N)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_replay)
@@ -63,31 +92,40 @@ def _open_archive(path: str) -> Any:
         raise CliError(str(exc), EXIT_USAGE) from None
 
 
+def _check_out(out: str) -> None:
+    """OUT names a directory (a new one is created): anything else there is a usage error, not the
+    store's "cannot create data directory" (exit 1)."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise CliError(f"OUT {out} exists and is not a directory; an archive is a directory: choose another path",
+                       EXIT_USAGE)
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     from pattern_tracker.model.archive import Archive
     from pattern_tracker.usecases.archive_gen import generate
 
-    if args.events < 1 or args.files < 1:
-        raise CliError("--events and --files must be >= 1", EXIT_USAGE)
+    _check_out(args.out)
     if os.path.exists(os.path.join(args.out, "data.mdb")):
         raise CliError(f"{args.out} already holds an archive; choose another directory", EXIT_USAGE)
+    files = min(args.files, args.events)  # every file gets an event: a file has at least its first version
     archive = Archive(args.out, create=True)
     started = time.monotonic()
     try:
         batch = []
-        for ev in generate(args.events, args.files, args.seed):
+        for ev in generate(args.events, files, args.seed):
             batch.append(ev)
             if len(batch) == 2000:
                 archive.append(batch)
                 batch = []
         if batch:
             archive.append(batch)
-        archive.set_meta({"generator": "pattern-tracker archive generate", "events": args.events, "files": args.files,
+        archive.set_meta({"generator": "pattern-tracker archive generate", "events": args.events, "files": files,
                           "seed": args.seed, "generated_at": time.time()})
         n = archive.count()
     finally:
         archive.close()
-    print(f"wrote {n} events over {args.files} files to {args.out} ({time.monotonic() - started:.1f}s)")
+    clamped = f" (--files {args.files} clamped to --events)" if files < args.files else ""
+    print(f"wrote {n} events over {files} files{clamped} to {args.out} ({time.monotonic() - started:.1f}s)")
     return EXIT_OK
 
 
@@ -115,6 +153,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     from pattern_tracker.cli.running import run_sources
     from pattern_tracker.sinks.archive import ArchiveSink
 
+    _check_out(args.out)
     loaded = load(args)
     cfg = loaded.config
     kinds = args.source or list(cfg.sources.enabled)
@@ -127,8 +166,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
     archive = _open_archive(args.archive)
     try:
         return asyncio.run(_replay(loaded.config, archive, args))
-    except ValueError as exc:
-        raise CliError(str(exc), EXIT_USAGE) from None
     finally:
         archive.close()
 
@@ -137,8 +174,8 @@ async def _replay(cfg: Any, archive: Any, args: argparse.Namespace) -> int:
     import json
 
     from pattern_tracker.composition import build_pipeline, open_store
-    from pattern_tracker.sources.replay import replay_source
     from pattern_tracker.sinks.null import NullSink
+    from pattern_tracker.sources.replay import replay_source
 
     total = archive.count()
     if not 0 <= args.skip <= total:

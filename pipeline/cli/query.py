@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from pattern_tracker.cli.support import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CliError, load
+from pattern_tracker.cli.support import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CliError, bounded, load
 from pattern_tracker.usecases.query import LineageAnswer, edit_time, query_lineage
 
 
@@ -20,7 +20,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("pattern_id", nargs="?", help="pattern id (any version of the chain)")
     p.add_argument("--file", metavar="PATH", help="the chain of this file instead")
     p.add_argument("--descendants", action="store_true", help="descendants instead of ancestry")
-    p.add_argument("--limit", type=int, default=100, help="at most this many versions (--file)")
+    p.add_argument("--limit", type=bounded(int, 1), default=100, metavar="N",
+                   help="at most N versions (--file; default 100)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_query)
 
