@@ -13,6 +13,8 @@ from pattern_tracker.sources.stdin import RecordError, parse_record
 
 UNSTORABLE = [
     ({"file_path": "/p/a\0b.py", "code": "x"}, "file path holds a NUL character"),
+    ({"file_path": "", "code": "x"}, "file path is empty"),  # was tracked as a version of the current directory
+    ({"file_path": "  ", "code": "x"}, "file path is empty"),
     ({"file_path": "/p/a.py", "code": "\ud800"}, "code is not valid Unicode"),
     ({"file_path": "/p/\udcff.py", "code": "x"}, "file path is not valid Unicode"),
     ({"file_path": "/p/a.py", "code": "x", "reason": "\ud800"}, "reason is not valid Unicode"),
@@ -45,3 +47,12 @@ def test_a_full_pattern_event_with_a_nul_file_path_is_refused() -> None:
     assert parse_record(event, 1.0, lambda _path: None).file_path == event["file_path"]
     with pytest.raises(RecordError, match="^pattern event: file path holds a NUL character$"):
         parse_record({**event, "file_path": event["file_path"] + "\0x"}, 1.0, lambda _path: None)
+
+
+@pytest.mark.parametrize("event_id", ["", "e" * 600])
+def test_a_full_pattern_event_whose_id_the_spool_cannot_key_is_refused(event_id: str) -> None:
+    """The spool keys an event by its id (LMDB: at most 511 bytes): an empty or huge one crashed the
+    run (`internal error: BadValsizeError`, no summary) instead of being one rejected line."""
+    event = msgspec.to_builtins(next(iter(generate(1, 1, 7))))
+    with pytest.raises(RecordError, match="^pattern event: event_id must be 1 to 256 bytes$"):
+        parse_record({**event, "event_id": event_id}, 1.0, lambda _path: None)

@@ -85,7 +85,10 @@ def changes_from_payload(payload: Any, now: float, read_text: ReadText) -> list[
 
 
 def check_path(path: str) -> None:
-    """Refuse (PayloadError) a file path no file can have and PostgreSQL cannot store."""
+    """Refuse (PayloadError) a file path no file can have: empty (it would be tracked as a version
+    of the current directory) or holding a NUL character (PostgreSQL could not store it either)."""
+    if not path.strip():
+        raise PayloadError("file path is empty")
     if "\0" in path:
         raise PayloadError("file path holds a NUL character")
 

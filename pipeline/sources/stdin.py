@@ -75,6 +75,10 @@ def _describe(exc: msgspec.DecodeError) -> str:
     return msg.replace("`$`", "the record").replace("$.", "")
 
 
+# The spool keys an event by its id (LMDB: at most 511 bytes); ours are 32 hex digits.
+MAX_EVENT_ID_BYTES = 256
+
+
 def parse_record(obj: Any, now: float, read_text: Callable[[str], str | None]) -> list[Change] | PatternEvent:
     """Classify one decoded JSON value; raises RecordError with a one-line reason."""
     if not isinstance(obj, dict):
@@ -89,8 +93,11 @@ def parse_record(obj: Any, now: float, read_text: Callable[[str], str | None]) -
             event = msgspec.convert(obj, PatternEvent)
         except msgspec.ValidationError as exc:
             raise RecordError(f"pattern event: {_describe(exc)}") from None
-        try:
-            check_path(event.file_path or "")  # a lone surrogate cannot get here: the line's JSON decoder refuses it
+        if not 0 < len(event.event_id.encode("utf-8", "surrogatepass")) <= MAX_EVENT_ID_BYTES:
+            raise RecordError(f"pattern event: event_id must be 1 to {MAX_EVENT_ID_BYTES} bytes")
+        try:  # a lone surrogate cannot get here: the line's JSON decoder refuses it
+            if event.file_path is not None:
+                check_path(event.file_path)
         except PayloadError as exc:
             raise RecordError(f"pattern event: {exc}") from None
         return event
