@@ -495,6 +495,26 @@ def test_dlq_replay_keeps_letters_the_full_spool_refuses(tmp_path: Path) -> None
     assert cli_json("dlq", "list", env=env)["total"] == 1 and cli_json("cache", "stats", env=env)["size"] == 1
 
 
+def test_dlq_replay_takes_free_room_only_even_under_drop_oldest(tmp_path: Path) -> None:
+    """With the default drop_oldest, replaying letters into a nearly full spool pushed out spooled
+    events (a live edit, letters replayed a moment before): they ended in neither the spool nor the
+    dead letter, and the command said `replayed 3`, exit 0. A letter has a record (the dead letter);
+    the edit has none: the letters without room stay dead letters."""
+    with opened(tmp_path / "data") as store:
+        Spool(store).enqueue([event("/x/live-edit.py", "e = 1")], time.time())
+        dead = DeadLetters(store)
+        store.write(lambda txn: dead.put(txn, [DeadLetter(event=event(f"/x/l{i}.py", f"l = {i}"), reason="r")
+                                               for i in range(3)]))
+    env = env_for(tmp_path / "data", PATTERN_TRACKING_CACHE_SIZE="2")  # overflow_policy: drop_oldest (default)
+    out = cli("dlq", "replay", "--all", "--no-drain", env=env, code=1)
+    assert "replayed 1 dead letter(s)" in out.stdout and "2 dead letter(s) kept" in one_error_line(out), out
+    with opened(tmp_path / "data") as store:
+        spooled_paths = [entry.event.file_path for _, entry in Spool(store).read_batch(0, 10)]
+    assert spooled_paths == ["/x/live-edit.py", "/x/l0.py"], spooled_paths
+    assert cli_json("dlq", "list", env=env)["total"] == 2
+    assert cli_json("cache", "stats", env=env)["dropped"] == 0
+
+
 def test_spool_is_an_alias_of_cache(tmp_path: Path) -> None:
     """Code and docs say spool, the guide says cache: both names reach the same commands."""
     env = cli_env(tmp_path / "data")

@@ -21,8 +21,8 @@ def replay_dead_letters(store: Any, cfg: Any, seqs: list[int] | None) -> tuple[i
     """Move letters into the spool, each removed from the dead letter in the same write txn.
 
     ``seqs`` None: every letter present now (a drain elsewhere may add new ones meanwhile).
-    Returns (moved, kept): letters the spool's bound refuses (policy drop_newest or block
-    while full) stay in the dead letter. SEQ lists are all-or-nothing on unknown numbers
+    Returns (moved, kept): letters the full spool has no free room for stay in the dead letter,
+    whatever the overflow policy (a letter never pushes a spooled event out). SEQ lists are all-or-nothing on unknown numbers
     (``UnknownLetters``).
     """
     from pattern_tracker.composition import spool_for
@@ -48,9 +48,11 @@ def replay_dead_letters(store: Any, cfg: Any, seqs: list[int] | None) -> tuple[i
                 continue  # gone meanwhile (another operator); nothing to move
             ev = letter.event
             if not spool.queued(txn, ev.event_id):
-                full = txn.stat(spool_db)["entries"] >= limits.bound
-                if full and limits.policy != "drop_oldest":
-                    kept.append(seq)  # refused by the bound: keep the letter rather than lose it
+                if txn.stat(spool_db)["entries"] >= limits.bound:
+                    # Free room only, whatever the policy: under drop_oldest the letter would push
+                    # out a spooled event (a live edit, or a letter replayed a moment ago) that
+                    # has no other record, while the letter has one: it stays a dead letter.
+                    kept.append(seq)
                     continue
                 try:
                     if not spool.put(txn, [ev], now):
