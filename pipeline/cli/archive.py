@@ -158,7 +158,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     cfg = loaded.config
     kinds = args.source or list(cfg.sources.enabled)
     paths = args.paths or list(cfg.sources.watch.paths)
-    return asyncio.run(run_sources(cfg, kinds, paths, sink=ArchiveSink(args.out)))
+    return asyncio.run(run_sources(cfg, kinds, paths, sink=ArchiveSink(args.out), target=f"archive {args.out}"))
 
 
 def cmd_replay(args: argparse.Namespace) -> int:

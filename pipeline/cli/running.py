@@ -75,9 +75,10 @@ class StatusLine:
 
 
 async def run_sources(cfg: Any, kinds: Sequence[str], paths: Sequence[str], sink: Any = None,
-                      as_json: bool = False) -> int:
+                      as_json: bool = False, target: str | None = None) -> int:
     """Run ``kinds`` of sources until they end or a stop signal; the summary as one line on
-    stderr, and with ``as_json`` as one JSON object on stdout too."""
+    stderr, and with ``as_json`` as one JSON object on stdout too. ``target``: where ``sink``
+    puts the events, for the status line (default: the service or the embedded store)."""
     from pattern_tracker.composition import build_pipeline, open_store, stdin_source, watch_source
 
     store = open_store(cfg)
@@ -93,7 +94,7 @@ async def run_sources(cfg: Any, kinds: Sequence[str], paths: Sequence[str], sink
     if "stdin" in kinds:
         src, stdin_stats = stdin_source(cfg, lambda line: (status.clear(), stderr_line(line)))
         sources.append(src)
-    where = f"{cfg.api.url}" if cfg.api.url else f"embedded store {cfg.storage.data_dir_path}"
+    where = target or (f"{cfg.api.url}" if cfg.api.url else f"embedded store {cfg.storage.data_dir_path}")
     started = time.monotonic()
 
     def render() -> str:
