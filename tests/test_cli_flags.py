@@ -143,3 +143,15 @@ def test_archive_record_watches_the_paths_given_after_source_else_the_configured
     assert paths and all(p.startswith(str(given.resolve())) for p in paths), paths
     paths = _record_watch(tmp_path, "rec2", "--source", "watch", "--config", str(config))  # no PATH: sources.watch.paths
     assert paths and all(p.startswith(str(configured.resolve())) for p in paths), paths
+
+
+@pytest.mark.parametrize(("argv", "says"), [
+    (["run", "--source", "stdin", "somedir"], "PATH somedir is for the watch source"),
+    (["query", "--descendants", "--file", "/p/a.py"], "--descendants goes with a PATTERN_ID, not --file"),
+])
+def test_an_argument_the_command_would_ignore_is_a_usage_error(tmp_path: Path, argv: list[str], says: str) -> None:
+    """Both were ignored without a word: a run of stdin alone watched nothing of PATH, and
+    `query --file` listed the file's versions whatever --descendants said."""
+    out = run_cli(*argv, env=cli_env(tmp_path / "data"), input=b"")
+    lines = out.stderr.splitlines()
+    assert out.returncode == 2 and len(lines) == 1 and says in lines[0], out

@@ -87,6 +87,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         stderr_line(f"pattern tracking is disabled (pattern_tracking.enabled = false, from {loaded.origins.get('pattern_tracking.enabled')})")
         return EXIT_OK
     kinds = args.source or list(cfg.sources.enabled)
+    if args.paths and "watch" not in kinds:  # PATHs are what the watch source watches
+        raise CliError(f"PATH {args.paths[0]} is for the watch source, which this run does not have "
+                       f"(sources: {', '.join(kinds)}); add --source watch", EXIT_USAGE)
     paths = args.paths or list(cfg.sources.watch.paths)
     return asyncio.run(run_sources(cfg, kinds, paths, as_json=args.json))
 

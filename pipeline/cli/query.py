@@ -30,6 +30,9 @@ def cmd_query(args: argparse.Namespace) -> int:
     cfg = load(args).config
     if bool(args.pattern_id) == bool(args.file):
         raise CliError("query needs exactly one of PATTERN_ID or --file PATH", EXIT_USAGE)
+    if args.descendants and args.file:  # a file's versions are listed oldest first: no direction to pick
+        raise CliError("--descendants goes with a PATTERN_ID, not --file (a file's versions are its whole chain)",
+                       EXIT_USAGE)
     answer = asyncio.run(query_lineage(cfg, args.pattern_id, args.file, args.descendants, args.limit))
     return show(answer, args.descendants, args.json)
 
