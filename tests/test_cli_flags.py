@@ -155,3 +155,14 @@ def test_an_argument_the_command_would_ignore_is_a_usage_error(tmp_path: Path, a
     out = run_cli(*argv, env=cli_env(tmp_path / "data"), input=b"")
     lines = out.stderr.splitlines()
     assert out.returncode == 2 and len(lines) == 1 and says in lines[0], out
+
+
+@pytest.mark.parametrize(("argv", "flag"), [
+    (["dlq", "list", "--limit", "0"], "--limit"),
+    (["status", "--interval", "nan"], "--interval"),
+    (["metrics", "--since", "inf"], "--since"),
+])
+def test_the_other_commands_numbers_are_checked_at_parse_time_too(tmp_path: Path, argv: list[str], flag: str) -> None:
+    """dlq list, status and metrics checked theirs after parsing, each its own way ('pattern-tracker:
+    --limit must be …'): now the same usage line as replay's, naming the command and the flag."""
+    usage_error(run_cli(*argv, env=cli_env(tmp_path / "data")), " ".join(argv[:-2]), flag, "must be ")

@@ -25,6 +25,7 @@ from pattern_tracker.cli.support import (
     CliError,
     action_group,
     add_action,
+    bounded,
     clean,
     drain_now,
     missing_seqs,
@@ -43,7 +44,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     g = action_group(sub, common, "dlq", "list, show, replay or purge dead letters (events refused for good)",
                      "dlq_command")
     p = add_action(g, common, "list", "one line per dead letter, oldest first (never the code)", cmd_dlq_list)
-    p.add_argument("--limit", type=int, default=100, help="at most N letters (default 100)")
+    p.add_argument("--limit", type=bounded(int, 1), default=100, help="at most N letters (default 100)")
     p = add_action(g, common, "show", "one dead letter in full, with its event (code only with --code)", cmd_dlq_show)
     p.add_argument("seq", metavar="SEQ", help="sequence number from `dlq list`")
     p.add_argument("--code", action="store_true", help="also print the code (it may hold secrets)")
@@ -83,8 +84,6 @@ def _letter_row(seq: int, letter: Any) -> dict[str, Any]:
 def cmd_dlq_list(args: argparse.Namespace) -> int:
     from pattern_tracker.state.dead_letter import DeadLetters
 
-    if args.limit < 1:
-        raise CliError(f"--limit must be at least 1, got {args.limit}", EXIT_USAGE)
     _, store = open_store_for(args)
     dead = DeadLetters(store)
     letters = dead.list(limit=args.limit)

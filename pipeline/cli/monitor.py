@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import math
 import time
 from typing import Any
 
-from pattern_tracker.cli.support import EXIT_OK, EXIT_USAGE, CliError, open_store_for, print_json
+from pattern_tracker.cli.support import EXIT_OK, bounded, open_store_for, print_json
 from pattern_tracker.core.timefmt import duration
 
 
@@ -33,7 +32,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     help_ = "error metrics summed over every process of the data directory"
     p = sub.add_parser("metrics", parents=[common], help=help_, description=help_)
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("--since", type=float, metavar="SECONDS", default=None,
+    p.add_argument("--since", type=bounded(float, 0, above=True), metavar="SECONDS", default=None,
                    help="window in seconds (default monitoring.metrics_retention)")
     p.set_defaults(func=cmd_metrics)
 
@@ -105,8 +104,6 @@ def _hist(h: dict[str, Any]) -> str:
 def cmd_metrics(args: argparse.Namespace) -> int:
     from pattern_tracker.usecases import health as monitoring
 
-    if args.since is not None and not (args.since > 0 and math.isfinite(args.since)):
-        raise CliError(f"--since must be a number of seconds > 0, got {args.since:g}", EXIT_USAGE)
     cfg, store = open_store_for(args)
     m = monitoring.error_metrics(cfg, store, time.time(), args.since)
     if args.json:

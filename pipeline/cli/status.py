@@ -25,7 +25,7 @@ import sys
 import time
 from typing import Any
 
-from pattern_tracker.cli.support import EXIT_OK, EXIT_USAGE, CliError, clean, open_store_for
+from pattern_tracker.cli.support import EXIT_OK, bounded, clean, open_store_for
 from pattern_tracker.core.timefmt import duration, when
 from pattern_tracker.usecases.status import collect
 
@@ -42,7 +42,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("status", parents=[common], help=help, description=help + ". "
                        "Reads only the store: works while `run` is going, never calls the service.")
     p.add_argument("--watch", action="store_true", help="refresh until Ctrl-C (in place on a terminal)")
-    p.add_argument("--interval", type=float, default=1.0, metavar="S", help="seconds between refreshes (default 1)")
+    p.add_argument("--interval", type=bounded(float, 0, 3600, above=True), default=1.0, metavar="S", help="seconds between refreshes (default 1)")
     p.add_argument("--json", action="store_true", help="print JSON (one object per refresh with --watch)")
     p.set_defaults(func=cmd_status)
 
@@ -115,8 +115,6 @@ def render(data: dict[str, Any]) -> str:
 
 def cmd_status(args: argparse.Namespace) -> int:
 
-    if not args.interval > 0 or args.interval > 3600:
-        raise CliError(f"--interval must be between 0 and 3600 seconds, got {args.interval:g}", EXIT_USAGE)
     cfg, store = open_store_for(args)
     if not args.watch:
         data = collect(cfg, store)
