@@ -166,3 +166,12 @@ def test_the_other_commands_numbers_are_checked_at_parse_time_too(tmp_path: Path
     """dlq list, status and metrics checked theirs after parsing, each its own way ('pattern-tracker:
     --limit must be …'): now the same usage line as replay's, naming the command and the flag."""
     usage_error(run_cli(*argv, env=cli_env(tmp_path / "data")), " ".join(argv[:-2]), flag, "must be ")
+
+
+def test_a_commands_paths_may_follow_its_options(tmp_path: Path) -> None:
+    """Every command's own parser takes its positionals before, between and after its options (as
+    `archive record` does): `run A --source stdin B` read B as an unrecognized argument; now both are
+    PATHs, and (stdin alone) refused as PATHs for a run without the watch source."""
+    out = run_cli("run", "a", "--source", "stdin", "b", env=cli_env(tmp_path / "data"), input=b"")
+    lines = out.stderr.splitlines()
+    assert out.returncode == 2 and len(lines) == 1 and "PATH a is for the watch source" in lines[0], out

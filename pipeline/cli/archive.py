@@ -15,7 +15,6 @@ from pattern_tracker.cli.support import (
     EXIT_PENDING,
     EXIT_USAGE,
     CliError,
-    OneLineParser,
     bounded,
     dropped_note,
     install_stop,
@@ -28,28 +27,9 @@ from pattern_tracker.cli.support import (
 MAX_RATE = 1e9
 
 
-class _IntermixedParser(OneLineParser):
-    """A parser whose positionals may come before, between and after its options: the documented
-    ``archive record OUT --source watch PATH…`` (argparse's own parse_known_args gives PATH's
-    ``nargs="*"`` its empty match right after OUT, and PATH after an option is then unrecognized).
-    A subcommand's parser is run through its parse_known_args (the top-level parser cannot
-    intermix: it has subcommands), so this one's is parse_known_intermixed_args."""
-
-    _inside = False  # parse_known_intermixed_args calls parse_known_args (3.11): argparse's own, then
-
-    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
-        if self._inside:
-            return super().parse_known_args(args, namespace)
-        self._inside = True
-        try:
-            return self.parse_known_intermixed_args(args, namespace)
-        finally:
-            self._inside = False
-
-
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("archive", parents=[common], help="LMDB archives of pattern events: generate, info, record")
-    asub = p.add_subparsers(dest="archive_command", metavar="ACTION", parser_class=_IntermixedParser)
+    asub = p.add_subparsers(dest="archive_command", metavar="ACTION")
     asub.required = True
     g = asub.add_parser("generate", parents=[common], help="write a deterministic archive of realistic events")
     g.add_argument("--events", type=bounded(int, 1), required=True, help="number of events")

@@ -131,7 +131,8 @@ async def run_sources(cfg: Any, kinds: Sequence[str], paths: Sequence[str], sink
             "read": summary.read, "unchanged": summary.unchanged, "delivered": summary.delivered,
             "already_existed": summary.already_existed, "dead_lettered": summary.dead_lettered,
             "left_in_spool": summary.left_in_spool, "dropped": summary.dropped,
-            "delivered_anyway": summary.delivered_anyway, "not_kept": summary.not_kept, "rejected": stdin_stats.rejected if stdin_stats is not None else 0, "seconds": round(summary.seconds, 3),
+            "delivered_anyway": summary.delivered_anyway, "not_kept": summary.not_kept,
+            "rejected": stdin_stats.rejected if stdin_stats is not None else 0, "seconds": round(summary.seconds, 3),
         }), flush=True)
     if summary.not_kept:
         stderr_line(f"pattern-tracker: {summary.not_kept} event(s) were neither delivered nor kept "

@@ -91,6 +91,22 @@ class OneLineParser(argparse.ArgumentParser):
         print(f"{self.prog}: error: {message} ({see})", file=sys.stderr, flush=True)
         sys.exit(EXIT_USAGE)
 
+    _inside = False  # parse_known_intermixed_args calls parse_known_args (3.11): argparse's own, then
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        """A command's positionals may come before, between and after its options (``run DIR1
+        --source watch DIR2``, ``archive record OUT --source watch PATH…``): argparse's own gives a
+        ``nargs="*"`` positional its empty match before the first option, and a PATH after an
+        option is then unrecognized. A parser with subcommands cannot intermix; every command's
+        own parser (run through this as a subparser) does."""
+        if self._inside or self._subparsers is not None:
+            return super().parse_known_args(args, namespace)
+        self._inside = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._inside = False
+
     def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:  # type: ignore[override]
         """Arguments no command knows are reported by the command they were given to, not by
         ``pattern-tracker`` (which argparse's own parse_args does)."""
