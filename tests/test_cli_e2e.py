@@ -247,6 +247,16 @@ def test_bad_stdin_records_each_get_one_line_and_the_rest_go_on(tmp_path: Path) 
     assert q.returncode == 0 and "1 version(s)" in q.stdout
 
 
+def test_half_a_surrogate_pair_is_named_not_called_truncated(tmp_path: Path) -> None:
+    """msgspec calls a whole line with a lone \\ud800 escape "truncated"; the line says what it is."""
+    lines = [b'{"file_path": "/s/s.py", "code": "x = \\\\ud800 + \\ud800"}', b'{"file_path": "/s/t.py", "code": "y = 2"']
+    out = run_cli("run", "--source", "stdin", env=cli_env(tmp_path / "d"), input=b"\n".join(lines) + b"\n")
+    assert out.returncode == 3
+    errors = [l for l in out.stderr.splitlines() if l.startswith("stdin line")]
+    assert errors == ["stdin line 1: malformed JSON: lone UTF-16 surrogate escape \\ud800 at byte 48 (half of a pair: not a character)",
+                      "stdin line 2: malformed JSON: Input data was truncated"], out.stderr
+
+
 def test_cli_usage_errors_and_version(tmp_path: Path) -> None:
     env = cli_env(tmp_path / "d")
     assert run_cli("--version", env=env).stdout.startswith("pattern-tracker ")

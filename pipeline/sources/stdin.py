@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import select
 import threading
 import time
@@ -53,6 +54,25 @@ class PlainChange(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 _ONE_LINE = {i: f"\\x{i:02x}" for i in (*range(32), 0x7F, 0x85)} | {0x2028: "\\u2028", 0x2029: "\\u2029"}
+
+
+# A \\uD800-\\uDBFF escape (not itself escaped: an even run of backslashes before it) that no
+# \\uDC00-\\uDFFF escape follows: half a UTF-16 pair, which no string can hold.
+_LONE_HIGH_SURROGATE = re.compile(rb"(?<!\\)(?:\\\\)*(\\u[dD][89abAB][0-9a-fA-F]{2})(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})")
+
+
+def json_problem(exc: msgspec.DecodeError, raw: bytes) -> str:
+    """What is wrong with a line that is not JSON, for its one error line.
+
+    Why not msgspec's words alone: for half a surrogate pair (``"\\ud800"``, as a producer that
+    splits an emoji in two writes) it says "Input data was truncated", which sends the user
+    looking for a cut-off line when the line is whole.
+    """
+    text = str(exc).removeprefix("JSON is malformed: ")
+    if text == "Input data was truncated" and (m := _LONE_HIGH_SURROGATE.search(raw)) is not None:
+        return (f"malformed JSON: lone UTF-16 surrogate escape {m.group(1).decode()} at byte {m.start(1)}"
+                " (half of a pair: not a character)")
+    return f"malformed JSON: {text}"
 
 
 class RecordError(ValueError):
@@ -428,7 +448,7 @@ def stdin_source(
                     try:
                         parsed = parse_record(msgspec.json.decode(raw), now, read_text)
                     except msgspec.DecodeError as exc:
-                        reject(lineno, f"malformed JSON: {str(exc).removeprefix('JSON is malformed: ')}")
+                        reject(lineno, json_problem(exc, raw))
                         continue
                     except RecursionError:
                         reject(lineno, "malformed JSON: nested too deeply")
