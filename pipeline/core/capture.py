@@ -9,6 +9,8 @@ and tools that write no file give no change.
 
 from __future__ import annotations
 
+from pattern_tracker.core.bounds import bounded_number
+
 TYPE_CHECKING = False  # no `typing` at run time: it costs the hook ~10 ms
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -41,6 +43,10 @@ class Change:
 
     def __repr__(self) -> str:  # never the code: it may hold secrets
         return f"Change(path={self.path!r}, {len(self.code)} chars, tool={self.tool_name!r})"
+
+
+# 9999-12-31T23:59:59Z: the last second a date can show (``query``, the lineage store's ISO times).
+LATEST_OCCURRED_AT = 253402300799.0
 
 
 class PayloadError(ValueError):
@@ -93,15 +99,26 @@ def check_path(path: str) -> None:
         raise PayloadError("file path holds a NUL character")
 
 
+def check_occurred_at(value: object, name: str = "occurred_at") -> float:
+    """The time of an edit as epoch seconds from 0 to the year 9999; otherwise TypeError or
+    ValueError naming ``name`` (core.bounds: nan and inf are refused too)."""
+    return float(bounded_number(value, 0, LATEST_OCCURRED_AT, name=f"{name} (epoch seconds)"))
+
+
 def check_storable(ch: Change) -> None:
     """Refuse (PayloadError) a change that could be spooled but never stored or sent: every way a
     change comes in (hook payload, stdin record, the Python API) checks it here.
 
     JSON may carry a lone surrogate ("\\ud800"): not Unicode, it cannot be encoded as UTF-8 (a
     spooled one would stop every later drain). And "\\u0000" in a path: no file is named so,
-    and PostgreSQL cannot store it.
+    and PostgreSQL cannot store it. And a time that is not a date: nan or inf could be spooled
+    but not read back (quarantined), 1e300 stored but not shown (``query`` failed on it).
     """
     check_path(ch.path)
+    try:
+        check_occurred_at(ch.occurred_at)
+    except (TypeError, ValueError) as exc:
+        raise PayloadError(str(exc)) from None
     for name in ("path", "code", "tool_name", "tool_use_id", "session_id", "reason"):
         value = getattr(ch, name)
         if value is not None:

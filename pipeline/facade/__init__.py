@@ -154,7 +154,7 @@ class PatternTracker:
     # -- tracking ------------------------------------------------------------------------------
 
     def _change(self, code: str, context: Mapping[str, Any]) -> Any:
-        from pattern_tracker.core.capture import Change, PayloadError, check_storable
+        from pattern_tracker.core.capture import Change, PayloadError, check_occurred_at, check_storable
 
         if not isinstance(code, str):
             raise TypeError(f"code must be a str, got {type(code).__name__}")
@@ -178,9 +178,8 @@ class PatternTracker:
         if language is not None and not 0 < len(language) <= 50:
             raise ValueError("context['language'] must be 1 to 50 characters")
         occurred_at = context.get("occurred_at")
-        if occurred_at is not None and (isinstance(occurred_at, bool) or not isinstance(occurred_at, (int, float))):
-            raise TypeError("context['occurred_at'] must be epoch seconds (a number)")
-        change = Change(path=path, code=code, occurred_at=float(occurred_at) if occurred_at is not None else time.time(),
+        change = Change(path=path, code=code,
+                        occurred_at=time.time() if occurred_at is None else check_occurred_at(occurred_at, "context['occurred_at']"),
                         tool_name=context.get("tool_name"), tool_use_id=context.get("tool_use_id"),
                         session_id=context.get("session_id"), reason=context.get("reason"))
         try:
