@@ -25,6 +25,15 @@ FAST = {"EXPONENTIAL_BACKOFF_BASE_DELAY": "0.01", "EXPONENTIAL_BACKOFF_MAX_DELAY
         "PATTERN_TRACKING_CACHE_SIZE": str(BOUND)}  # overflow_policy: the default, drop_oldest
 
 
+def balanced(stats: dict) -> bool:
+    """`cache stats --json`'s balance: each entry that entered the spool left it once
+    (acknowledged, dead-lettered, expired, moved to the quarantine, dropped: a newcomer refused
+    by drop_newest never entered) or is still there."""
+    left = stats["acked"] + stats["lettered"] + stats["expired"] + stats["unreadable"]
+    dropped = stats["dropped"] - stats["dropped_by_reason"].get("overflow_newest", 0)
+    return stats["entered"] == left + dropped + stats["size"]
+
+
 def hook_edits(env: dict[str, str], root: Path, n: int) -> None:
     """``n`` Write payloads as Claude Code sends them, each to a file of its own, through the real hook."""
     write = next(p for p in payloads() if p["tool_name"] == "Write")

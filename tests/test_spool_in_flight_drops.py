@@ -25,7 +25,7 @@ from pattern_tracker.model.events import PatternEvent, build_event
 from pattern_tracker.sinks.lineage_store import LineageStore
 from pattern_tracker.state.spool import Spool, SpoolFull, SpoolLimits
 from tests.clitools import cli_env, free_port, run_cli, serve
-from tests.spool_scenarios import FAST, RefusingService, hook_edits
+from tests.spool_scenarios import FAST, RefusingService, balanced, hook_edits
 
 BOUND, READ = 5, 40
 ONE_TRY = {"PATTERN_TRACKER__RESILIENCE__RETRY__MAX_ATTEMPTS": "1", "CIRCUIT_BREAKER_FAILURE_THRESHOLD": "100"}
@@ -211,13 +211,6 @@ def test_events_a_hook_dropped_while_in_flight_do_not_take_the_hooks_edits_place
     assert (stats["entered"], stats["dropped"]) == (2 * BOUND, BOUND), stats
 
 
-def balanced(stats: dict) -> bool:
-    """`cache stats`' balance: what entered the spool left it (acknowledged, dead-lettered, expired,
-    dropped: a newcomer refused by drop_newest never entered) or is there."""
-    removed = stats["dropped"] - stats["dropped_by_reason"].get("overflow_newest", 0)
-    return stats["entered"] == stats["acked"] + stats["dead_letter"] + stats["expired"] + removed + stats["size"]
-
-
 class HooksAtFirstRequestThenDelivers(HooksAtFirstRequest):
     """The same hooks at the first request, which then reaches a real `serve` (``upstream``):
     the run's events, dropped from the spool while in flight, are delivered all the same."""
@@ -288,5 +281,56 @@ def test_dead_lettered_events_are_not_counted_as_acked(tmp_path: Path) -> None:
         res = run_cli("run", "--source", "stdin", "--json", env=env, input=stdin_records(3))
     assert json.loads(res.stdout)["dead_lettered"] == 3, (res.stdout, res.stderr)
     stats = json.loads(run_cli("cache", "stats", "--json", env=env).stdout)
-    assert (stats["entered"], stats["acked"], stats["dead_letter"], stats["size"]) == (3, 0, 3, 0), stats
+    assert (stats["entered"], stats["acked"], stats["lettered"], stats["dead_letter"], stats["size"]) == (3, 0, 3, 3, 0), stats
+    assert balanced(stats), stats
+
+
+def test_the_balance_holds_when_letters_are_replayed_purged_or_were_dropped_in_flight(tmp_path: Path) -> None:
+    """`cache stats` counts what left the spool as dead letters itself (`lettered`), instead of the
+    balance reading the dead letter's size: that size also falls when letters are replayed into
+    the spool (where they enter again) or purged, and counts letters whose entry the policy had
+    dropped while they were in flight. Before, each of the three steps below broke the balance."""
+    data = tmp_path / "data"
+    with RefusingForGood(data, BOUND) as service:
+        env = env_for(data, PATTERN_TRACKING_API_URL=service.url)
+        assert run_cli("run", "--source", "stdin", env=env, input=stdin_records(3)).returncode == 0
+        replayed = run_cli("dlq", "replay", "--all", "--no-drain", env=env)  # 3 letters enter the spool again
+        assert replayed.returncode == 0, replayed.stderr
+        stats = json.loads(run_cli("cache", "stats", "--json", env=env).stdout)
+        assert (stats["entered"], stats["lettered"], stats["dead_letter"], stats["size"]) == (6, 3, 0, 3), stats
+        assert balanced(stats), stats
+        drained = run_cli("drain", "--json", env=env)  # refused for good again: 3 letters
+        assert json.loads(drained.stdout)["dead_lettered"] == 3, (drained.stdout, drained.stderr)
+        purged = run_cli("dlq", "purge", "--all", "--yes", env=env)
+        assert purged.returncode == 0, purged.stderr
+        stats = json.loads(run_cli("cache", "stats", "--json", env=env).stdout)
+        assert (stats["entered"], stats["lettered"], stats["dead_letter"], stats["size"]) == (6, 6, 0, 0), stats
+        assert balanced(stats), stats
+
+
+class HooksAtFirstRequestThenRefusesForGood(HooksAtFirstRequest):
+    """Hooks drop the run's in-flight events at the first request, which the service then refuses
+    for good (422): the run's events become dead letters with no spool entry left to remove."""
+
+    async def _track(self, request: web.Request) -> web.Response:
+        await request.read()
+        if not self.filled:
+            await asyncio.get_running_loop().run_in_executor(None, self._fill)
+        return web.json_response({"success": False, "error": "Validation failed: code is required"}, status=422)
+
+
+def test_letters_whose_entries_were_dropped_in_flight_left_the_spool_once(tmp_path: Path) -> None:
+    """cache_size 5: hook edits drop the run's 5 in-flight events, then the service refuses them
+    for good. They left the spool when dropped (counted there), so the move to the dead letter
+    removes no entry and counts none: `lettered` 0 while the dead letter holds 5, and the balance
+    holds (before, reading the dead letter's size, it counted those 5 twice)."""
+    data = tmp_path / "data"
+    with HooksAtFirstRequestThenRefusesForGood(data, BOUND) as service:
+        env = env_for(data, PATTERN_TRACKING_API_URL=service.url, CIRCUIT_BREAKER_FAILURE_THRESHOLD="100")
+        res = run_cli("run", "--source", "stdin", "--json", env=env, input=stdin_records(BOUND))
+        assert res.returncode == 0, (res.stdout, res.stderr)
+        stats = json.loads(run_cli("cache", "stats", "--json", env=env).stdout)
+    summary = json.loads(res.stdout)
+    assert len(service.filled) == BOUND and summary["dropped"] == BOUND, summary
+    assert stats["dead_letter"] >= BOUND and stats["lettered"] == stats["dead_letter"] - BOUND, stats
     assert balanced(stats), stats

@@ -28,7 +28,9 @@ class SpoolStats(msgspec.Struct, kw_only=True):
     replayed: int
     replayed_ok: int
     acked: int
+    lettered: int  # entries moved to the dead letter
     expired: int
+    unreadable: int  # entries moved to the quarantine (could not be decoded)
     dropped: int
     dropped_by_reason: dict[str, int]
     hit_rate: float | None

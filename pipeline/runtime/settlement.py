@@ -67,7 +67,7 @@ class Settlement:
 
         def move(txn: Any) -> None:
             self._dead_letters.put(txn, [letter])
-            self._spool.remove(txn, [ev.event_id])
+            self._spool.letter(txn, [ev.event_id], letter.failed_at)
 
         self._background.write(move, leaving=[ev.event_id], keeping=only_here, what="the move to the dead letter")
 
@@ -165,7 +165,7 @@ class Settlement:
         def txn_fn(txn: Any) -> int:
             removed = self._spool.acknowledge(txn, acked_spooled, now)
             if letters:
-                self._spool.remove(txn, lettered_spooled)
+                self._spool.letter(txn, lettered_spooled, now)
                 self._dead_letters.put(txn, letters)
             self._counters.add(txn, counts, last, now)
             return removed

@@ -235,6 +235,16 @@ class Spool:
             self.counters.add(txn, {"spool.acked": removed}, now)
         return removed
 
+    def letter(self, txn: lmdb.Transaction, event_ids: Iterable[str], now: float) -> int:
+        """Remove the entries of events moved to the dead letter (in the caller's transaction, the
+        one that writes the letters), counting those removed (``spool.lettered``). Counted here,
+        not from the dead letter's size: an event dropped while in flight leaves no entry, and
+        letters are purged or replayed into the spool later (entering it again)."""
+        removed = self.remove(txn, event_ids)
+        if removed:
+            self.counters.add(txn, {"spool.lettered": removed}, now)
+        return removed
+
     def ack(self, event_ids: Iterable[str]) -> int:
         """Remove acknowledged events (one write txn). Unknown ids are ignored: acks are idempotent."""
         ids = list(event_ids)
@@ -428,7 +438,9 @@ class Spool:
             replayed=c.get("spool.replayed", 0),
             replayed_ok=c.get("spool.replayed_ok", 0),
             acked=c.get("spool.acked", 0),
+            lettered=c.get("spool.lettered", 0),
             expired=c.get("spool.expired", 0),
+            unreadable=c.get("spool.quarantined", 0),
             dropped=sum(dropped.values()),
             dropped_by_reason=dropped,
             hit_rate=(c.get("spool.replayed_ok", 0) / spilled) if spilled else None,
