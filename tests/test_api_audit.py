@@ -50,3 +50,46 @@ def test_stdin_refuses_a_time_that_is_no_date_and_delivers_the_rest(tmp_path: Pa
     assert "delivered 1," in r.stderr
     q = run_cli("query", "--file", str(tmp_path / "c.py"), env=env)
     assert q.returncode == 0 and "2023-11-14T22:13:20" in q.stdout
+
+
+@pytest.mark.parametrize(("window", "kind", "got"), [
+    (math.nan, ValueError, "got nan"),  # ValueError: cannot convert float NaN to integer
+    (math.inf, ValueError, "got inf"),  # OverflowError: cannot convert float infinity to integer
+    (-5, ValueError, "got -5"),  # silently an empty window: 0 requests
+    (0, ValueError, "got 0"),
+    pytest.param(10**400, ValueError, "got 10000000000000000000…", id="10**400"),  # OverflowError: int too large
+    ("60", TypeError, "must be a number, got str"),  # was read as 60 s
+])
+def test_get_error_metrics_refuses_a_window_that_is_no_duration(tracker_env: Path, window: object, kind: type,
+                                                                 got: str) -> None:
+    with PatternTracker() as t:
+        with pytest.raises(kind) as err:
+            t.get_error_metrics(window=window)
+        assert str(err.value).startswith("window (seconds) must be ") and got in str(err.value)
+
+
+def test_a_window_longer_than_the_epoch_is_all_of_history(tracker_env: Path, tmp_path: Path) -> None:
+    """window=1e12 (API) and `metrics --since 1e12` (CLI) reached before 1970: 'OverflowError: can't
+    convert negative int to unsigned' (the CLI's 'internal error', exit 1)."""
+    with PatternTracker() as t:
+        t.record_metric("reviews", 2)
+        assert t.get_error_metrics(window=1e12)["custom_metrics"]["custom.reviews"]["count"] == 1
+    r = run_cli("metrics", "--since", "1e12", env=cli_env(tracker_env))
+    assert r.returncode == 0 and "internal error" not in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize(("value", "tags", "kind", "message"), [
+    (math.nan, None, ValueError, "metric value must be a finite number at least 0 and at most 1e+12, got nan"),
+    (math.inf, None, ValueError, "metric value must be a finite number at least 0 and at most 1e+12, got inf"),
+    (1e300, None, ValueError, "metric value must be a finite number at least 0 and at most 1e+12, got 1e+300"),  # OverflowError
+    (-1, None, ValueError, "metric value must be a finite number at least 0 and at most 1e+12, got -1"),
+    (True, None, TypeError, "metric value must be a number, got bool"),
+    (1, ["team"], TypeError, "tags must be a dict, got list"),  # AttributeError: 'list' object has no attribute 'items'
+])
+def test_record_metric_refuses_what_a_counter_cannot_hold(tracker_env: Path, value: object, tags: object, kind: type,
+                                                          message: str) -> None:
+    with PatternTracker() as t:
+        with pytest.raises(kind) as err:
+            t.record_metric("x", value, tags)  # type: ignore[arg-type]
+        assert str(err.value) == message
+        assert t.get_error_metrics()["custom_metrics"] == {}

@@ -28,7 +28,12 @@ def bounded_number(value: object, low: float, high: float = math.inf, *, above: 
     prefix = f"{name} " if name else ""
     if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
         raise TypeError(f"{prefix}must be {'an integer' if integer else 'a number'}, got {type(value).__name__}")
-    finite = isinstance(value, int) or math.isfinite(value)  # an int is finite (and may be too big for a float)
+    try:
+        finite = integer or math.isfinite(value)  # (for an int: as a float, which the caller will make of it)
+    except OverflowError:  # an int too large for a float
+        finite = False
     if not (finite and (value > low if above else value >= low) and value <= high):
-        raise ValueError(f"{prefix}must be {wanted(low, high, above=above, integer=integer)}, got {value}")
+        shown = str(value)
+        shown = shown if len(shown) <= 24 else shown[:20] + "…"
+        raise ValueError(f"{prefix}must be {wanted(low, high, above=above, integer=integer)}, got {shown}")
     return value

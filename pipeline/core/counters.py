@@ -60,8 +60,9 @@ class Counters:
 
         Keys sort by name, then bucket (8 big-endian bytes, the order of the numbers), so a name's
         buckets before ``since`` are skipped with one seek: an hour's window over a day of buckets
-        reads an hour of them."""
-        start = u64(int(since) // BUCKET_SECONDS)
+        reads an hour of them. A ``since`` before 1970 (a window longer than the epoch is old) is
+        every bucket."""
+        start = u64(max(0, int(since)) // BUCKET_SECONDS)
         rows: list[tuple[str, int, int]] = []
 
         def read(txn: lmdb.Transaction) -> None:

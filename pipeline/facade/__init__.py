@@ -47,6 +47,8 @@ _CONTEXT_KEYS = ("file_path", *_CONTEXT_STR_KEYS, "occurred_at")
 _METRIC_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
 _STORE_REFS: dict[str, int] = {}  # Store handles are per process and per path: close the last user's only
 _STORE_LOCK = threading.Lock()
+# record_metric: value × 1000 is added to an unsigned 64-bit counter (1.8e19), with room for many.
+MAX_METRIC_VALUE = 1e12
 
 
 def metric_name(name: str, tags: Mapping[str, Any] | None = None) -> str:
@@ -393,9 +395,12 @@ class PatternTracker:
         from pattern_tracker.core.counters import Counters
         from pattern_tracker.usecases.health import error_metrics
 
+        from pattern_tracker.core.bounds import bounded_number
+
+        span = float(self.config.monitoring.metrics_retention if window is None
+                     else bounded_number(window, 0, above=True, name="window (seconds)"))
         store = self.store
         now = time.time()
-        span = float(self.config.monitoring.metrics_retention if window is None else window)
         out: dict[str, Any] = dict(error_metrics(self.config, store, now=now, since_seconds=span))
         c = Counters(store).totals(now - span, prefix="custom.")
         custom: dict[str, dict[str, float]] = {}
@@ -421,14 +426,15 @@ class PatternTracker:
 
     def record_metric(self, name: str, value: float, tags: Mapping[str, Any] | None = None) -> str:
         """Add one observation to the shared counters: ``custom.<name>[.<tag>_<value>…].count`` (+1)
-        and ``….sum_milli`` (+value × 1000). Counters only grow: ``value`` must be ≥ 0.
+        and ``….sum_milli`` (+value × 1000). Counters only grow: ``value`` must be from 0 to 1e12.
         Returns the counter's base name (shown by ``get_error_metrics()["custom_metrics"]``)."""
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value < 0:
-            raise ValueError(f"metric value must be a finite number >= 0, got {value!r}")
-        if value == float("inf"):
-            raise ValueError("metric value must be finite")
-        base = metric_name(name, tags)
+        from pattern_tracker.core.bounds import bounded_number
         from pattern_tracker.core.counters import Counters
+
+        bounded_number(value, 0, MAX_METRIC_VALUE, name="metric value")
+        if tags is not None and not isinstance(tags, Mapping):
+            raise TypeError(f"tags must be a dict, got {type(tags).__name__}")
+        base = metric_name(name, tags)
 
         Counters(self.store).bump({f"{base}.count": 1, f"{base}.sum_milli": int(round(value * 1000))}, time.time())
         return base
