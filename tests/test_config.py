@@ -322,7 +322,7 @@ def test_out_of_range_exact_message(tmp_path: Path) -> None:
         ("pattern_tracking:\n  cache_size: 1.5\n", "pattern_tracking.cache_size", "1.5", 2, "an integer >= 1"),
         ("pattern_tracking:\n  cache_size: [1]\n", "pattern_tracking.cache_size", "[1]", 2, "an integer >= 1"),
         ("pattern_tracking:\n  batch_size: 1001\n", "pattern_tracking.batch_size", "1001", 2, "from 1 to 1000"),
-        ("pattern_tracking:\n  cache_ttl: 0\n", "pattern_tracking.cache_ttl", "0", 2, "a number > 0"),
+        ("pattern_tracking:\n  cache_ttl: 0\n", "pattern_tracking.cache_ttl", "0", 2, "a finite number > 0"),
         ("pattern_tracking:\n  overflow_policy: drop_all\n", "pattern_tracking.overflow_policy", "'drop_all'", 2,
          "one of: drop_oldest, drop_newest, block"),
         ("resilience:\n  circuit_breaker:\n    failure_rate_threshold: 0\n",
@@ -441,10 +441,10 @@ def test_unparsable_env_var_exact_message() -> None:
     [
         ("ALERTING_THRESHOLD", "2", "a number from 0 to 1"),
         ("MONITORING_ENABLED", "perhaps", "true or false"),
-        ("MONITORING_INTERVAL", "[1", "a number > 0"),
+        ("MONITORING_INTERVAL", "[1", "a finite number > 0"),
         ("PATTERN_TRACKER_LOG_LEVEL", "chatty", "one of: DEBUG, INFO, WARNING, ERROR"),
         ("PATTERN_TRACKER__SERVE__PORT", "http", "an integer from 0 to 65535"),
-        ("PATTERN_TRACKER__API__TIMEOUTS__CONNECT", "{a: 1}", "a number > 0"),
+        ("PATTERN_TRACKER__API__TIMEOUTS__CONNECT", "{a: 1}", "a finite number > 0"),
     ],
 )
 def test_bad_env_values(var: str, raw: str, allowed: str) -> None:

@@ -123,7 +123,7 @@ def test_under_a_broken_configuration_the_hook_drops_nothing_already_waiting(tmp
 def test_a_recorded_configuration_error_is_the_first_unhealthy_reason() -> None:
     from pattern_tracker.usecases.health import Snapshot, assess, health_document
 
-    error = "config error: pattern_tracking.cache_ttl = 'soon' (from env PATTERN_TRACKING_CACHE_TTL): expected a number > 0"
+    error = "config error: pattern_tracking.cache_ttl = 'soon' (from env PATTERN_TRACKING_CACHE_TTL): expected a finite number > 0"
     snap = Snapshot(now=120.0, data_dir="/d", window_seconds=60.0, circuit="open", config_error=error,
                     config_error_source="hook", config_error_at=60.0)
     health = assess(snap)

@@ -88,7 +88,8 @@ def describe_allowed(tp: Any) -> str:
     if base is int:
         return f"an integer {bounds}".rstrip()
     if base is float:
-        return f"a number {bounds}".rstrip()
+        # inf passes a lower bound alone: loader._check_finite refuses it, and the words say so
+        return f"a {'number' if hi is not None else 'finite number'} {bounds}".rstrip()
     if base is str:
         return "a non-empty string" if min_len else "a string"
     if typing.get_origin(base) is Literal:

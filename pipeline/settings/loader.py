@@ -9,6 +9,7 @@ from and what is allowed.
 """
 
 import functools
+import math
 import os
 import re
 import typing
@@ -101,12 +102,29 @@ def _finish(state: MergeState, sources: list[str]) -> LoadedConfig:
         config = msgspec.convert(state.data, Config, strict=False)
     except msgspec.ValidationError as exc:
         raise _validation_error(exc, state) from None
+    _check_finite(config, state)
     _check_patterns(config, state)
     _check_store(config, state)
     origins = {}
     for key in leaf_keys(Config):  # every leaf, in section order
         origins[key] = state.origins.get(key, BUILTIN_ORIGIN)
     return LoadedConfig(config=config, origins=origins, sources=sources)
+
+
+def _check_finite(config: Config, state: MergeState) -> None:
+    """A number setting must be finite: ``.inf`` passes every lower bound the schema states (nan
+    passes none), and an infinite interval, retention or linger failed later instead, in health,
+    metrics and run ('internal error: OverflowError'), or held each batch for good."""
+    for key in leaf_keys(Config):
+        tp = field_at(key)
+        if unwrap_annotated(tp)[0] is not float:
+            continue
+        value = functools.reduce(getattr, key.split("."), config)
+        if not math.isfinite(value):
+            origin = state.origins.get(key, BUILTIN_ORIGIN)
+            allowed = describe_allowed(tp)
+            raise ConfigError(f"{key} = {short_repr(state.env_raw.get(key, value))} (from {origin}): expected {allowed}",
+                              key=key, origin=origin, allowed=allowed)
 
 
 def _check_patterns(config: Config, state: MergeState) -> None:

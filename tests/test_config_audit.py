@@ -1,0 +1,42 @@
+"""A new user's bad settings (docs/configuration.md, "Errors"): each is one line naming the key,
+the value and where it came from, exit 2, no traceback — at `config validate` and at the command
+that would use it. Real `pattern-tracker` subprocesses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.clitools import cli_env, run_cli
+
+
+def one_config_error(r: object, line: str) -> None:
+    assert r.returncode == 2, r.stderr  # type: ignore[attr-defined]
+    assert r.stderr == f"config error: {line}\n"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("variable", "value", "command", "line"), [
+    # each passed the check ("> 0" holds for inf), then:
+    ("MONITORING_INTERVAL", ".inf", ["health"],  # internal error: OverflowError, exit 1
+     "monitoring.interval = '.inf' (from env MONITORING_INTERVAL): expected a finite number > 0"),
+    ("PATTERN_TRACKER__MONITORING__METRICS_RETENTION", "inf", ["metrics"],  # internal error: OverflowError, exit 1
+     "monitoring.metrics_retention = 'inf' (from env PATTERN_TRACKER__MONITORING__METRICS_RETENTION): "
+     "expected a finite number > 0"),
+    ("PATTERN_TRACKER__PATTERN_TRACKING__BATCH_LINGER", ".inf", ["run", "--source", "stdin"],  # each batch held
+     "pattern_tracking.batch_linger = '.inf' (from env PATTERN_TRACKER__PATTERN_TRACKING__BATCH_LINGER): "
+     "expected a finite number >= 0"),
+    ("PATTERN_TRACKING_CACHE_TTL", "1e400", ["status"],  # YAML reads 1e400 as inf
+     "pattern_tracking.cache_ttl = '1e400' (from env PATTERN_TRACKING_CACHE_TTL): expected a finite number > 0"),
+])
+def test_an_infinite_number_setting_is_a_config_error(tmp_path: Path, variable: str, value: str, command: list[str],
+                                                      line: str) -> None:
+    r = run_cli(*command, env=cli_env(tmp_path / "data", **{variable: value}), input=b"", timeout=30)
+    one_config_error(r, line)
+
+
+def test_config_validate_names_an_infinite_value_and_its_line(tmp_path: Path) -> None:
+    f = tmp_path / "pt.yaml"
+    f.write_text("pattern_tracking:\n  cache_size: 10\nresilience:\n  circuit_breaker:\n    recovery_timeout: .inf\n")
+    r = run_cli("config", "validate", str(f), env=cli_env(tmp_path / "data"))
+    one_config_error(r, f"resilience.circuit_breaker.recovery_timeout = inf (from {f}:5): expected a finite number > 0")
