@@ -78,7 +78,8 @@ async def test_each_stage_emits_spans_and_counts(store: Store) -> None:
 def test_disabled_telemetry_is_a_no_op() -> None:
     tel = Telemetry.disabled()
     stage = tel.stage("deliver")
-    stage.record(3, 3, duration_s=0.1)
+    stage.count(3, 3)
+    stage.observe(0.1)
     with stage.span() as span:
         assert span is None
     stage.emit_span(0.0, 1.0)

@@ -5,7 +5,8 @@ The pieces, one module each:
 
 * ``stages``: the stage naming scheme (``pattern_tracker.<stage>`` spans, the
   ``pattern_tracker.stage.*`` instruments with the attribute ``stage``) and ``Stage``, the cheap
-  per-stage recording helpers (bulk counter adds, sampled per-event spans, in-process totals).
+  per-stage recording helpers (in-process totals, observed when a reader collects; sampled
+  per-event spans).
 * ``pipeline_metrics``: ``PipelineMetrics``, the pipeline-wide instruments (requests, retries,
   circuit, spool, dead letters, latency histograms; see docs/telemetry.md), added once per batch
   or delivery attempt; gauges read the store only when a metric reader collects.
@@ -37,7 +38,6 @@ from pattern_tracker.telemetry.pipeline_metrics import (
     PipelineMetrics,
 )
 from pattern_tracker.telemetry.stages import (
-    FLUSH_EVERY,
     STAGE_DURATION_BUCKETS_S,
     STAGES,
     Stage,
@@ -46,7 +46,7 @@ from pattern_tracker.telemetry.stages import (
 )
 
 __all__ = [
-    "CIRCUIT_STATES", "FLUSH_EVERY", "LATENCY_BUCKETS_S", "RETRY_KINDS", "SPILL_STAGE", "STAGES",
+    "CIRCUIT_STATES", "LATENCY_BUCKETS_S", "RETRY_KINDS", "SPILL_STAGE", "STAGES",
     "STAGE_DURATION_BUCKETS_S", "HttpClientSpans", "PipelineMetrics", "Stage", "StageTotals", "Telemetry",
 ]
 
@@ -71,7 +71,7 @@ class Telemetry:
         self.event_span_sample_rate = event_span_sample_rate
         self._stages: dict[str, Stage] = {}
         self._shutdown = shutdown_hooks or []
-        self._stage_inst: tuple[Any, Any, Any, Any] | None = None
+        self._stage_duration: Any = None
         self._pipeline: PipelineMetrics | None = None
         self.started_at = time.time()
         # (host, port) of the Prometheus endpoint when one is serving.
@@ -100,11 +100,13 @@ class Telemetry:
         tel.prometheus_address = sdk.prometheus_address
         return tel
 
-    def stage_instruments(self) -> tuple[Any, Any, Any, Any]:
-        """The instruments the stages share, created on first use (one set per meter)."""
-        if self._stage_inst is None:
-            self._stage_inst = create_stage_instruments(self.meter)
-        return self._stage_inst
+    def stage_duration(self) -> Any:
+        """The duration histogram the stages share; with it, on first use, the stages' observed
+        counters (one set per meter)."""
+        if self._stage_duration is None:
+            # list(): one C-level copy, safe while the event loop adds a stage during a collection.
+            self._stage_duration = create_stage_instruments(self.meter, lambda: list(self._stages.values()))
+        return self._stage_duration
 
     def stage(self, name: str) -> Stage:
         stage = self._stages.get(name)
@@ -132,14 +134,13 @@ class Telemetry:
         sink.on_request = HttpClientSpans(self.tracer, sink, current)
 
     def flush(self) -> None:
-        for stage in self._stages.values():
-            stage.flush()
+        """Nothing is pending: the stage counts are read when a metric reader collects. Kept for
+        its callers (the runtime's end of run, the Python API's close)."""
 
     def totals(self) -> dict[str, dict[str, float]]:
         return {name: st.totals.as_dict() for name, st in self._stages.items()}
 
     def shutdown(self) -> None:
-        self.flush()
         for provider in self._shutdown:
             with contextlib.suppress(Exception):
                 provider.shutdown()

@@ -1,13 +1,12 @@
 """The stage naming scheme and the cheap per-stage recording helpers.
 
 Each stage records per unit of work (an event for per-event stages, a batch for batched ones):
-one span ``pattern_tracker.<stage>`` and bulk counter adds on
-``pattern_tracker.stage.events_in|events_out|errors`` plus the histogram
-``pattern_tracker.stage.duration`` (seconds), all with the attribute ``stage``. Per-event spans
-are sampled (``telemetry.event_span_sample_rate``) because a span costs 15–30 µs; per-event
-counts are kept locally and handed to the OTel counters in bulk. The in-process totals
-(``StageTotals``) are kept even with the no-op providers: the status line and run summary read
-them.
+one span ``pattern_tracker.<stage>``, counts on ``pattern_tracker.stage.events_in|events_out|errors``
+and the histogram ``pattern_tracker.stage.duration`` (seconds), all with the attribute ``stage``.
+Per-event spans are sampled (``telemetry.event_span_sample_rate``) because a span costs 15–30 µs.
+Counting costs no OTel call: the counts are the in-process totals (``StageTotals``, which the
+status line and run summary read too), observed when a metric reader collects, so a scrape or an
+export sees every event counted so far, however few and slow the events are.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import metrics
@@ -24,15 +23,11 @@ from opentelemetry.trace import Span, Status, StatusCode
 if TYPE_CHECKING:
     from pattern_tracker.telemetry import Telemetry
 
-__all__ = ["FLUSH_EVERY", "STAGES", "STAGE_DURATION_BUCKETS_S", "Stage", "StageTotals", "create_stage_instruments"]
-
-# Per-event counts are handed to the OTel counters once per this many calls (and on flush()).
-FLUSH_EVERY = 256
+__all__ = ["STAGES", "STAGE_DURATION_BUCKETS_S", "Stage", "StageTotals", "create_stage_instruments"]
 
 STAGES: tuple[str, ...] = (
     "source",
     "validate",
-    "redact",
     "batch",
     "circuit_gate",
     "retry",
@@ -49,16 +44,22 @@ STAGE_DURATION_BUCKETS_S: tuple[float, ...] = (
 )
 
 
-def create_stage_instruments(meter: metrics.Meter) -> tuple[Any, Any, Any, Any]:
-    """The four instruments every stage shares (told apart by the ``stage`` attribute):
-    events in, events out, errors, duration."""
-    return (
-        meter.create_counter("pattern_tracker.stage.events_in", unit="{event}", description="Events entering a stage"),
-        meter.create_counter("pattern_tracker.stage.events_out", unit="{event}", description="Events leaving a stage"),
-        meter.create_counter("pattern_tracker.stage.errors", unit="{event}", description="Events that failed in a stage"),
-        meter.create_histogram("pattern_tracker.stage.duration", unit="s", description="Time per unit of work",
-                               explicit_bucket_boundaries_advisory=STAGE_DURATION_BUCKETS_S),
-    )
+def create_stage_instruments(meter: metrics.Meter, stages: Callable[[], Iterable[Stage]]) -> Any:
+    """The instruments every stage shares, told apart by the ``stage`` attribute: events in, out
+    and errors, observed from the ``stages``' totals at each collection (a stage reports once it
+    counted something); returns the duration histogram, recorded per unit of work."""
+
+    def observer(field: str) -> Callable[[Any], list[metrics.Observation]]:
+        def observe(_options: Any = None) -> list[metrics.Observation]:
+            return [metrics.Observation(n, st.attributes) for st in stages() if (n := getattr(st.totals, field))]
+        return observe
+
+    for field, description in (("events_in", "Events entering a stage"), ("events_out", "Events leaving a stage"),
+                               ("errors", "Events that failed in a stage")):
+        meter.create_observable_counter(f"pattern_tracker.stage.{field}", [observer(field)], unit="{event}",
+                                        description=description)
+    return meter.create_histogram("pattern_tracker.stage.duration", unit="s", description="Time per unit of work",
+                                  explicit_bucket_boundaries_advisory=STAGE_DURATION_BUCKETS_S)
 
 
 class StageTotals:
@@ -78,60 +79,28 @@ class StageTotals:
 
 
 class Stage:
-    """Instruments of one stage. ``record`` adds in bulk; ``span`` opens one span per unit of work."""
+    """Instruments of one stage. ``count`` adds to its totals, ``observe`` times a unit of work,
+    ``span`` opens one span per unit of work."""
 
     def __init__(self, telemetry: Telemetry, name: str) -> None:
         self.name = name
         self._tel = telemetry
-        self._attrs = {"stage": name}
+        self.attributes = {"stage": name}
         self._span_name = f"pattern_tracker.{name}"
-        self._in, self._out, self._err, self._dur = telemetry.stage_instruments()
+        self._dur = telemetry.stage_duration()
         self.totals = StageTotals()
-        self._pending_in = self._pending_out = self._pending_err = self._pending_calls = 0
-
-    def record(self, events_in: int, events_out: int, errors: int = 0, duration_s: float | None = None) -> None:
-        """Counts of one unit of work (a batch, a delivery), added to the OTel instruments at once."""
-        t = self.totals
-        t.events_in += events_in
-        t.events_out += events_out
-        t.errors += errors
-        t.units += 1
-        if events_in:
-            self._in.add(events_in, self._attrs)
-        if events_out:
-            self._out.add(events_out, self._attrs)
-        if errors:
-            self._err.add(errors, self._attrs)
-        if duration_s is not None:
-            t.seconds += duration_s
-            self._dur.record(duration_s, self._attrs)
 
     def count(self, events_in: int = 0, events_out: int = 0, errors: int = 0) -> None:
-        """Per-event counts: kept locally and added to the OTel counters in bulk (see ``flush``)."""
+        """Events in, out and failed; OTel reads them at its next collection."""
         t = self.totals
         t.events_in += events_in
         t.events_out += events_out
         t.errors += errors
-        self._pending_in += events_in
-        self._pending_out += events_out
-        self._pending_err += errors
-        self._pending_calls += 1
-        if self._pending_calls >= FLUSH_EVERY:
-            self.flush()
-
-    def flush(self) -> None:
-        if self._pending_in:
-            self._in.add(self._pending_in, self._attrs)
-        if self._pending_out:
-            self._out.add(self._pending_out, self._attrs)
-        if self._pending_err:
-            self._err.add(self._pending_err, self._attrs)
-        self._pending_in = self._pending_out = self._pending_err = self._pending_calls = 0
 
     def observe(self, duration_s: float) -> None:
         self.totals.seconds += duration_s
         self.totals.units += 1
-        self._dur.record(duration_s, self._attrs)
+        self._dur.record(duration_s, self.attributes)
 
     @contextlib.contextmanager
     def span(self, sampled: bool = True, **attributes: Any) -> Iterator[Span | None]:
