@@ -3,7 +3,9 @@
 Per batch the operator emits one ``Attempted`` per attempt (so acknowledged events can leave the
 spool at once) and, when some events cannot be delivered now, one ``Spill`` with the reason:
 ``retries_exhausted`` (the policy gave up), ``not_retryable`` (a retryable outcome the policy
-does not retry, e.g. bad credentials) or ``circuit_open`` (the gate refused a re-attempt).
+does not retry, e.g. bad credentials), ``parent_missing`` (every such outcome says the service
+lacks the event's parent: replay brings the event round after it) or ``circuit_open`` (the gate
+refused a re-attempt).
 The delay between attempts is a ``timer`` on the given scheduler (a recursive
 catch-and-timer: only the lazy inner call is retried, never a stream
 that already emitted), so Rx virtual time makes the delays exact in tests.

@@ -14,7 +14,8 @@ import reactivex.operators as ops
 from reactivex import Observable
 
 class Spill(msgspec.Struct, frozen=True):
-    """Events that cannot be delivered now, and why (circuit_open, retries_exhausted, not_retryable, shutdown)."""
+    """Events that cannot be delivered now, and why (circuit_open, retries_exhausted, not_retryable, parent_missing;
+    a source's backlog, overloaded)."""
 
     events: list[Any]
     reason: str

@@ -52,3 +52,33 @@ def test_stage_counts_reach_a_scrape_while_the_run_goes_on(tmp_path: Path) -> No
         assert "# TYPE pattern_tracker_stage_events_in_total counter" in body
     finally:
         stop(proc)
+
+
+def test_a_parent_missing_spill_is_dropped_at_the_retry_stage(tmp_path: Path) -> None:
+    """An event whose parent the service does not know goes back to the spool with the reason
+    `parent_missing`, decided by the retry rule like `retries_exhausted`: the dropped counter
+    names the stage `retry` (it said `spill`, the stage of reasons nobody placed)."""
+    import msgspec
+
+    from pattern_tracker.model.events import build_event
+    from tests.clitools import serve
+
+    orphan = build_event(file_path="/p/child.py", code="x = 2\n", version=2, parent_pattern_id="0" * 64,
+                         source="stdin", occurred_at=1.0)
+    port = free_port()
+    with serve(tmp_path / "service") as url:
+        env = cli_env(tmp_path / "data", PATTERN_TRACKING_API_URL=url,
+                      PATTERN_TRACKER__TELEMETRY__PROMETHEUS_PORT=str(port))
+        proc = subprocess.Popen([str(BIN), "run", "--source", "stdin"], stdin=subprocess.PIPE,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        try:
+            assert proc.stdin is not None
+            proc.stdin.write(msgspec.json.encode(orphan) + b"\n")
+            proc.stdin.flush()  # stdin stays open: the run goes on
+            body = wait_for(lambda: (b := _scrape(port)) and _sample(
+                b, "pattern_tracker_stage_dropped_total", reason="parent_missing") >= 1 and b,
+                timeout=30, what="the orphan kept in the spool (parent_missing), on the Prometheus endpoint")
+        finally:
+            stop(proc)
+    dropped = _sample(body, "pattern_tracker_stage_dropped_total", reason="parent_missing")
+    assert _sample(body, "pattern_tracker_stage_dropped_total", reason="parent_missing", stage="retry") == dropped

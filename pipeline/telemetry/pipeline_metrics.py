@@ -36,6 +36,7 @@ SPILL_STAGE: dict[str, str] = {
     "circuit_open": "circuit_gate",
     "retries_exhausted": "retry",
     "not_retryable": "retry",
+    "parent_missing": "retry",
     "backlog": "source",
     "overloaded": "source",
 }
