@@ -40,3 +40,33 @@ def test_config_validate_names_an_infinite_value_and_its_line(tmp_path: Path) ->
     f.write_text("pattern_tracking:\n  cache_size: 10\nresilience:\n  circuit_breaker:\n    recovery_timeout: .inf\n")
     r = run_cli("config", "validate", str(f), env=cli_env(tmp_path / "data"))
     one_config_error(r, f"resilience.circuit_breaker.recovery_timeout = inf (from {f}:5): expected a finite number > 0")
+
+
+@pytest.mark.parametrize(("env", "line"), [
+    # each passed `config validate`, then every command that delivers or reports health said
+    # 'internal error: ValueError: ...', exit 1
+    ({"PATTERN_TRACKING_API_URL": "notaurl"},
+     "api.url = 'notaurl' (from env PATTERN_TRACKING_API_URL): expected an http(s)://HOST[:PORT][/PATH] URL (no scheme)"),
+    ({"INTELLIGENCE_SERVICE_URL": "ftp://me:hunter2@files?key=hunter2"},
+     "api.url = 'ftp://***@files?***' (from env INTELLIGENCE_SERVICE_URL): expected an http(s)://HOST[:PORT][/PATH] URL "
+     "(scheme 'ftp')"),
+    ({"PATTERN_TRACKING_API_URL": "http://127.0.0.1:99999"},
+     "api.url = 'http://127.0.0.1:99999' (from env PATTERN_TRACKING_API_URL): expected an http(s)://HOST[:PORT][/PATH] "
+     "URL (Port out of range 0-65535)"),
+])
+@pytest.mark.parametrize("command", [["run", "--source", "stdin"], ["health"], ["config", "show"]])
+def test_an_api_url_the_sink_cannot_use_is_a_config_error(tmp_path: Path, env: dict[str, str], line: str,
+                                                          command: list[str]) -> None:
+    r = run_cli(*command, env=cli_env(tmp_path / "data", **env), input=b"", timeout=30)
+    one_config_error(r, line)
+    assert "hunter2" not in r.stderr
+
+
+def test_the_python_api_raises_config_error_for_a_bad_api_url(tracker_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/python-api.md: 'a bad configuration raises pattern_tracker.ConfigError (one line)'; it
+    was a ValueError from the first drain, or service_monitor's 'never raises' status."""
+    from pattern_tracker import ConfigError, PatternTracker
+
+    monkeypatch.setenv("PATTERN_TRACKING_API_URL", "localhost:8053")
+    with pytest.raises(ConfigError, match=r"^config error: api\.url = 'localhost:8053' \(from env PATTERN_TRACKING_API_URL\)"):
+        PatternTracker()

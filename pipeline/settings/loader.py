@@ -16,6 +16,7 @@ import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -105,6 +106,7 @@ def _finish(state: MergeState, sources: list[str]) -> LoadedConfig:
     _check_finite(config, state)
     _check_patterns(config, state)
     _check_store(config, state)
+    _check_api_url(config, state)
     origins = {}
     for key in leaf_keys(Config):  # every leaf, in section order
         origins[key] = state.origins.get(key, BUILTIN_ORIGIN)
@@ -151,6 +153,36 @@ def _check_store(config: Config, state: MergeState) -> None:
         origin = state.origins.get(key, BUILTIN_ORIGIN)
         raise ConfigError(f"{key} = {short_repr(mask_store_url(url))} (from {origin}): {problem}",
                           key=key, origin=origin, allowed=STORE_URL_FORM)
+
+
+API_URL_FORM = "an http(s)://HOST[:PORT][/PATH] URL"
+
+
+def _check_api_url(config: Config, state: MergeState) -> None:
+    """``api.url`` must be a URL the HTTP sink can use (sinks/http.py refuses anything else): checked
+    here, a bad one was 'internal error: ValueError' (exit 1) from every command that delivers or
+    reports health, after ``config validate`` had passed it. Shown masked as ``config show`` shows it."""
+    url, key = config.api.url, "api.url"
+    if url is None:
+        return
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 - raises ValueError for a port that is not 0..65535
+    except ValueError as exc:
+        problem = f"expected {API_URL_FORM} ({exc})"
+    else:
+        if parts.scheme.lower() not in ("http", "https"):
+            got = f"scheme {parts.scheme!r}" if parts.scheme else "no scheme"
+            problem = f"expected {API_URL_FORM} ({got})"
+        elif not parts.hostname:
+            problem = f"expected {API_URL_FORM} (no host)"
+        else:
+            return
+    from pattern_tracker.settings.render import mask_url  # only on this error path (render loads yaml)
+
+    origin = state.origins.get(key, BUILTIN_ORIGIN)
+    raise ConfigError(f"{key} = {short_repr(mask_url(url, hide_path=False))} (from {origin}): {problem}",
+                      key=key, origin=origin, allowed=API_URL_FORM)
 
 
 # --------------------------------------------------------------------------------------------

@@ -14,7 +14,8 @@ _SECRET_KEYS = frozenset({"api.token", "serve.token"})
 _URL_KEYS = {"monitoring.alerting.webhook_url": True, "api.url": False, "telemetry.otlp_endpoint": False}  # key -> hide path
 
 
-def _mask_url(url: str, hide_path: bool) -> str:
+def mask_url(url: str, hide_path: bool) -> str:
+    """``url`` as printouts show it: credentials masked, the query (and with ``hide_path`` the path) too."""
     from urllib.parse import urlsplit, urlunsplit
 
     try:
@@ -45,7 +46,7 @@ def _masked(config: Config) -> dict[str, Any]:
                 d = d[p]
             value = d[name]
             if isinstance(value, str):
-                d[name] = "***" if key in _SECRET_KEYS else _mask_url(value, _URL_KEYS[key])
+                d[name] = "***" if key in _SECRET_KEYS else mask_url(value, _URL_KEYS[key])
     if isinstance(config.serve.store, str):
         data["serve"]["store"] = mask_store_url(config.serve.store)  # the user and host shown, the password not
     return data
