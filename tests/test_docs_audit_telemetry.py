@@ -82,3 +82,24 @@ def test_a_parent_missing_spill_is_dropped_at_the_retry_stage(tmp_path: Path) ->
             stop(proc)
     dropped = _sample(body, "pattern_tracker_stage_dropped_total", reason="parent_missing")
     assert _sample(body, "pattern_tracker_stage_dropped_total", reason="parent_missing", stage="retry") == dropped
+
+
+def _stage_rows() -> dict[str, str]:
+    """The Spans table of docs/telemetry.md: stage → its row."""
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "telemetry.md").read_text(encoding="utf-8")
+    return dict(re.findall(r"^\| `(\w+)` \| (.*) \|$", doc.split("## Spans", 1)[1].split("## Metrics", 1)[0], flags=re.M))
+
+
+def test_the_spans_of_a_console_run_are_those_the_spans_table_promises(tmp_path: Path) -> None:
+    """`exporter: console` with every event sampled: a plain run emits the spans of source,
+    validate, batch and deliver that the table promises, and none for a stage it says has none."""
+    config = tmp_path / "console.yaml"
+    config.write_text("telemetry:\n  exporter: console\n  event_span_sample_rate: 1.0\n")
+    lines = b"".join(json.dumps({"file_path": f"/p/m{i}.py", "code": f"x = {i}\n"}).encode() + b"\n" for i in range(3))
+    out = subprocess.run([str(BIN), "run", "--config", str(config), "--source", "stdin"], input=lines,
+                         capture_output=True, env=cli_env(tmp_path / "data"), timeout=60)
+    assert out.returncode == 0, out.stderr.decode()
+    names = set(re.findall(r'"name": "pattern_tracker\.(\w+)"', out.stdout.decode()))
+    rows = _stage_rows()
+    for stage in ("source", "validate", "batch", "deliver"):
+        assert (stage in names) == ("no span" not in rows[stage]), (stage, rows[stage], sorted(names))
