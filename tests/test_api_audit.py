@@ -93,3 +93,15 @@ def test_record_metric_refuses_what_a_counter_cannot_hold(tracker_env: Path, val
             t.record_metric("x", value, tags)  # type: ignore[arg-type]
         assert str(err.value) == message
         assert t.get_error_metrics()["custom_metrics"] == {}
+
+
+def test_an_empty_config_path_is_refused_as_the_cli_refuses_it(tracker_env: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """PatternTracker(config_path="") ran on the defaults without a word; `--config ""` is a config error."""
+    from pattern_tracker import ConfigError
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=f"^config error: cannot read config file {tmp_path}: Is a directory$"):
+        PatternTracker(config_path="")
+    r = run_cli("--config", "", "config", "show", env=cli_env(tracker_env), cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.startswith("config error: cannot read config file")

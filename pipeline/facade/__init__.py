@@ -77,7 +77,8 @@ class PatternTracker:
     def __init__(self, config_path: str | os.PathLike[str] | None = None, debug: bool = False) -> None:
         from pattern_tracker.settings.config import load_config
 
-        self.config_path = os.path.abspath(os.fspath(config_path)) if config_path else None
+        # "" is a file name like any other (the CLI's --config "" is refused too), not "no file"
+        self.config_path = os.path.abspath(os.fspath(config_path)) if config_path is not None else None
         self.loaded = load_config(self.config_path)
         self.config = self.loaded.config
         self.debug = debug
