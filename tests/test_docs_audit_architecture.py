@@ -20,10 +20,10 @@ FOLDERS = {
 def _documented() -> dict[str, set[str]]:
     """Layer → the module names of its table (the first column's `name`)."""
     out: dict[str, set[str]] = {}
-    for section in re.split(r"^### ", DOC, flags=re.M)[1:]:
+    for section in re.split(r"^### ", DOC, flags=re.MULTILINE)[1:]:
         m = re.match(r"`(\w+)`", section)
         if m and m.group(1) in FOLDERS:
-            out[m.group(1)] = set(re.findall(r"^\| `(\w+)`", section, flags=re.M))
+            out[m.group(1)] = set(re.findall(r"^\| `(\w+)`", section, flags=re.MULTILINE))
     return out
 
 

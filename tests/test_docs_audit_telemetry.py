@@ -9,7 +9,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tests.clitools import BIN, cli_env, free_port, stop, wait_for
+import msgspec
+
+from pattern_tracker.model.events import build_event
+from tests.clitools import BIN, cli_env, free_port, serve, stop, wait_for
 
 
 def _scrape(port: int) -> str:
@@ -58,11 +61,6 @@ def test_a_parent_missing_spill_is_dropped_at_the_retry_stage(tmp_path: Path) ->
     """An event whose parent the service does not know goes back to the spool with the reason
     `parent_missing`, decided by the retry rule like `retries_exhausted`: the dropped counter
     names the stage `retry` (it said `spill`, the stage of reasons nobody placed)."""
-    import msgspec
-
-    from pattern_tracker.model.events import build_event
-    from tests.clitools import serve
-
     orphan = build_event(file_path="/p/child.py", code="x = 2\n", version=2, parent_pattern_id="0" * 64,
                          source="stdin", occurred_at=1.0)
     port = free_port()
@@ -87,7 +85,8 @@ def test_a_parent_missing_spill_is_dropped_at_the_retry_stage(tmp_path: Path) ->
 def _stage_rows() -> dict[str, str]:
     """The Spans table of docs/telemetry.md: stage → its row."""
     doc = (Path(__file__).resolve().parent.parent / "docs" / "telemetry.md").read_text(encoding="utf-8")
-    return dict(re.findall(r"^\| `(\w+)` \| (.*) \|$", doc.split("## Spans", 1)[1].split("## Metrics", 1)[0], flags=re.M))
+    table = doc.split("## Spans", 1)[1].split("## Metrics", 1)[0]
+    return dict(re.findall(r"^\| `(\w+)` \| (.*) \|$", table, flags=re.MULTILINE))
 
 
 def test_the_spans_of_a_console_run_are_those_the_spans_table_promises(tmp_path: Path) -> None:
@@ -97,7 +96,7 @@ def test_the_spans_of_a_console_run_are_those_the_spans_table_promises(tmp_path:
     config.write_text("telemetry:\n  exporter: console\n  event_span_sample_rate: 1.0\n")
     lines = b"".join(json.dumps({"file_path": f"/p/m{i}.py", "code": f"x = {i}\n"}).encode() + b"\n" for i in range(3))
     out = subprocess.run([str(BIN), "run", "--config", str(config), "--source", "stdin"], input=lines,
-                         capture_output=True, env=cli_env(tmp_path / "data"), timeout=60)
+                         capture_output=True, env=cli_env(tmp_path / "data"), timeout=60, check=False)
     assert out.returncode == 0, out.stderr.decode()
     names = set(re.findall(r'"name": "pattern_tracker\.(\w+)"', out.stdout.decode()))
     rows = _stage_rows()
