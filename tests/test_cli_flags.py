@@ -175,3 +175,19 @@ def test_a_commands_paths_may_follow_its_options(tmp_path: Path) -> None:
     out = run_cli("run", "a", "--source", "stdin", "b", env=cli_env(tmp_path / "data"), input=b"")
     lines = out.stderr.splitlines()
     assert out.returncode == 2 and len(lines) == 1 and "PATH a is for the watch source" in lines[0], out
+
+
+@pytest.mark.parametrize(("kwargs", "says"), [
+    ({"rate": float("nan")}, "rate must be a finite number greater than 0 and at most 1e+09, got nan"),
+    ({"rate": float("inf")}, "rate must be a finite number greater than 0 and at most 1e+09, got inf"),
+    ({"rate": 0}, "rate must be a finite number greater than 0"),
+    ({"speedup": float("nan")}, "speedup must be a finite number greater than 0, got nan"),
+    ({"speedup": -2.0}, "speedup must be a finite number greater than 0, got -2.0"),
+])
+def test_replay_source_from_python_refuses_what_the_flags_refuse(kwargs: dict, says: str) -> None:
+    """`replay --speedup nan` is a usage error; replay_source(archive, speedup=nan) from Python paced
+    nothing (every comparison with nan is false, so `speedup <= 0` let it through). One rule for both."""
+    from pattern_tracker.sources.replay import replay_source
+
+    with pytest.raises(ValueError, match=f"^{says.replace('+', '[+]')}"):
+        replay_source(None, **kwargs)  # type: ignore[arg-type]  # refused before the archive is used

@@ -21,10 +21,7 @@ from pattern_tracker.cli.support import (
     load,
     stderr_line,
 )
-
-# Events per second beyond any pipeline's reach; the pacing's arithmetic (rate x elapsed seconds)
-# overflows a float for rates near its largest.
-MAX_RATE = 1e9
+from pattern_tracker.core.bounds import MAX_REPLAY_RATE
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -51,8 +48,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("replay", parents=[common], help="replay an archive through the full pipeline")
     p.add_argument("archive", metavar="ARCHIVE")
-    p.add_argument("--rate", type=bounded(float, 0, MAX_RATE, above=True), default=None, metavar="EVENTS_PER_S",
-                   help=f"at most this many events per second (0 < EVENTS_PER_S <= {MAX_RATE:g})")
+    p.add_argument("--rate", type=bounded(float, 0, MAX_REPLAY_RATE, above=True), default=None, metavar="EVENTS_PER_S",
+                   help=f"at most this many events per second (0 < EVENTS_PER_S <= {MAX_REPLAY_RATE:g})")
     p.add_argument("--speedup", type=bounded(float, 0, above=True), default=None, metavar="X",
                    help="the archive's own timing, X times faster (X > 0)")
     p.add_argument("--sink", choices=["config", "null"], default="config",

@@ -17,6 +17,8 @@ from typing import Any, NoReturn, TypeVar
 
 import msgspec
 
+from pattern_tracker.core.bounds import bounded_number
+
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -123,19 +125,17 @@ N = TypeVar("N", int, float)
 
 
 def bounded(kind: Callable[[str], N], low: float, high: float = math.inf, *, above: bool = False) -> Callable[[str], N]:
-    """An argparse ``type=`` for a numeric flag: a finite ``kind`` of at least ``low`` (greater
-    than it when ``above``) and at most ``high``. Checked at parse time, so a bad value is the
-    usage error line naming the flag and the value (exit 2), never a hang or an internal error
-    later (``--speedup nan`` paced nothing, ``--rate inf`` overflowed)."""
-    wanted = ("a finite number " if kind is float else "") + (f"greater than {low:g}" if above else f"at least {low:g}")
-    if high != math.inf:
-        wanted += f" and at most {high:g}"
+    """An argparse ``type=`` for a numeric flag, checked at parse time by ``core.bounds.bounded_number``
+    (the rule the Python API uses), so a bad value is the usage error line naming the flag and the
+    value (exit 2), never a hang or an internal error later (``--speedup nan`` paced nothing,
+    ``--rate inf`` overflowed)."""
 
     def parse(text: str) -> N:
         value = kind(text)  # a ValueError: argparse's own "invalid float value: 'x'"
-        if not (math.isfinite(value) and (value > low if above else value >= low) and value <= high):
-            raise argparse.ArgumentTypeError(f"must be {wanted}, got {value}")
-        return value
+        try:
+            return bounded_number(value, low, high, above=above, integer=kind is int)  # type: ignore[return-value]
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
 
     parse.__name__ = getattr(kind, "__name__", "number")  # argparse names the type with it
     return parse

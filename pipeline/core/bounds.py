@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["bounded_number", "wanted"]
+__all__ = ["MAX_REPLAY_RATE", "bounded_number", "wanted"]
+
+# A replay's --rate / rate= beyond any pipeline's reach (events per second); the pacing's
+# arithmetic (rate x elapsed seconds) overflows a float for rates near its largest.
+MAX_REPLAY_RATE = 1e9
 
 
 def wanted(low: float, high: float = math.inf, *, above: bool = False, integer: bool = False) -> str:

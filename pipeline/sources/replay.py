@@ -13,6 +13,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
+from pattern_tracker.core.bounds import MAX_REPLAY_RATE, bounded_number
 from pattern_tracker.model.archive import Archive
 from pattern_tracker.runtime import Feed, Source
 
@@ -26,10 +27,10 @@ def replay_source(
     skip: int = 0,
 ) -> Source:
     """``skip``: start after the archive's first ``skip`` events (resuming a replay that stopped)."""
-    if rate is not None and rate <= 0:
-        raise ValueError("--rate must be > 0")
-    if speedup is not None and speedup <= 0:
-        raise ValueError("--speedup must be > 0")
+    if rate is not None:
+        bounded_number(rate, 0, MAX_REPLAY_RATE, above=True, name="rate")
+    if speedup is not None:
+        bounded_number(speedup, 0, above=True, name="speedup")
 
     async def run(feed: Feed, stop: asyncio.Event) -> None:
         started = time.monotonic()
