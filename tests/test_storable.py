@@ -4,6 +4,8 @@ through (hook payload, stdin record; the Python API: tests/test_status_facade.py
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import msgspec
 import pytest
 
@@ -56,3 +58,40 @@ def test_a_full_pattern_event_whose_id_the_spool_cannot_key_is_refused(event_id:
     event = msgspec.to_builtins(next(iter(generate(1, 1, 7))))
     with pytest.raises(RecordError, match="^pattern event: event_id must be 1 to 256 bytes$"):
         parse_record({**event, "event_id": event_id}, 1.0, lambda _path: None)
+
+
+@pytest.mark.parametrize("occurred_at", [1e300, -1.0])
+def test_a_full_pattern_event_whose_time_is_not_a_date_is_refused(occurred_at: float) -> None:
+    """A plain change's occurred_at was checked at the door; a full PatternEvent's was not: 1e300
+    was stored, and `query --file` then failed on it (internal error: OverflowError)."""
+    event = msgspec.to_builtins(next(iter(generate(1, 1, 7))))
+    with pytest.raises(RecordError, match=r"^pattern event: occurred_at \(epoch seconds\) must be"):
+        parse_record({**event, "occurred_at": occurred_at}, 1.0, lambda _path: None)
+
+
+def test_a_stored_time_past_the_year_9999_is_shown_not_crashed_on() -> None:
+    """Stores written before times were checked may hold one: shown as a number, not a traceback."""
+    from pattern_tracker.core.timefmt import iso
+
+    assert iso(1e300) == "1e+300 (not a date)"
+    assert iso(1_700_000_000.0) == "2023-11-14T22:13:20Z"
+
+
+def test_query_shows_a_stored_edit_time_past_the_year_9999(tmp_path: Path) -> None:
+    """A node stored before edit times were checked, with occurred_at 1e300: `query --file` failed
+    with 'internal error: OverflowError'; it shows the number instead."""
+    from pattern_tracker.core.store import Store
+    from pattern_tracker.model.events import to_track_request
+    from pattern_tracker.sinks.lineage_store import LineageStore
+    from tests.clitools import cli_env, run_cli
+
+    event = next(iter(generate(1, 1, 7)))
+    event.occurred_at = 1e300
+    store = Store.open(tmp_path / "data")
+    try:
+        [result] = LineageStore(store).track_many([to_track_request(event)])
+        assert isinstance(result, dict), result
+    finally:
+        store.close()
+    out = run_cli("query", "--file", str(event.file_path), env=cli_env(tmp_path / "data"))
+    assert out.returncode == 0 and "1e+300 (not a date)" in out.stdout, (out.stdout, out.stderr)

@@ -57,7 +57,10 @@ def _print_json(doc: Any) -> None:
 
 def _when(edited: float | None, received: Any) -> str:
     if edited is not None:
-        return datetime.fromtimestamp(edited, timezone.utc).isoformat(timespec="milliseconds")
+        try:
+            return datetime.fromtimestamp(edited, timezone.utc).isoformat(timespec="milliseconds")
+        except (OverflowError, ValueError, OSError):  # past the year 9999 (stored before times were checked)
+            return f"{edited:g} (not a date)"
     return f"{received or '?'} (received)"
 
 

@@ -8,7 +8,10 @@ from datetime import UTC, datetime
 def iso(ts: float | None) -> str | None:
     if ts is None or ts <= 0:
         return None
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    try:
+        return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    except (OverflowError, ValueError, OSError):  # past the year 9999 (stored before times were checked)
+        return f"{ts:g} (not a date)"
 
 
 def duration(seconds: float) -> str:

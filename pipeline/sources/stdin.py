@@ -30,6 +30,7 @@ from pattern_tracker.core.capture import (
     Change,
     PayloadError,
     changes_from_payload,
+    check_occurred_at,
     check_path,
     check_storable,
     is_hook_payload,
@@ -118,7 +119,8 @@ def parse_record(obj: Any, now: float, read_text: Callable[[str], str | None]) -
         try:  # a lone surrogate cannot get here: the line's JSON decoder refuses it
             if event.file_path is not None:
                 check_path(event.file_path)
-        except PayloadError as exc:
+            check_occurred_at(event.occurred_at)
+        except ValueError as exc:  # PayloadError is one
             raise RecordError(f"pattern event: {exc}") from None
         return event
     try:
