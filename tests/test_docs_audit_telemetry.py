@@ -39,16 +39,23 @@ def test_stage_counts_reach_a_scrape_while_the_run_goes_on(tmp_path: Path) -> No
     Prometheus server scrapes a live process, never its end."""
     port = free_port()
     env = cli_env(tmp_path / "data", PATTERN_TRACKER__TELEMETRY__PROMETHEUS_PORT=str(port))
-    proc = subprocess.Popen([str(BIN), "run", "--source", "stdin"], stdin=subprocess.PIPE,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    log = tmp_path / "run.log"
+    with log.open("wb") as err:
+        proc = subprocess.Popen([str(BIN), "run", "--source", "stdin"], stdin=subprocess.PIPE,
+                                stdout=subprocess.DEVNULL, stderr=err, env=env)
     try:
         assert proc.stdin is not None
         for i in range(3):
             proc.stdin.write(json.dumps({"file_path": f"/p/m{i}.py", "code": f"x = {i}\n"}).encode() + b"\n")
         proc.stdin.flush()  # stdin stays open: the run goes on
-        body = wait_for(lambda: (b := _scrape(port)) and _sample(
-            b, "pattern_tracker_retry_calls_total", kind="successful_without_retry") == 3 and b,
-            timeout=30, what="the three events delivered, on the Prometheus endpoint")
+
+        def delivered() -> str:
+            assert proc.poll() is None, log.read_text()
+            body = _scrape(port)
+            return body if _sample(body, "pattern_tracker_requests_succeeded_total") >= 1 and _sample(
+                body, "pattern_tracker_retry_calls_total") == 3 else ""
+
+        body = wait_for(delivered, timeout=60, what=f"the three events delivered, on the Prometheus endpoint ({log})")
         assert _sample(body, "pattern_tracker_stage_events_in_total", stage="source") == 3
         assert _sample(body, "pattern_tracker_stage_events_out_total", stage="validate") == 3
         assert _sample(body, "pattern_tracker_stage_events_out_total", stage="deliver") == 3

@@ -320,7 +320,7 @@ async def test_prometheus_endpoint_with_exporter_none(store: Store) -> None:
                   'otel_scope_version="",stage="deliver"}') == 12 + summary.already_existed
     assert sample("pattern_tracker_requests_total") >= 2
     assert sample('pattern_tracker_retry_calls_total{kind="successful_without_retry"') == 12 + summary.already_existed
-    assert sample("pattern_tracker_circuit_state") == 0 and sample("pattern_tracker_spool_size") == 0
+    assert sample("pattern_tracker_circuit_state") == 0 and sample("pattern_tracker_state_spool_size{") == 0
     assert sample("pattern_tracker_delivery_latency_seconds_count") >= 2
     assert sample("pattern_tracker_end_to_end_latency_seconds_count") == 12 + summary.already_existed
     assert 'le="0.001"' in body  # explicit buckets (seconds)
