@@ -70,3 +70,26 @@ def test_the_python_api_raises_config_error_for_a_bad_api_url(tracker_env: Path,
     monkeypatch.setenv("PATTERN_TRACKING_API_URL", "localhost:8053")
     with pytest.raises(ConfigError, match=r"^config error: api\.url = 'localhost:8053' \(from env PATTERN_TRACKING_API_URL\)"):
         PatternTracker()
+
+
+@pytest.mark.parametrize(("yaml_text", "line"), [
+    # passed `config validate`; `run` then died with 'internal error: OverflowError' (exit 1)
+    ("storage:\n  map_size_mb: 100000000000000000000\n",
+     "storage.map_size_mb = 100000000000000000000 (from {f}:2): expected an integer from 1 to 16777216"),
+    # passed `config validate`; only `run` refused it
+    ("resilience:\n  retry:\n    policy: bogus\n",
+     "resilience.retry.policy = 'bogus' (from {f}:3): expected 'default' or 'package.module:factory'"),
+])
+def test_config_validate_refuses_what_a_run_would(tmp_path: Path, yaml_text: str, line: str) -> None:
+    f = tmp_path / "pt.yaml"
+    f.write_text(yaml_text)
+    env = cli_env(tmp_path / "data")
+    one_config_error(run_cli("config", "validate", str(f), env=env), line.format(f=f))
+    one_config_error(run_cli("run", "--config", str(f), "--source", "stdin", env=env, input=b"", timeout=30),
+                     line.format(f=f))
+
+
+def test_a_retry_policy_factory_name_passes_validate(tmp_path: Path) -> None:
+    f = tmp_path / "pt.yaml"
+    f.write_text("resilience:\n  retry:\n    policy: my_pkg.policies:make_policy\n")
+    assert run_cli("config", "validate", str(f), env=cli_env(tmp_path / "data")).returncode == 0

@@ -91,7 +91,8 @@ def describe_allowed(tp: Any) -> str:
         # inf passes a lower bound alone: loader._check_finite refuses it, and the words say so
         return f"a {'number' if hi is not None else 'finite number'} {bounds}".rstrip()
     if base is str:
-        return "a non-empty string" if min_len else "a string"
+        described = next((m.description for m in metas if m.description), None)  # a pattern's words
+        return described or ("a non-empty string" if min_len else "a string")
     if typing.get_origin(base) is Literal:
         return "one of: " + ", ".join(str(a) for a in typing.get_args(base))
     if typing.get_origin(base) is list:

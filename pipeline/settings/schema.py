@@ -21,6 +21,8 @@ PosFloat = Annotated[float, Meta(gt=0)]
 NonNegFloat = Annotated[float, Meta(ge=0)]
 Fraction = Annotated[float, Meta(ge=0, le=1)]
 NonEmptyStr = Annotated[str, Meta(min_length=1)]
+# A map size in MiB: up to 16 TiB (far past any disk here; a larger one overflowed LMDB's size_t).
+MapMiB = Annotated[int, Meta(ge=1, le=16 * 1024 * 1024)]
 
 
 class _Section(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -53,7 +55,9 @@ class RetryConfig(_Section):
     base_delay: NonNegFloat = 1.0  # seconds
     max_delay: PosFloat = 30.0  # seconds
     jitter_factor: Fraction = 0.1
-    policy: NonEmptyStr = "default"
+    # "default" or "package.module:factory" (operators.backoff.load_policy imports it when a run starts)
+    policy: Annotated[str, Meta(pattern=r"^(default|[A-Za-z_][\w.]*:[A-Za-z_]\w*)$",
+                                description="'default' or 'package.module:factory'")] = "default"
 
 
 class ResilienceConfig(_Section):
@@ -116,8 +120,8 @@ class SourcesConfig(_Section):
 
 class StorageConfig(_Section):
     data_dir: NonEmptyStr | None = None  # None = pattern_tracker.core.store.default_data_dir()
-    map_size_mb: PosInt = 1024
-    max_map_size_mb: PosInt = 65536
+    map_size_mb: MapMiB = 1024
+    max_map_size_mb: MapMiB = 65536
 
     @property
     def data_dir_path(self) -> Path:
