@@ -373,3 +373,26 @@ async def test_facade_async_against_serve_and_an_unreachable_service(tracker_env
     with PatternTracker() as t:
         status = t.service_monitor.get_service_status()
         assert status["available"] is False and status["status"] == "unreachable"
+
+
+def test_close_shuts_the_trackers_telemetry_down(tracker_env: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tracker's first drain builds its telemetry (here a Prometheus endpoint on 127.0.0.1).
+    close() only "flushed" it, which did nothing: the endpoint went on serving after close, and
+    spans still batched waited for the interpreter's exit. close() now shuts it down."""
+    from tests.clitools import free_port
+
+    from pattern_tracker import PatternTracker
+
+    port = free_port()
+    monkeypatch.setenv("PATTERN_TRACKER__TELEMETRY__PROMETHEUS_PORT", str(port))
+    with serve(tmp_path / "service") as url:
+        monkeypatch.setenv("PATTERN_TRACKING_API_URL", url)
+        t = PatternTracker()
+        t.track_pattern_creation("x = 1\n", {"file_path": str(tmp_path / "a.py")}, deliver="none")
+        assert t.drain()["delivered"] == 1
+        scraped = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+        assert "pattern_tracker_stage_events_in_total" in scraped
+        t.close()
+    with pytest.raises(OSError):  # refused: nothing listens any more
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10)

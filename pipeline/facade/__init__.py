@@ -121,7 +121,8 @@ class PatternTracker:
         return self._store
 
     def close(self) -> None:
-        """Close the store (when no other tracker of this process uses it). Idempotent."""
+        """Close the store (when no other tracker of this process uses it) and shut down this tracker's
+        telemetry (what it still batched is exported, a Prometheus endpoint stops). Idempotent."""
         with self._lock:
             store, self._store = self._store, None
             self._closed = True
@@ -134,10 +135,8 @@ class PatternTracker:
                     else:
                         _STORE_REFS[self._store_key] = left
             if self._telemetry is not None:
-                try:
-                    self._telemetry.flush()
-                except Exception:  # noqa: BLE001
-                    pass
+                self._telemetry.shutdown()  # spans and metrics still batched are exported; a Prometheus endpoint stops
+                self._telemetry = None
 
     def __enter__(self) -> PatternTracker:
         return self
@@ -334,7 +333,7 @@ class PatternTracker:
         return out
 
     def _telemetry_once(self) -> Any:
-        """This tracker's telemetry providers, built by its first drain and flushed by ``close``."""
+        """This tracker's telemetry providers, built by its first drain and shut down by ``close``."""
         if self._telemetry is None:
             from pattern_tracker.composition import build_telemetry
 

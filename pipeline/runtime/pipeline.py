@@ -169,4 +169,3 @@ class Pipeline:
         except Exception as exc:  # noqa: BLE001 - the lease expires by itself
             log.error("store write failed (no event lost): releasing the drain lease: %s", exc)
         self._background.shutdown()
-        self.tel.flush()

@@ -133,10 +133,6 @@ class Telemetry:
             return
         sink.on_request = HttpClientSpans(self.tracer, sink, current)
 
-    def flush(self) -> None:
-        """Nothing is pending: the stage counts are read when a metric reader collects. Kept for
-        its callers (the runtime's end of run, the Python API's close)."""
-
     def totals(self) -> dict[str, dict[str, float]]:
         return {name: st.totals.as_dict() for name, st in self._stages.items()}
 
