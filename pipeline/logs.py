@@ -30,7 +30,9 @@ _URL_CREDENTIALS = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s:/@]+):[^\s@/]+@")
 _secrets: set[str] = set()
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
 _OURS = "_pattern_tracker_handler"
-_THIRD_PARTY = ("asyncio", "aiohttp")
+# Libraries whose own log lines go through our handler (file, format, scrubbing) at WARNING and
+# above, instead of Python's last-resort stderr line: the OTLP exporter logs its retries there.
+_THIRD_PARTY = ("asyncio", "aiohttp", "opentelemetry")
 
 
 def add_secret(value: str | None) -> None:

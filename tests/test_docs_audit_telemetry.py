@@ -109,3 +109,26 @@ def test_the_spans_of_a_console_run_are_those_the_spans_table_promises(tmp_path:
     rows = _stage_rows()
     for stage in ("source", "validate", "batch", "deliver"):
         assert (stage in names) == ("no span" not in rows[stage]), (stage, rows[stage], sorted(names))
+
+
+def test_the_otlp_exporters_own_log_lines_go_through_our_logging(tmp_path: Path) -> None:
+    """With logging.file and format json, the OTLP exporter's retry warnings went to stderr as plain
+    text (Python's last resort), outside the log file and unscrubbed: its logger was not routed."""
+    import sys
+
+    log = tmp_path / "pt.log"
+    code = (
+        "import logging\n"
+        "from pattern_tracker.logs import setup_logging\n"
+        f"setup_logging(fmt='json', file={str(log)!r})\n"
+        "logging.getLogger('opentelemetry.exporter.otlp.proto.http.trace_exporter').warning(\n"
+        "    'Transient error %s encountered while exporting span batch to %s, retrying in %ss.',\n"
+        "    'Service Unavailable', 'http://collector:s3cretpw@127.0.0.1:4318/v1/traces', 1)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env=cli_env(tmp_path / "data"))
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    [line] = log.read_text().splitlines()
+    record = json.loads(line)
+    assert record["level"] == "warning" and "Transient error" in record["msg"], record
+    assert "s3cretpw" not in line and "collector:***@" in record["msg"], record
