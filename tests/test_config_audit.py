@@ -93,3 +93,18 @@ def test_a_retry_policy_factory_name_passes_validate(tmp_path: Path) -> None:
     f = tmp_path / "pt.yaml"
     f.write_text("resilience:\n  retry:\n    policy: my_pkg.policies:make_policy\n")
     assert run_cli("config", "validate", str(f), env=cli_env(tmp_path / "data")).returncode == 0
+
+
+@pytest.mark.parametrize(("value", "says"), [
+    ("not a url", "(no scheme)"),
+    ("ftp://me:hunter2@collector/", "(scheme 'ftp')"),
+    ("http://127.0.0.1:99999", "(Port out of range 0-65535)"),
+])
+def test_an_otlp_endpoint_the_exporter_cannot_use_is_a_config_error(tmp_path: Path, value: str, says: str) -> None:
+    """It passed `config validate` and the run (exit 0); only the exporter complained, at the end."""
+    f = tmp_path / "pt.yaml"
+    f.write_text(f"telemetry:\n  exporter: otlp\n  otlp_endpoint: {value}\n")
+    r = run_cli("config", "validate", str(f), env=cli_env(tmp_path / "data"))
+    assert r.returncode == 2 and r.stderr.startswith("config error: telemetry.otlp_endpoint = "), r.stderr
+    assert r.stderr.endswith(f"(from {f}:3): expected an http(s)://HOST[:PORT][/PATH] URL {says}\n"), r.stderr
+    assert "hunter2" not in r.stderr

@@ -106,7 +106,7 @@ def _finish(state: MergeState, sources: list[str]) -> LoadedConfig:
     _check_finite(config, state)
     _check_patterns(config, state)
     _check_store(config, state)
-    _check_api_url(config, state)
+    _check_http_urls(config, state)
     origins = {}
     for key in leaf_keys(Config):  # every leaf, in section order
         origins[key] = state.origins.get(key, BUILTIN_ORIGIN)
@@ -155,34 +155,39 @@ def _check_store(config: Config, state: MergeState) -> None:
                           key=key, origin=origin, allowed=STORE_URL_FORM)
 
 
-API_URL_FORM = "an http(s)://HOST[:PORT][/PATH] URL"
+HTTP_URL_FORM = "an http(s)://HOST[:PORT][/PATH] URL"
 
 
-def _check_api_url(config: Config, state: MergeState) -> None:
-    """``api.url`` must be a URL the HTTP sink can use (sinks/http.py refuses anything else): checked
-    here, a bad one was 'internal error: ValueError' (exit 1) from every command that delivers or
-    reports health, after ``config validate`` had passed it. Shown masked as ``config show`` shows it."""
-    url, key = config.api.url, "api.url"
-    if url is None:
-        return
+def _check_http_urls(config: Config, state: MergeState) -> None:
+    """``api.url`` and ``telemetry.otlp_endpoint`` must be URLs their HTTP clients can use: checked
+    here, a bad ``api.url`` was 'internal error: ValueError' (exit 1) from every command that
+    delivers or reports health after ``config validate`` had passed it, and a bad OTLP endpoint
+    was only complained about by the exporter at the end of a run. Shown masked as ``config show``
+    shows them."""
+    for key, url in (("api.url", config.api.url), ("telemetry.otlp_endpoint", config.telemetry.otlp_endpoint)):
+        problem = None if url is None else _http_url_problem(url)
+        if problem is None:
+            continue
+        from pattern_tracker.settings.render import mask_url  # only on this error path (render loads yaml)
+
+        origin = state.origins.get(key, BUILTIN_ORIGIN)
+        raise ConfigError(f"{key} = {short_repr(mask_url(url, hide_path=False))} (from {origin}): {problem}",
+                          key=key, origin=origin, allowed=HTTP_URL_FORM)
+
+
+def _http_url_problem(url: str) -> str | None:
+    """What keeps ``url`` from being an http(s) URL with a host (and a port 0..65535), or None."""
     try:
         parts = urlsplit(url.strip())
         parts.port  # noqa: B018 - raises ValueError for a port that is not 0..65535
     except ValueError as exc:
-        problem = f"expected {API_URL_FORM} ({exc})"
-    else:
-        if parts.scheme.lower() not in ("http", "https"):
-            got = f"scheme {parts.scheme!r}" if parts.scheme else "no scheme"
-            problem = f"expected {API_URL_FORM} ({got})"
-        elif not parts.hostname:
-            problem = f"expected {API_URL_FORM} (no host)"
-        else:
-            return
-    from pattern_tracker.settings.render import mask_url  # only on this error path (render loads yaml)
-
-    origin = state.origins.get(key, BUILTIN_ORIGIN)
-    raise ConfigError(f"{key} = {short_repr(mask_url(url, hide_path=False))} (from {origin}): {problem}",
-                      key=key, origin=origin, allowed=API_URL_FORM)
+        return f"expected {HTTP_URL_FORM} ({exc})"
+    if parts.scheme.lower() not in ("http", "https"):
+        got = f"scheme {parts.scheme!r}" if parts.scheme else "no scheme"
+        return f"expected {HTTP_URL_FORM} ({got})"
+    if not parts.hostname:
+        return f"expected {HTTP_URL_FORM} (no host)"
+    return None
 
 
 # --------------------------------------------------------------------------------------------
