@@ -50,7 +50,9 @@ def open_lineage_backend(cfg: Config, store_url: str | None = None) -> tuple[Asy
         from pattern_tracker.sinks.lineage_threaded import ThreadedLineage
 
         return ThreadedLineage(LineageStore(open_store(cfg))), f"lmdb {cfg.storage.data_dir_path}"
-    return postgres_lineage(cfg, url), redacted_store_url(url)
+    from pattern_tracker.settings.store_url import mask_store_url
+
+    return postgres_lineage(cfg, url), mask_store_url(url)
 
 
 def postgres_lineage(cfg: Config, url: str) -> PostgresLineage:
@@ -63,11 +65,6 @@ def postgres_lineage(cfg: Config, url: str) -> PostgresLineage:
                            connect_timeout=s.connect_timeout, statement_timeout=s.statement_timeout)
 
 
-def redacted_store_url(url: str) -> str:
-    """``url`` as it may be shown: no password."""
-    from pattern_tracker.sinks.lineage_pg_url import redact_url  # pure: no driver loaded to show a URL
-
-    return redact_url(url)
 
 
 def build_sink(cfg: Config, store: Store, telemetry: Telemetry | None = None) -> Sink:

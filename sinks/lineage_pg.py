@@ -30,6 +30,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from pattern_tracker.model.events import TrackRequest
+from pattern_tracker.settings.store_url import mask_store_url
 from pattern_tracker.sinks import lineage_pg_walks as walks
 from pattern_tracker.sinks.lineage_contract import (
     FilesPage,
@@ -39,11 +40,11 @@ from pattern_tracker.sinks.lineage_contract import (
 )
 from pattern_tracker.sinks.lineage_layout import Node
 from pattern_tracker.sinks.lineage_pg_schema import SchemaTooNew, migrate
-from pattern_tracker.sinks.lineage_pg_url import redact_text, redact_url
+from pattern_tracker.sinks.lineage_pg_url import redact_text
 from pattern_tracker.sinks.lineage_pg_write import import_nodes, track_batch
 from pattern_tracker.sinks.lineage_rules import batch_problem, static_check
 
-__all__ = ["COMPONENT", "PostgresLineage", "redact_url"]
+__all__ = ["COMPONENT", "PostgresLineage"]
 
 COMPONENT = "postgresql"
 
@@ -72,7 +73,7 @@ class PostgresLineage:
 
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10, connect_timeout: float = 5.0,
                  statement_timeout: float = 10.0, pool_timeout: float | None = None, retry_after: int = 2) -> None:
-        self.shown_url = redact_url(url)  # the only form of the URL kept in the open: no password
+        self.shown_url = mask_store_url(url)  # the only form of the URL kept in the open: no password
         self.min_size = max(0, min_size)
         self.max_size = max(1, max_size, self.min_size)
         self.connect_timeout = connect_timeout
@@ -286,7 +287,7 @@ def _conninfo(url: str, connect_timeout: float, statement_timeout: float) -> tup
     try:
         params = conninfo_to_dict(url)
     except psycopg.ProgrammingError as exc:
-        raise ValueError(f"not a PostgreSQL URL: {redact_url(url)} ({_reason(exc, ())})") from None
+        raise ValueError(f"not a PostgreSQL URL: {mask_store_url(url)} ({_reason(exc, ())})") from None
     secret = params.get("password")
     params.setdefault("connect_timeout", str(max(1, round(connect_timeout))))
     extra = f"-c statement_timeout={int(statement_timeout * 1000)} -c TimeZone=UTC"

@@ -20,7 +20,7 @@ from pattern_tracker.sinks.lineage_contract import LineageUnavailable, LineageVa
 from pattern_tracker.sinks.lineage_layout import LineageDbs, node_decoder, values
 from pattern_tracker.sinks.lineage_pg import PostgresLineage
 from pattern_tracker.sinks.lineage_pg_schema import SCHEMA_VERSION
-from pattern_tracker.sinks.lineage_pg_url import redact_url
+from pattern_tracker.settings.store_url import mask_store_url
 from tests.clitools import cli_env
 from tests.pgserver import PgServer, free_port
 
@@ -332,13 +332,18 @@ async def test_start_with_the_database_unreachable_is_one_unavailable_error(pg_s
     assert "password authentication failed" in auth.value.reason and "not-the-password" not in str(auth.value)
 
 
-def test_redact_url_masks_every_password_form() -> None:
-    assert redact_url("postgresql://u:s3cr%40t@db:5432/lineage?sslmode=require") == \
+def test_mask_store_url_masks_every_password_form() -> None:
+    assert mask_store_url("postgresql://u:s3cr%40t@db:5432/lineage?sslmode=require") == \
         "postgresql://u:***@db:5432/lineage?sslmode=require"
-    assert redact_url("postgres://u@h1:1,h2:2/db?password=s3cret&application_name=x") == \
+    assert mask_store_url("postgres://u@h1:1,h2:2/db?password=s3cret&application_name=x") == \
         "postgres://u@h1:1,h2:2/db?password=***&application_name=x"
-    assert redact_url("postgresql:///db?host=/run/pg") == "postgresql:///db?host=/run/pg"
-    assert redact_url("host=db user=u password='a b' dbname=x") == "host=db user=u password=*** dbname=x"
+    assert mask_store_url("postgresql:///db?host=/run/pg") == "postgresql:///db?host=/run/pg"
+    assert mask_store_url("host=db user=u password='a b' dbname=x") == "host=db user=u password=*** dbname=x"
+    # one masking for every face (settings' and the PostgreSQL sink's were two): any scheme, and
+    # what urlsplit cannot parse keeps no password either
+    assert mask_store_url("mysql://tracker:hunter2secret@db/x") == "mysql://tracker:***@db/x"
+    assert mask_store_url("postgresql://u:hunter2secret@[db/x?password=hunter2secret") == \
+        "postgresql://u:***@[db/x?password=***"
 
 
 def test_the_hook_never_imports_the_driver(tmp_path) -> None:

@@ -64,14 +64,15 @@ def cmd_copy(args: argparse.Namespace) -> int:
 
 
 async def _copy(cfg: Any, args: argparse.Namespace) -> int:
+    from pattern_tracker.settings.store_url import mask_store_url
     from pattern_tracker.cli.progress import Progress
-    from pattern_tracker.composition import postgres_lineage, redacted_store_url
+    from pattern_tracker.composition import postgres_lineage
     from pattern_tracker.core.store import MIB, Store
     from pattern_tracker.sinks.lineage_contract import LineageUnavailable
     from pattern_tracker.sinks.lineage_export import NodeExport
     from pattern_tracker.usecases.lineage_copy import copy_lineage
 
-    shown = redacted_store_url(args.target)
+    shown = mask_store_url(args.target)
     try:
         target = postgres_lineage(cfg, args.target)
     except ValueError as exc:  # libpq refused the URL's options (e.g. an unknown ?parameter)

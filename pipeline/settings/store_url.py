@@ -7,6 +7,7 @@ parser (the driver, at start) judges the options (``?sslmode=…``). Standard li
 
 from __future__ import annotations
 
+import re
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 __all__ = ["SCHEMES", "STORE_URL_FORM", "mask_store_url", "store_password", "store_url_problem"]
@@ -14,6 +15,7 @@ __all__ = ["SCHEMES", "STORE_URL_FORM", "mask_store_url", "store_password", "sto
 SCHEMES = ("postgresql", "postgres")
 STORE_URL_FORM = "a postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE URL"
 _MASK = "***"
+_KEYVALUE_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
 
 
 def store_url_problem(url: str) -> str | None:
@@ -50,20 +52,29 @@ def store_password(url: str | None) -> str | None:
 
 
 def mask_store_url(url: str) -> str:
-    """``url`` with its password (user part and ``?password=``) replaced by ``***``; the user, host,
-    port, database and other options shown. Something unparsable becomes ``***`` as a whole."""
+    """``url`` with its password replaced by ``***`` wherever it is: a URL's user part or
+    ``password=`` parameter (the user, hosts, port, database and other options shown), or a libpq
+    key/value string's ``password=…``. What every message, log line and printout shows of a store.
+
+    Never raises: a URL it cannot parse keeps nothing between ``user:`` and ``@`` and nothing
+    after ``password=``.
+    """
+    if "://" not in url:
+        return _KEYVALUE_PASSWORD.sub(lambda m: m.group(1) + _MASK, url)
     try:
         parts = urlsplit(url)
-        password = parts.password
     except ValueError:
-        return _MASK
-    shown = url
-    if password is not None:
-        userinfo, _, hostport = parts.netloc.rpartition("@")
-        shown = shown.replace(parts.netloc, f"{userinfo.partition(':')[0]}:{_MASK}@{hostport}", 1)
-    if parts.query:
-        pairs = parse_qsl(parts.query, keep_blank_values=True)
-        if any(k == "password" for k, _ in pairs):
-            query = urlencode([(k, _MASK if k == "password" else v) for k, v in pairs], safe="*/")
-            shown = shown.replace("?" + parts.query, "?" + query, 1)
-    return shown
+        masked = re.sub(r"(//[^/@:]*:)[^@]*@", lambda m: m.group(1) + _MASK + "@", url)
+        return re.sub(r"(password=)[^&]*", lambda m: m.group(1) + _MASK, masked, flags=re.IGNORECASE)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hosts = netloc.rpartition("@")
+        user, sep, _password = userinfo.partition(":")
+        netloc = f"{user}:{_MASK}@{hosts}" if sep else f"{user}@{hosts}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(k.lower() == "password" for k, _ in pairs):
+            query = urlencode([(k, _MASK if k.lower() == "password" else v) for k, v in pairs], safe="*/")
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "") + \
+        (f"#{parts.fragment}" if parts.fragment else "")
