@@ -162,10 +162,10 @@ def hostile_dead_letter(data: Path) -> None:
 def dashboard(env: dict[str, str], *args: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     proc = subprocess.Popen([str(BIN), "dashboard", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline().decode()
+        assert proc.stderr is not None
+        line = proc.stderr.readline().decode()  # the start line is on stderr, as serve's is
         m = re.search(r"dashboard on (http://\S+)", line)
-        assert m, f"no URL: {line!r} {proc.stderr.read().decode() if proc.poll() is not None and proc.stderr else ''}"
+        assert m, f"no URL: {line!r} {proc.stderr.read().decode() if proc.poll() is not None else ''}"
         yield proc, m.group(1)
     finally:
         stop(proc)

@@ -6,8 +6,9 @@ Serves what a running ``run``/``watch`` serves on its status port (the page at `
 ``/health``, ``/metrics.json``) with no pipeline running: a user can watch the spool, the
 circuit and the counters while only the hooks (and the drainers they start) work. It reads the
 store and probes the service through the configured sink, as ``health`` does; it delivers
-nothing and changes nothing. Exit codes: 0 stopped by Ctrl-C / SIGTERM, 2 the port cannot be
-used (one line), 1 the store cannot be opened.
+nothing and changes nothing. Its start line (the URL) is on stderr, as ``serve``'s and ``run``'s
+are: stdout carries a command's results only. Exit codes: 0 stopped by Ctrl-C / SIGTERM, 2 the
+port cannot be used (one line), 1 the store cannot be opened.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ async def _serve(cfg: Any, store: Any, host: str, port: int, ours: bool) -> int:
         await server.stop()
         raise CliError(f"{exc}; {hint}", EXIT_USAGE) from None
     try:
-        print(f"dashboard on {url}/ui/ (Ctrl-C to stop)", flush=True)
+        stderr_line(f"dashboard on {url}/ui/ (Ctrl-C to stop)")
         if host not in LOOPBACK:
             stderr_line(f"note: listening on {host}: the dashboard has no authentication")
         await stop.wait()
