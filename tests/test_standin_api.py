@@ -48,6 +48,16 @@ async def test_files_page_file_versions_and_nodes(serve_url: str) -> None:
     assert "pattern_data" not in body["data"]["patterns"]["p3"]
 
 
+async def test_truncated_says_whether_a_file_has_more_versions_than_shown(serve_url: str) -> None:
+    """A file of exactly ``limit`` versions is whole: it was called truncated (the page then said
+    "there are more" under a file of exactly 1000 versions)."""
+    await chain(serve_url)
+    for limit, shown, truncated in ((3, ["p1", "p2", "p3"], False), (2, ["p1", "p2"], True)):
+        _, body, _ = await call("GET", serve_url + f"/standin/v1/file?path=%2Fsrc%2Fa.py&limit={limit}")
+        assert [v["pattern_id"] for v in body["data"]["versions"]] == shown, limit
+        assert (body["data"]["total"], body["data"]["truncated"]) == (len(shown), truncated), limit
+
+
 async def test_bad_parameters_are_422s(serve_url: str) -> None:
     cases = {
         "/standin/v1/files?limit=0": ("greater_than_equal", "limit"),

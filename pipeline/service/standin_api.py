@@ -130,14 +130,14 @@ class _Api:
         try:
             path = _text(request, "path", max_length=4096, required=True)
             limit = _int(request, "limit", MAX_VERSIONS, 1, MAX_VERSIONS)
-            nodes = await self.backend.query(path, limit)
+            nodes = await self.backend.query(path, limit + 1)  # one more: are there more than limit?
         except _Invalid as exc:
             return unprocessable([exc.detail])
         except Exception as exc:  # noqa: BLE001
             return store_failure(exc)
-        versions = [_version_row(n) for n in nodes]
+        versions = [_version_row(n) for n in nodes[:limit]]
         return _answer({"file_path": path, "versions": versions, "total": len(versions),
-                        "truncated": len(versions) >= limit}, "standin_file_versions", start)
+                        "truncated": len(nodes) > limit}, "standin_file_versions", start)
 
     async def pattern(self, request: web.Request) -> web.Response:
         start = time.perf_counter()
