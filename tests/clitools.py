@@ -74,6 +74,20 @@ def serve(data_dir: Path, *extra: str, env_extra: dict[str, str] | None = None, 
         stop(proc)
 
 
+@contextmanager
+def dashboard(env: dict[str, str], *args: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """`pattern-tracker dashboard ARGS` in a subprocess; yields it and the page's URL (its start line, on stderr)."""
+    proc = subprocess.Popen([str(BIN), "dashboard", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline().decode()
+        m = re.search(r"dashboard on (http://\S+)", line)
+        assert m, f"no URL: {line!r} {proc.stderr.read().decode() if proc.poll() is not None else ''}"
+        yield proc, m.group(1)
+    finally:
+        stop(proc)
+
+
 def _drain(stream: IO[bytes]) -> None:
     for _ in stream:
         pass

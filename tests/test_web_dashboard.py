@@ -15,7 +15,6 @@ Every page fails its test on a console error, an uncaught error or a dialog (tes
 from __future__ import annotations
 
 import json
-import re
 import signal
 import subprocess
 import time
@@ -25,7 +24,16 @@ from pathlib import Path
 from typing import Any
 
 from tests.browser import save_screenshot
-from tests.clitools import BIN, cli_env, free_port, run_cli, serve, stop, wait_for
+from tests.clitools import (
+    BIN,
+    cli_env,
+    dashboard,
+    free_port,
+    run_cli,
+    serve,
+    stop,
+    wait_for,
+)
 
 HOSTILE_NAME = "<img src=x onerror=alert(1)>.py"
 HOSTILE_CODE = "</script><script>alert(1)</script>"
@@ -156,19 +164,6 @@ def hostile_dead_letter(data: Path) -> None:
                                                           failed_at=time.time())]))
     finally:
         store.close()
-
-
-@contextmanager
-def dashboard(env: dict[str, str], *args: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    proc = subprocess.Popen([str(BIN), "dashboard", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        assert proc.stderr is not None
-        line = proc.stderr.readline().decode()  # the start line is on stderr, as serve's is
-        m = re.search(r"dashboard on (http://\S+)", line)
-        assert m, f"no URL: {line!r} {proc.stderr.read().decode() if proc.poll() is not None else ''}"
-        yield proc, m.group(1)
-    finally:
-        stop(proc)
 
 
 def test_the_dashboard_command_shows_what_metrics_reports_over_a_data_dir_only_hooks_wrote(tmp_path: Path, page: Any) -> None:

@@ -46,12 +46,22 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @web.middleware
 async def secure_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every answer under ``/ui`` carries :data:`SECURITY_HEADERS` (static files keep a short cache)."""
-    response = await handler(request)
-    if request.path == "/ui" or request.path.startswith("/ui/"):
-        for name, value in SECURITY_HEADERS.items():
-            if name == "Cache-Control" and request.path.startswith("/ui/static/"):
-                response.headers[name] = "max-age=300"
-            else:
-                response.headers[name] = value
+    """Every answer under ``/ui`` carries :data:`SECURITY_HEADERS` (static files keep a short
+    cache), errors too: a raised ``HTTPException`` (the dashboard's 404, 405) is answered with
+    the headers set on it."""
+    ui = request.path == "/ui" or request.path.startswith("/ui/")
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        if ui:
+            _secure(exc, request.path)
+        raise
+    if ui:
+        _secure(response, request.path)
     return response
+
+
+def _secure(response: web.StreamResponse, path: str) -> None:
+    for name, value in SECURITY_HEADERS.items():
+        cached = name == "Cache-Control" and path.startswith("/ui/static/")
+        response.headers[name] = "max-age=300" if cached else value
