@@ -240,6 +240,30 @@ async def test_binary_and_too_large_files_are_skipped_and_counted(tree: Path) ->
     assert run.paths(live_only=True) == [str(tree / "src" / "marker.py")]
 
 
+async def test_a_file_name_that_is_not_utf8_is_skipped_and_does_not_stop_the_watch(
+        tree: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """watchfiles' notifier fails the whole watch on an event for such a name ("Unable to decode
+    path"): `run` over a project holding one ended, the scanned entry was spooled with a path no
+    store could hold (quarantined, the event lost). Now the scan skips it (one warning, counted) and
+    the watch restarts and rescans when it changes, so the other files' changes still arrive."""
+    bad = os.path.join(os.fsencode(tree / "src"), b"bad\xffname.py")
+    with open(bad, "wb") as f:
+        f.write(b"x = 1\n")
+    caplog.set_level(logging.INFO, logger="pattern_tracker.watch")
+    async with Running(tree) as run:
+        assert run.stats["skipped_name_not_utf8"] == 1
+        assert not [p for p in run.paths() if "bad" in p]
+        with open(bad, "wb") as f:  # a live event the notifier cannot name
+            f.write(b"x = 2\n")
+        assert await run.wait_for(lambda: run.stats["skipped_name_not_utf8"] == 2, what="the rescan after the restart")
+        write(tree / "src" / "a.py", "a = 2\n")  # the watch goes on
+        assert await run.wait_for(lambda: run.latest(tree / "src" / "a.py") == "a = 2\n")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [f"skipped {tree}/src/bad\\xffname.py: name_not_utf8 (its name is not valid UTF-8; "
+                        "rename it to track it)"], warnings
+    assert any("restarted, rescanning" in r.getMessage() for r in caplog.records)
+
+
 async def test_file_deleted_right_after_creation_does_not_crash(tree: Path) -> None:
     async with Running(tree) as run:
         for i in range(20):

@@ -14,7 +14,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
     from typing import Literal
 
-    SkipReason = Literal["too_large", "binary", "not_utf8", "vanished", "unreadable", "not_a_file", "outside_root", "error"]
+    SkipReason = Literal["too_large", "binary", "not_utf8", "name_not_utf8", "vanished", "unreadable", "not_a_file",
+                         "outside_root", "error"]
 
 #: A NUL byte in this many leading bytes marks a file as binary.
 BINARY_SNIFF_BYTES = 8192
@@ -89,9 +90,17 @@ def read_text_file(path: str | os.PathLike[str], max_bytes: int,
     * "vanished" (gone before/while reading), "unreadable" (permission), "not_a_file"
       (directory, FIFO, device, socket), "error" (any other OS error; errno in ``detail``).
 
+    * "name_not_utf8": the path is not valid Unicode (a name of bytes that are not UTF-8, as
+      ``os.fsdecode`` gives it): no lineage service can name the file, and a spooled event
+      holding it could not be read back.
+
     Never raises ``OSError``. Non-blocking open, so a FIFO never hangs the caller.
     """
     p = os.fspath(path)
+    try:
+        p.encode("utf-8")
+    except UnicodeEncodeError:
+        return ReadSkipped("name_not_utf8", "its name is not valid UTF-8; rename it to track it")
     try:
         if roots is None:
             fd = os.open(p, _OPEN_FLAGS)

@@ -250,6 +250,7 @@ class WatchStats:
         "skipped_binary",
         "skipped_too_large",
         "skipped_not_utf8",
+        "skipped_name_not_utf8",  # the file's name is not valid UTF-8
         "skipped_not_a_file",
         "skipped_outside_root",
         "vanished",  # gone between the change and the read
@@ -262,6 +263,7 @@ class WatchStats:
         "too_large": "skipped_too_large",
         "binary": "skipped_binary",
         "not_utf8": "skipped_not_utf8",
+        "name_not_utf8": "skipped_name_not_utf8",
         "not_a_file": "skipped_not_a_file",
         "outside_root": "skipped_outside_root",
         "vanished": "vanished",

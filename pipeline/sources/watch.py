@@ -30,6 +30,7 @@ trees such as ``node_modules``); their events are filtered out. Huge ignored tre
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -48,6 +49,46 @@ logger = logging.getLogger("pattern_tracker.watch")
 
 #: Files read per worker-thread call (scan and live batches).
 READ_BATCH = 64
+
+# How loud a skipped file is: a name no service can hold is a file the user thinks is tracked.
+_SKIP_LEVEL = {"name_not_utf8": logging.WARNING, "unreadable": logging.INFO, "error": logging.INFO,
+               "too_large": logging.INFO}
+
+
+def shown_path(path: str) -> str:
+    """``path`` as a log line can hold it: bytes of a name that are not UTF-8 as ``\\xNN``."""
+    try:
+        return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate no file name decodes to
+        return path.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+# watchfiles (its Rust notifier) fails the whole watch on an event for a file whose name is not
+# UTF-8; the watch restarts and rescans instead, at most this many times in RESTART_WINDOW seconds.
+MAX_RESTARTS = 20
+RESTART_WINDOW = 60.0
+
+
+class _Undecodable(Exception):
+    """The notifier stopped on a file name that is not UTF-8 (``path``: as watchfiles shows it)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.path = path
+
+
+def _undecodable_path(exc: BaseException) -> str | None:
+    """The name watchfiles could not decode, when that is what stopped it (possibly inside the
+    exception group of its task group), else None."""
+    if type(exc).__name__ == "WatchfilesRustInternalError" and "Unable to decode path" in str(exc):
+        text = str(exc)
+        start = text.find('"')
+        return text[start + 1:text.rfind('"')] if 0 <= start < text.rfind('"') else text
+    for inner in getattr(exc, "exceptions", ()):
+        found = _undecodable_path(inner)
+        if found is not None:
+            return found
+    return None
 
 
 class WatchError(Exception):
@@ -129,13 +170,39 @@ class WatchSource:
         }
         #: Set once the live watcher runs and the initial scan has been yielded.
         self.ready = asyncio.Event()
+        self._said_names: set[str] = set()  # files skipped for a name that is not UTF-8, already logged
 
     # -- public ---------------------------------------------------------------------------------
 
     async def changes(self, stop_event: asyncio.Event) -> AsyncIterator[FileChange]:
-        """Initial scan then live changes, until ``stop_event`` is set. See the module docstring."""
+        """Initial scan then live changes, until ``stop_event`` is set. See the module docstring.
+
+        A file whose name is not UTF-8 stops watchfiles' notifier (it cannot name it): the watch
+        starts again and rescans the roots, so the changes of the batch it dropped are read
+        (unchanged files are dropped downstream); the file itself is skipped with one warning.
+        """
         self._check_roots()
         self.ready.clear()
+        scan, first = self.settings.initial_scan, True
+        restarts: list[float] = []
+        while True:
+            try:
+                async with contextlib.aclosing(self._watching(stop_event, scan, first)) as changes:
+                    async for change in changes:
+                        yield change
+                return
+            except _Undecodable as exc:
+                now = time.monotonic()
+                restarts = [t for t in restarts if now - t < RESTART_WINDOW] + [now]
+                if len(restarts) > MAX_RESTARTS:
+                    raise WatchError(f"watching {', '.join(self.roots)} failed: file names that are not UTF-8 "
+                                     f"stopped the watcher {len(restarts)} times in {RESTART_WINDOW:.0f}s "
+                                     f"(e.g. {exc.path}): rename them") from exc
+                logger.info("the watcher stopped on a file name that is not UTF-8 (%s): restarted, rescanning", exc.path)
+                scan, first = True, False
+
+    async def _watching(self, stop_event: asyncio.Event, scan: bool, first: bool) -> AsyncIterator[FileChange]:
+        """One life of the notifier: (with ``scan``) a scan of the roots, then live changes."""
         flag = _StopFlag(stop_event)
         queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=256)
         agen = watchfiles.awatch(
@@ -152,8 +219,9 @@ class WatchSource:
         get: asyncio.Future[Any] | None = None
         try:
             await self._until_watching(agen, pump, queue)
-            logger.info("watching %s", ", ".join(self.roots))
-            if self.settings.initial_scan:
+            if first:
+                logger.info("watching %s", ", ".join(self.roots))
+            if scan:
                 async for change in self._scan(self.roots, flag, counter="scanned"):
                     if flag.is_set():
                         return
@@ -170,6 +238,9 @@ class WatchSource:
                 if batch is _DONE:
                     return
                 if isinstance(batch, BaseException):
+                    undecodable = _undecodable_path(batch)
+                    if undecodable is not None:
+                        raise _Undecodable(undecodable) from batch
                     raise self._watch_error(batch) from batch
                 async for change in self._live(batch, flag):
                     if flag.is_set():
@@ -349,9 +420,13 @@ class WatchSource:
                 self._deleted(path)
                 continue
             self.stats.skipped(result.reason)
-            level = logging.INFO if result.reason in ("unreadable", "error", "too_large") else logging.DEBUG
+            level = _SKIP_LEVEL.get(result.reason, logging.DEBUG)
+            if result.reason == "name_not_utf8":  # said once a run: every rescan meets it again
+                level = logging.DEBUG if path in self._said_names else level
+                self._said_names.add(path)
             if logger.isEnabledFor(level):
-                logger.log(level, "skipped %s: %s%s", path, result.reason, f" ({result.detail})" if result.detail else "")
+                logger.log(level, "skipped %s: %s%s", shown_path(path), result.reason,
+                           f" ({result.detail})" if result.detail else "")
         return out
 
     def _deleted(self, path: str) -> None:
