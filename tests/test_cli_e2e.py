@@ -362,3 +362,20 @@ def test_watch_never_captures_denied_files_and_redacts_secrets(tmp_path: Path) -
     assert denied.returncode == 1 and "no versions" in denied.stderr
     store_bytes = b"".join(p.read_bytes() for p in (tmp_path / "data").glob("*.mdb"))
     assert b"correct-horse-battery-9" not in store_bytes and b"a1B2c3D4e5F6g7H8i9J0" not in store_bytes
+
+
+def test_an_event_refused_by_validation_counts_as_dead_lettered_in_metrics(tmp_path: Path) -> None:
+    """A full PatternEvent the pipeline's validation refuses (a modification without a parent)
+    becomes a dead letter: the run's summary and the dead letter said so, but `metrics` (and
+    `status`, the dashboard) read events.dead_lettered, which only the service's refusals bumped: 0."""
+    import msgspec
+
+    from pattern_tracker.usecases.archive_gen import generate
+
+    event = msgspec.to_builtins(next(iter(generate(1, 1, 7))))
+    event.update(event_type="pattern_modified", parent_pattern_ids=[])
+    env = cli_env(tmp_path / "d")
+    out = run_cli("run", "--source", "stdin", "--json", env=env, input=msgspec.json.encode(event) + b"\n")
+    assert out.returncode == 0 and json.loads(out.stdout)["dead_lettered"] == 1, (out.stdout, out.stderr)
+    metrics = json.loads(run_cli("metrics", "--json", env=env).stdout)
+    assert metrics["events"]["dead_lettered"] == 1 == metrics["dead_letter"]["size"], metrics

@@ -64,10 +64,15 @@ class Settlement:
         self._flow.forget([ev.event_id])
         self._flow.credits.release(1)
         only_here = self._take_unspooled([ev.event_id])
+        # events.dead_lettered counts it as settle() counts the service's refusals (metrics,
+        # status and the dashboard read it), in the same write as the move
+        self._counters.tally({"events.dead_lettered": 1})
+        counts, last = self._counters.take_all()
 
         def move(txn: Any) -> None:
             self._dead_letters.put(txn, [letter])
             self._spool.letter(txn, [ev.event_id], letter.failed_at)
+            self._counters.add(txn, counts, last, letter.failed_at)
 
         self._background.write(move, leaving=[ev.event_id], keeping=only_here, what="the move to the dead letter")
 
