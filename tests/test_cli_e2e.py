@@ -379,3 +379,25 @@ def test_an_event_refused_by_validation_counts_as_dead_lettered_in_metrics(tmp_p
     assert out.returncode == 0 and json.loads(out.stdout)["dead_lettered"] == 1, (out.stdout, out.stderr)
     metrics = json.loads(run_cli("metrics", "--json", env=env).stdout)
     assert metrics["events"]["dead_lettered"] == 1 == metrics["dead_letter"]["size"], metrics
+
+
+def test_a_drain_that_leaves_events_says_why(tmp_path: Path) -> None:
+    """`drain` exit 4 with the service up and the circuit closed said only 'N event(s) could not be
+    delivered now and stay in the spool'; the reason (here: the service lacks the event's parent)
+    was in the log lines alone. Now the line says it, and --json carries spilled_by_reason."""
+    import msgspec
+
+    from pattern_tracker.usecases.archive_gen import generate
+
+    first, second = (msgspec.to_builtins(ev) for ev in generate(2, 1, 7))
+    assert second["parent_pattern_ids"] == [first["pattern_id"]]
+    with serve(tmp_path / "service") as url:
+        env = cli_env(tmp_path / "d", PATTERN_TRACKING_API_URL=url)
+        out = run_cli("run", "--source", "stdin", env=env, input=msgspec.json.encode(second) + b"\n")
+        assert out.returncode == 0 and "left in spool 1" in out.stderr, out.stderr
+        drained = run_cli("drain", env=env)
+        as_json = run_cli("drain", "--json", env=env)
+    assert drained.returncode == 4, drained.stderr
+    assert ("1 event(s) could not be delivered now and stay in the spool (1: the service does not know their "
+            "parent yet; the log lines say more)") in drained.stdout + drained.stderr, (drained.stdout, drained.stderr)
+    assert json.loads(as_json.stdout)["spilled_by_reason"] == {"parent_missing": 1}, as_json.stdout

@@ -53,6 +53,23 @@ def load(args: argparse.Namespace) -> Any:
     return loaded
 
 
+# What each spill reason means to whoever reads a drain's last line (docs/operations.md#retry).
+_KEPT_BECAUSE = {
+    "parent_missing": "the service does not know their parent yet",
+    "not_retryable": "the service refused them for now (e.g. 401/403, no track endpoint)",
+    "retries_exhausted": "every retry failed",
+    "circuit_open": "the circuit opened",
+}
+
+
+def kept_because(spilled_by_reason: dict[str, int]) -> str:
+    """`` (N: why; M: why)`` for the spill reasons a run met, the most frequent first; the log
+    lines name each event's error."""
+    parts = [f"{n}: {_KEPT_BECAUSE[reason]}" for reason, n in
+             sorted(spilled_by_reason.items(), key=lambda item: -item[1]) if reason in _KEPT_BECAUSE]
+    return f" ({'; '.join(parts)}; the log lines say more)" if parts else ""
+
+
 def dropped_note(summary: Any, policy: str) -> str:
     """``, dropped N (…)`` for a run's summary line when the spool's overflow policy dropped
     events while it ran, else nothing: a run that lost events says so on the line people read."""
@@ -276,6 +293,7 @@ def drain_now(cfg: Any, store: Any, until_empty: bool, quiet: bool = False) -> t
         "expired": summary.expired,
         "dropped": summary.dropped,
         "delivered_anyway": summary.delivered_anyway,
+        "spilled_by_reason": summary.spilled_by_reason,
         "seconds": round(summary.seconds, 3),
         "circuit": circuit["state"],
         "retry_at": circuit["retry_at"],
@@ -299,7 +317,8 @@ def drain_now(cfg: Any, store: Any, until_empty: bool, quiet: bool = False) -> t
             lines.append(f"the service is unavailable: circuit {circuit['state']}, next trial {circuit['next_trial']}; "
                          f"{summary.left_in_spool} event(s) left in the spool")
         else:
-            lines.append(f"{summary.left_in_spool} event(s) could not be delivered now and stay in the spool")
+            lines.append(f"{summary.left_in_spool} event(s) could not be delivered now and stay in the spool"
+                         f"{kept_because(summary.spilled_by_reason)}")
     lines.append(
         f"drain: delivered {summary.delivered}, already there {summary.already_existed}, "
         f"dead-lettered {summary.dead_lettered}, left in spool {summary.left_in_spool}"

@@ -213,6 +213,8 @@ class Settlement:
         self._flow.forget(ids)
         self._flow.credits.release(len(events))
         self._summary.spilled += len(events)
+        by_reason = self._summary.spilled_by_reason
+        by_reason[reason] = by_reason.get(reason, 0) + len(events)
         self._s["spill"].count(len(events), len(events))
         self._s["spill"].mark(len(events), **{"pattern_tracker.reason": reason})
         self._m.spilled(reason, len(events))

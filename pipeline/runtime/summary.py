@@ -12,6 +12,10 @@ class RunSummary(msgspec.Struct, kw_only=True):
     already_existed: int = 0
     retried: int = 0
     spilled: int = 0
+    # Why events went (back) to the spool: spill reason (circuit_open, retries_exhausted,
+    # not_retryable, parent_missing, overloaded, backlog) -> events. A drain that leaves events
+    # says why from it.
+    spilled_by_reason: dict[str, int] = msgspec.field(default_factory=dict)
     replayed: int = 0
     dead_lettered: int = 0
     expired: int = 0
