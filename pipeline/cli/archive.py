@@ -20,6 +20,7 @@ from pattern_tracker.cli.support import (
     install_stop,
     load,
     stderr_line,
+    summary_fields,
 )
 from pattern_tracker.core.bounds import MAX_REPLAY_RATE
 
@@ -170,11 +171,7 @@ async def _replay(cfg: Any, archive: Any, args: argparse.Namespace) -> int:
     progress(None)
     done = summary.delivered + summary.already_existed
     reached = args.skip + summary.read  # the archive's events before this one were read, by this run or earlier
-    result = {"archive_events": total, "skipped": args.skip, "read": summary.read, "unread": total - reached,
-              "delivered": summary.delivered, "already_existed": summary.already_existed,
-              "dead_lettered": summary.dead_lettered, "left_in_spool": summary.left_in_spool,
-              "dropped": summary.dropped, "delivered_anyway": summary.delivered_anyway, "not_kept": summary.not_kept,
-              "seconds": round(elapsed, 3),
+    result = {"archive_events": total, "skipped": args.skip, "unread": total - reached, **summary_fields(summary, elapsed),
               "events_per_second": round(done / elapsed, 1) if elapsed > 0 else None}
     if args.json:
         print(json.dumps(result))

@@ -19,6 +19,7 @@ from pattern_tracker.cli.support import (
     dropped_note,
     install_stop,
     stderr_line,
+    summary_fields,
 )
 
 log = logging.getLogger("pattern_tracker.main")
@@ -127,13 +128,8 @@ async def run_sources(cfg: Any, kinds: Sequence[str], paths: Sequence[str], sink
     if as_json:
         import json
 
-        print(json.dumps({
-            "read": summary.read, "unchanged": summary.unchanged, "delivered": summary.delivered,
-            "already_existed": summary.already_existed, "dead_lettered": summary.dead_lettered,
-            "left_in_spool": summary.left_in_spool, "dropped": summary.dropped,
-            "delivered_anyway": summary.delivered_anyway, "not_kept": summary.not_kept,
-            "rejected": stdin_stats.rejected if stdin_stats is not None else 0, "seconds": round(summary.seconds, 3),
-        }), flush=True)
+        print(json.dumps({**summary_fields(summary), "rejected": stdin_stats.rejected if stdin_stats is not None else 0}),
+              flush=True)
     if summary.not_kept:
         stderr_line(f"pattern-tracker: {summary.not_kept} event(s) were neither delivered nor kept "
                     f"({summary.not_kept_because}); free space or raise storage.max_map_size_mb")

@@ -70,6 +70,19 @@ def kept_because(spilled_by_reason: dict[str, int]) -> str:
     return f" ({'; '.join(parts)}; the log lines say more)" if parts else ""
 
 
+def summary_fields(summary: Any, seconds: float | None = None) -> dict[str, Any]:
+    """What every command's ``--json`` summary says of a run (``run``/``watch``, ``replay`` and
+    ``drain`` add their own keys): one list, so the three say it with the same keys."""
+    return {
+        "read": summary.read, "unchanged": summary.unchanged, "delivered": summary.delivered,
+        "already_existed": summary.already_existed, "dead_lettered": summary.dead_lettered,
+        "left_in_spool": summary.left_in_spool, "dropped": summary.dropped,
+        "delivered_anyway": summary.delivered_anyway, "not_kept": summary.not_kept,
+        "spilled_by_reason": summary.spilled_by_reason,
+        "seconds": round(summary.seconds if seconds is None else seconds, 3),
+    }
+
+
 def dropped_note(summary: Any, policy: str) -> str:
     """``, dropped N (…)`` for a run's summary line when the spool's overflow policy dropped
     events while it ran, else nothing: a run that lost events says so on the line people read."""
@@ -284,17 +297,10 @@ def drain_now(cfg: Any, store: Any, until_empty: bool, quiet: bool = False) -> t
     summary, circuit = outcome.summary, outcome.circuit
     result: dict[str, Any] = {
         "status": "empty" if summary.left_in_spool == 0 else "pending",
-        "delivered": summary.delivered,
-        "already_existed": summary.already_existed,
-        "dead_lettered": summary.dead_lettered,
-        "left_in_spool": summary.left_in_spool,
+        **summary_fields(summary),
         "replayed": summary.replayed,
         "retried": summary.retried,
         "expired": summary.expired,
-        "dropped": summary.dropped,
-        "delivered_anyway": summary.delivered_anyway,
-        "spilled_by_reason": summary.spilled_by_reason,
-        "seconds": round(summary.seconds, 3),
         "circuit": circuit["state"],
         "retry_at": circuit["retry_at"],
     }
@@ -302,7 +308,6 @@ def drain_now(cfg: Any, store: Any, until_empty: bool, quiet: bool = False) -> t
     code = EXIT_OK
     if summary.not_kept:
         # A dead letter write that was an event's only record failed: never silent.
-        result["not_kept"] = summary.not_kept
         lines.append(f"{summary.not_kept} event(s) were neither delivered nor kept ({summary.not_kept_because}); "
                      "free space or raise storage.max_map_size_mb")
     if outcome.status == "busy":
