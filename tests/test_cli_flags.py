@@ -191,3 +191,15 @@ def test_replay_source_from_python_refuses_what_the_flags_refuse(kwargs: dict, s
 
     with pytest.raises(ValueError, match=f"^{says.replace('+', '[+]')}"):
         replay_source(None, **kwargs)  # type: ignore[arg-type]  # refused before the archive is used
+
+
+@pytest.mark.parametrize(("argv", "missing"), [
+    (["cache", "quarantine", "export"], "DIR"),
+    (["archive", "record"], "OUT"),
+])
+def test_an_optional_list_is_not_named_among_the_required(tmp_path: Path, argv: list[str], missing: str) -> None:
+    """argparse counts a nargs="*" positional without a default as required: 'the following
+    arguments are required: DIR, SEQ' for `cache quarantine export`, whose SEQ… may be left out."""
+    out = run_cli(*argv, env=cli_env(tmp_path / "data"))
+    assert out.returncode == 2 and out.stderr == (f"pattern-tracker {' '.join(argv)}: error: the following arguments "
+                                                  f"are required: {missing} (see --help)\n"), out.stderr

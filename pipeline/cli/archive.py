@@ -43,7 +43,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     r = asub.add_parser("record", parents=[common], help="run the sources from config and record every event into OUT")
     r.add_argument("out", metavar="OUT", help="directory of the archive (appended to when it holds one)")
     r.add_argument("--source", action="append", choices=["watch", "stdin"], help="override sources.enabled")
-    r.add_argument("paths", nargs="*", default=[], metavar="PATH",
+    r.add_argument("paths", nargs="*", metavar="PATH",
                    help="trees to watch (default: sources.watch.paths)")
     r.set_defaults(func=cmd_record)
 

@@ -118,6 +118,14 @@ class OneLineParser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
         self.set_defaults(**{_ERRORS_BY: self})  # the innermost command parsed names the error
 
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        """A ``nargs="*"`` positional may be left out: given no default, argparse counts it as
+        required and names it in 'the following arguments are required: DIR, SEQ' beside the one
+        really missing."""
+        if kwargs.get("nargs") == "*" and args and not args[0].startswith("-"):
+            kwargs.setdefault("default", [])
+        return super().add_argument(*args, **kwargs)
+
     def error(self, message: str) -> NoReturn:
         see = f"{self.hint}; see --help" if self.hint else "see --help"
         print(f"{self.prog}: error: {message} ({see})", file=sys.stderr, flush=True)
