@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["MAX_REPLAY_RATE", "bounded_number", "wanted"]
+__all__ = ["MAX_REPLAY_RATE", "bounded_number"]
 
 # A replay's --rate / rate= beyond any pipeline's reach (events per second); the pacing's
 # arithmetic (rate x elapsed seconds) overflows a float for rates near its largest.
 MAX_REPLAY_RATE = 1e9
 
 
-def wanted(low: float, high: float = math.inf, *, above: bool = False, integer: bool = False) -> str:
+def _wanted(low: float, high: float = math.inf, *, above: bool = False, integer: bool = False) -> str:
     """What is allowed, in words: ``a finite number greater than 0 and at most 1e+09``."""
     text = ("" if integer else "a finite number ") + (f"greater than {low:g}" if above else f"at least {low:g}")
     return text + (f" and at most {high:g}" if high != math.inf else "")
@@ -39,5 +39,5 @@ def bounded_number(value: object, low: float, high: float = math.inf, *, above: 
     if not (finite and (value > low if above else value >= low) and value <= high):
         shown = str(value)
         shown = shown if len(shown) <= 24 else shown[:20] + "…"
-        raise ValueError(f"{prefix}must be {wanted(low, high, above=above, integer=integer)}, got {shown}")
+        raise ValueError(f"{prefix}must be {_wanted(low, high, above=above, integer=integer)}, got {shown}")
     return value

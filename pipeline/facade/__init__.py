@@ -392,10 +392,9 @@ class PatternTracker:
         (see :meth:`record_metric`). ``success_rate`` is None when no delivery call was made;
         ``avg_response_time`` is the guide's mean delivery call in seconds (0.0 then). The flat
         keys restate the document's figures; only ``custom_metrics`` is read here."""
+        from pattern_tracker.core.bounds import bounded_number
         from pattern_tracker.core.counters import Counters
         from pattern_tracker.usecases.health import error_metrics
-
-        from pattern_tracker.core.bounds import bounded_number
 
         span = float(self.config.monitoring.metrics_retention if window is None
                      else bounded_number(window, 0, above=True, name="window (seconds)"))
